@@ -1,0 +1,1 @@
+"""Access to a programme: API keys with scopes (staff logins join later)."""

@@ -1,0 +1,1 @@
+"""Foundations: clock, errors, settings. Imports nothing else of jifen."""

@@ -1,0 +1,1 @@
+"""Database plumbing: base, engines for SQLite and PostgreSQL, units of work, migrations."""

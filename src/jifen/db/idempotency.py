@@ -1,0 +1,91 @@
+"""Idempotency keys: (programme, key) → request hash and the first response.
+
+The key row is inserted in the same transaction as the effect, before the effect. A
+second request with the same key either finds the committed row (and gets the stored
+response back, or a refusal when its body differs) or, while the first is still running,
+waits on the unique index until the first commits or rolls back. So a retried or
+duplicated call has exactly one effect, on SQLite and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from jifen.core.errors import IdempotencyKeyReused, InvalidInput
+from jifen.db.base import Base, Id, Json, UtcDateTime
+
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("program_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored outcome of the first request made with a key."""
+
+    status_code: int
+    response: Any
+
+
+def request_hash(*parts: Any) -> str:
+    """A stable hash of a request: method, path and body, canonical JSON."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim(
+    session: Session, *, program_id: int, key: str, fingerprint: str, now: datetime
+) -> int | Replay:
+    """Claim `key` for this request: its record id, or the first request's `Replay`.
+
+    Raises `IdempotencyKeyReused` when the key was used with a different request.
+    """
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInput(field="Idempotency-Key", reason=f"1–{MAX_KEY_LENGTH} characters")
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(IdempotencyRecord)
+        .values(program_id=program_id, key=key, request_hash=fingerprint, created_at=now)
+        .on_conflict_do_nothing(index_elements=["program_id", "key"])
+        .returning(IdempotencyRecord.id)
+    )
+    record_id = session.execute(stmt).scalar_one_or_none()
+    if record_id is not None:
+        return record_id
+    existing = session.execute(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.program_id == program_id, IdempotencyRecord.key == key
+        )
+    ).scalar_one()
+    if existing.request_hash != fingerprint or existing.status_code is None:
+        raise IdempotencyKeyReused(key=key)
+    return Replay(status_code=existing.status_code, response=existing.response)
+
+
+def store(session: Session, record_id: int, *, status_code: int, response: Any) -> None:
+    """Record the response of the request that claimed the key (same transaction)."""
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id)
+        .values(status_code=status_code, response=response)
+    )

@@ -1,0 +1,18 @@
+"""Imports every model module so that `Base.metadata` knows all tables (Alembic, tests)."""
+
+from jifen.access import models as access_models
+from jifen.db import idempotency, outbox
+from jifen.db.base import Base
+from jifen.ledger import models as ledger_models
+from jifen.members import models as member_models
+from jifen.programs import models as program_models
+
+__all__ = [
+    "Base",
+    "access_models",
+    "idempotency",
+    "ledger_models",
+    "member_models",
+    "outbox",
+    "program_models",
+]

@@ -1,0 +1,1 @@
+"""The points ledger: accounts, double-entry journal, lots, holds, cached balances."""

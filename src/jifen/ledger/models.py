@@ -1,0 +1,256 @@
+"""Ledger tables.
+
+- `accounts`: one per member and kind (points, growth value) and one per programme and
+  kind (issued, redeemed, expired, adjustment, growth issued). Member accounts cache
+  their balances by bucket (available, pending, held) under the account's row lock;
+  programme accounts cache nothing, so no programme-wide row is ever a hot spot.
+- `journal_transactions` / `journal_entries`: append-only, double entry; the entries of a
+  transaction sum to zero (checked by the service, and on PostgreSQL by a deferred
+  constraint trigger). Each entry names the bucket it moves.
+- `lots`: every credit of available or pending points, with earned_at and expires_at;
+  `remaining` is what is left of it.
+- `lot_allocations`: every change of a lot's `remaining` after its creation, signed,
+  tied to the transaction that made it; so `remaining == amount + Σ allocations`, and a
+  reversal knows exactly which lots to restore.
+- `holds`: points authorised for a checkout, captured, voided or lapsed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from jifen.db.base import Base, Id, Json, UtcDateTime
+
+
+class AccountKind(StrEnum):
+    POINTS = "points"
+    GROWTH = "growth"
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+    ADJUSTMENT = "adjustment"
+    GROWTH_ISSUED = "growth_issued"
+
+
+MEMBER_KINDS = (AccountKind.POINTS, AccountKind.GROWTH)
+PROGRAM_KINDS = (
+    AccountKind.ISSUED,
+    AccountKind.REDEEMED,
+    AccountKind.EXPIRED,
+    AccountKind.ADJUSTMENT,
+    AccountKind.GROWTH_ISSUED,
+)
+
+
+class Bucket(StrEnum):
+    AVAILABLE = "available"
+    PENDING = "pending"
+    HELD = "held"
+
+
+class TxnKind(StrEnum):
+    EARN = "earn"
+    SPEND = "spend"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    VOID = "void"
+    LAPSE = "lapse"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    ADJUST = "adjust"
+    TRANSFER = "transfer"
+    REVERSAL = "reversal"
+    GROWTH = "growth"
+
+
+class LotStatus(StrEnum):
+    PENDING = "pending"
+    AVAILABLE = "available"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class HoldStatus(StrEnum):
+    ACTIVE = "active"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    LAPSED = "lapsed"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    FROZEN = "frozen"
+    CLOSED = "closed"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("program_id", "member_id", "kind"),
+        Index(
+            "uq_accounts_program_kind",
+            "program_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("member_id IS NULL"),
+            postgresql_where=text("member_id IS NULL"),
+        ),
+        CheckConstraint("available >= 0 OR allow_negative", name="available_not_negative"),
+        CheckConstraint("pending >= 0", name="pending_not_negative"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("lifetime_earned >= 0", name="lifetime_earned_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(10), default=AccountStatus.ACTIVE)
+    available: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """No lot expires, no pending lot is released and no hold lapses before this instant.
+
+    It may be earlier than the true next event (then a read finds nothing to do and moves
+    it on), never later; reads use it to skip maintenance in one comparison.
+    """
+
+
+class JournalTransaction(Base):
+    __tablename__ = "journal_transactions"
+    __table_args__ = (
+        UniqueConstraint("program_id", "reference"),
+        Index(None, "program_id", "member_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[int] = mapped_column(BigInteger)
+    """The size of the movement as a person would state it (always ≥ 0)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    reverses_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("journal_transactions.id"), unique=True
+    )
+    hold_id: Mapped[int | None] = mapped_column(Id, ForeignKey("holds.id"), index=True)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class JournalEntry(Base):
+    __tablename__ = "journal_entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        Index(None, "member_id", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("journal_transactions.id"), index=True
+    )
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"), index=True)
+    member_id: Mapped[int | None] = mapped_column(Id)
+    bucket: Mapped[str] = mapped_column(String(10))
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class Lot(Base):
+    __tablename__ = "lots"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
+        Index(None, "account_id", "status", "expires_at"),
+        Index(
+            "ix_lots_due_release",
+            "available_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_lots_due_expiry",
+            "expires_at",
+            sqlite_where=text("status = 'available'"),
+            postgresql_where=text("status = 'available'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
+    account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"))
+    transaction_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("journal_transactions.id"), index=True
+    )
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))
+    earned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    available_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LotAllocation(Base):
+    __tablename__ = "lot_allocations"
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id)
+    transaction_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("journal_transactions.id"), index=True
+    )
+    lot_id: Mapped[int] = mapped_column(Id, ForeignKey("lots.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True where the points left the lot because it expired (not spent, not held)."""
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    __table_args__ = (
+        UniqueConstraint("program_id", "reference"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="captured_in_range"),
+        Index(
+            "ix_holds_due",
+            "expires_at",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), index=True)
+    account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(10))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)

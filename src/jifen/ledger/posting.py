@@ -1,0 +1,424 @@
+"""The machinery under every ledger operation: the book, account locks, postings, lots.
+
+A `Posting` is one journal transaction being built: it collects entries by
+(account, bucket), lot changes and allocations, and on `finish()` checks that the entries
+sum to zero, writes them, and applies them to the cached balances of the member accounts
+it touched. Cached balances are therefore only ever changed from entries, under the
+account's row lock, in the same transaction as the entries.
+
+Lots: a credit of available points creates a lot; a debit consumes lots earliest-expiry
+first (never a pending lot, never one past its expiry) and records an allocation per lot;
+a restore gives points back to the very lots they came from, and a lot whose expiry has
+passed in the meantime passes them straight on to the programme's expired account.
+
+Debt: where a programme allows it, a reversal may take `available` below zero. While it
+is negative, no lot has anything left, and every later credit of available points first
+repays the debt (recorded as allocations on the credit's own transaction). Hence the
+invariant: max(available, 0) == Σ remaining of the account's available lots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import (
+    DuplicateReference,
+    InvalidInput,
+    MemberClosed,
+    MemberFrozen,
+    NotFound,
+)
+from jifen.db.outbox import emit
+from jifen.ledger.expiry import AfterInactivity, ExpiryPolicy, expires_at, inactivity_deadline
+from jifen.ledger.models import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    Bucket,
+    Hold,
+    HoldStatus,
+    JournalEntry,
+    JournalTransaction,
+    Lot,
+    LotAllocation,
+    LotStatus,
+)
+
+MAX_POINTS = 10**12
+
+
+@dataclass(frozen=True)
+class Book:
+    """What the ledger needs to know of a programme (built by `jifen.programs`)."""
+
+    program_id: int
+    tz: ZoneInfo
+    expiry: ExpiryPolicy
+    pending_days: int
+    allow_negative: bool
+    allow_transfers: bool
+    hold_minutes: int
+    accounts: dict[AccountKind, int]
+    """The programme's own accounts, by kind."""
+
+    def release_at(self, earned_at: datetime) -> datetime | None:
+        """When points earned at `earned_at` stop being pending: the end of the local day
+        `pending_days` after the purchase; None when the programme has no return window."""
+        if self.pending_days <= 0:
+            return None
+        local_day = earned_at.astimezone(self.tz).date() + timedelta(days=self.pending_days + 1)
+        return datetime(local_day.year, local_day.month, local_day.day, tzinfo=self.tz).astimezone(
+            earned_at.tzinfo
+        )
+
+    def lot_expiry(self, account: Account, earned_at: datetime, now: datetime) -> datetime | None:
+        return expires_at(
+            self.expiry,
+            earned_at=earned_at,
+            tz=self.tz,
+            enrolled_at=account.opened_at,
+            last_activity_at=now,
+        )
+
+
+def check_points(points: Any, field: str = "points") -> int:
+    """A positive whole number of points, or a clear refusal."""
+    if isinstance(points, bool) or not isinstance(points, int):
+        raise InvalidInput(field=field, reason="must be a whole number of points")
+    if points <= 0:
+        raise InvalidInput(field=field, reason="must be greater than zero")
+    if points > MAX_POINTS:
+        raise InvalidInput(field=field, reason=f"must not exceed {MAX_POINTS}")
+    return points
+
+
+def ensure_writable(account: Account) -> None:
+    if account.status == AccountStatus.FROZEN:
+        raise MemberFrozen(member_id=account.member_id)
+    if account.status == AccountStatus.CLOSED:
+        raise MemberClosed(member_id=account.member_id)
+
+
+def lock_accounts(
+    session: Session, book: Book, member_ids: list[int], now: datetime, kind: AccountKind
+) -> dict[int, Account]:
+    """Lock the members' accounts of `kind` in id order (no deadlocks), after bringing each
+    up to date: due holds lapse, due pending lots are released, due lots expire."""
+    from jifen.ledger import jobs  # jobs builds on this module
+
+    rows = session.execute(
+        select(Account.id, Account.member_id, Account.next_due_at)
+        .where(
+            Account.program_id == book.program_id,
+            Account.member_id.in_(member_ids),
+            Account.kind == kind,
+        )
+        .order_by(Account.id)
+        .with_for_update()
+    ).all()
+    found = {row.member_id for row in rows}
+    for member_id in member_ids:
+        if member_id not in found:
+            raise NotFound(what="member", key=member_id)
+    due = [row.id for row in rows if row.next_due_at is not None and row.next_due_at <= now]
+    if due and kind == AccountKind.POINTS:
+        jobs.maintain_accounts(session, book, due, now)
+    accounts = (
+        session.execute(
+            select(Account)
+            .where(Account.id.in_([row.id for row in rows]))
+            .execution_options(populate_existing=True)
+        )
+        .scalars()
+        .all()
+    )
+    return {account.member_id: account for account in accounts if account.member_id is not None}
+
+
+def lock_account(
+    session: Session,
+    book: Book,
+    member_id: int,
+    now: datetime,
+    kind: AccountKind = AccountKind.POINTS,
+) -> Account:
+    return lock_accounts(session, book, [member_id], now, kind)[member_id]
+
+
+class Posting:
+    """One journal transaction under construction."""
+
+    def __init__(
+        self,
+        session: Session,
+        book: Book,
+        kind: str,
+        *,
+        now: datetime,
+        actor: str,
+        member_id: int | None,
+        points: int,
+        reference: str | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        reverses_id: int | None = None,
+        hold_id: int | None = None,
+    ) -> None:
+        self.session = session
+        self.book = book
+        self.now = now
+        self.accounts: dict[int, Account] = {}
+        self.entries: dict[tuple[int, str], int] = defaultdict(int)
+        self.allocations: list[dict[str, Any]] = []
+        self.txn = JournalTransaction(
+            program_id=book.program_id,
+            member_id=member_id,
+            kind=kind,
+            points=points,
+            created_at=now,
+            reference=reference,
+            reverses_id=reverses_id,
+            hold_id=hold_id,
+            reason=reason,
+            actor=actor,
+            details=details,
+        )
+        if reference is None:
+            session.add(self.txn)
+            session.flush()
+            return
+        existing = session.execute(
+            select(JournalTransaction.id).where(
+                JournalTransaction.program_id == book.program_id,
+                JournalTransaction.reference == reference,
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            raise DuplicateReference(reference=reference, transaction_id=existing)
+        try:
+            with session.begin_nested():
+                session.add(self.txn)
+                session.flush()
+        except IntegrityError as exc:
+            raise DuplicateReference(reference=reference, transaction_id="?") from exc
+
+    @property
+    def id(self) -> int:
+        return self.txn.id
+
+    # -- entries ---------------------------------------------------------------------
+    def move(self, account: Account | int, bucket: Bucket, amount: int) -> None:
+        """Add `amount` (signed) to an account's bucket in this transaction."""
+        if isinstance(account, Account):
+            self.accounts[account.id] = account
+            account_id = account.id
+        else:
+            account_id = account
+        self.entries[(account_id, bucket)] += amount
+
+    def program(self, kind: AccountKind) -> int:
+        return self.book.accounts[kind]
+
+    # -- lots ------------------------------------------------------------------------
+    def allocate(self, lot: Lot, amount: int, *, expired: bool = False) -> None:
+        """Record a change of `lot.remaining` (signed) made by this transaction."""
+        if amount == 0:
+            return
+        lot.remaining += amount
+        self.allocations.append(
+            {
+                "program_id": lot.program_id,
+                "member_id": lot.member_id,
+                "transaction_id": self.id,
+                "lot_id": lot.id,
+                "amount": amount,
+                "expired": expired,
+            }
+        )
+
+    def new_lot(
+        self,
+        account: Account,
+        amount: int,
+        *,
+        pending_until: datetime | None = None,
+        earned_at: datetime | None = None,
+        expires: datetime | bool | None = True,
+    ) -> Lot:
+        """Create a lot. `expires=True` computes the expiry from the programme's policy."""
+        earned = earned_at or self.now
+        expiry: datetime | None
+        if isinstance(expires, datetime):
+            expiry = expires
+        elif expires:
+            expiry = self.book.lot_expiry(account, earned, self.now)
+        else:
+            expiry = None
+        lot = Lot(
+            program_id=self.book.program_id,
+            member_id=account.member_id,
+            account_id=account.id,
+            transaction_id=self.id,
+            amount=amount,
+            remaining=amount,
+            status=LotStatus.PENDING if pending_until else LotStatus.AVAILABLE,
+            earned_at=earned,
+            available_at=pending_until,
+            expires_at=expiry,
+        )
+        self.session.add(lot)
+        self.session.flush()
+        due = pending_until or expiry
+        if due is not None and (account.next_due_at is None or due < account.next_due_at):
+            account.next_due_at = due
+        return lot
+
+    def consume(self, account: Account, amount: int) -> int:
+        """Take up to `amount` from the account's spendable lots, earliest expiry first.
+
+        Returns what it took (less than `amount` only when the lots run out)."""
+        if amount <= 0:
+            return 0
+        self.session.flush()
+        lots = self.session.execute(
+            select(Lot)
+            .where(
+                Lot.account_id == account.id,
+                Lot.status == LotStatus.AVAILABLE,
+                Lot.remaining > 0,
+                or_(Lot.expires_at.is_(None), Lot.expires_at > self.now),
+            )
+            .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+        taken = 0
+        for lot in lots:
+            take = min(lot.remaining, amount - taken)
+            self.allocate(lot, -take)
+            taken += take
+            if taken == amount:
+                break
+        return taken
+
+    def restore(self, account: Account, lot: Lot, amount: int, from_bucket: Bucket | None) -> None:
+        """Give `amount` back to `lot`, taking it from the member's `from_bucket` (None: the
+        caller books the other side). A lot past its expiry passes the points straight on
+        to the programme's expired account."""
+        if from_bucket is not None:
+            self.move(account, from_bucket, -amount)
+        self.allocate(lot, amount)
+        if lot.expires_at is not None and lot.expires_at <= self.now:
+            self.allocate(lot, -amount, expired=True)
+            lot.status = LotStatus.EXPIRED
+            self.move(self.program(AccountKind.EXPIRED), Bucket.AVAILABLE, amount)
+        else:
+            self.move(account, Bucket.AVAILABLE, amount)
+
+    def settle_debt(self, account: Account, available_before: int, credited: int) -> None:
+        """A credit to an account in debt first repays the debt from the credited lots."""
+        if available_before < 0 and credited > 0:
+            self.consume(account, min(credited, -available_before))
+
+    def touch(self, account: Account) -> None:
+        """Earning or spending is activity: under an inactivity policy it pushes every lot."""
+        account.last_activity_at = self.now
+        policy = self.book.expiry
+        if isinstance(policy, AfterInactivity):
+            deadline = inactivity_deadline(policy, last_activity_at=self.now, tz=self.book.tz)
+            self.session.flush()
+            self.session.execute(
+                update(Lot)
+                .where(
+                    Lot.account_id == account.id,
+                    Lot.status.in_([LotStatus.PENDING, LotStatus.AVAILABLE]),
+                    or_(Lot.expires_at.is_(None), Lot.expires_at < deadline),
+                )
+                .values(expires_at=deadline)
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- closing ---------------------------------------------------------------------
+    def finish(
+        self,
+        event: str | None = None,
+        *,
+        member_id: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> JournalTransaction:
+        entries: list[dict[str, Any]] = [
+            {
+                "transaction_id": self.id,
+                "program_id": self.book.program_id,
+                "account_id": account_id,
+                "member_id": self.accounts[account_id].member_id
+                if account_id in self.accounts
+                else None,
+                "bucket": str(bucket),
+                "amount": amount,
+            }
+            for (account_id, bucket), amount in sorted(self.entries.items())
+            if amount != 0
+        ]
+        total = sum(entry["amount"] for entry in entries)
+        if total != 0:
+            raise AssertionError(f"journal transaction {self.id} does not balance: {total}")
+        issued = self.entries.get((self.book.accounts[AccountKind.ISSUED], Bucket.AVAILABLE), 0)
+        for (account_id, bucket), amount in self.entries.items():
+            account = self.accounts.get(account_id)
+            if account is None or amount == 0:
+                continue
+            setattr(account, bucket, getattr(account, bucket) + amount)
+            if (
+                issued
+                and account.kind == AccountKind.POINTS
+                and account.member_id == self.txn.member_id
+            ):
+                account.lifetime_earned -= issued
+                issued = 0
+        self.session.flush()
+        if entries:
+            self.session.execute(insert(JournalEntry), entries)
+        if self.allocations:
+            self.session.execute(insert(LotAllocation), self.allocations)
+        if event is not None:
+            emit(
+                self.session,
+                program_id=self.book.program_id,
+                member_id=member_id if member_id is not None else self.txn.member_id,
+                type=event,
+                at=self.now,
+                payload={"transaction_id": self.id, "kind": self.txn.kind, **(payload or {})},
+            )
+        return self.txn
+
+
+def open_hold_allocations(session: Session, hold: Hold) -> list[tuple[Lot, int]]:
+    """The lots a hold took, with how much it still holds of each, in the order taken."""
+    rows = session.execute(
+        select(LotAllocation.lot_id, LotAllocation.amount)
+        .join(JournalTransaction, JournalTransaction.id == LotAllocation.transaction_id)
+        .where(JournalTransaction.hold_id == hold.id, LotAllocation.expired.is_(False))
+        .order_by(LotAllocation.id)
+    ).all()
+    net: dict[int, int] = {}
+    for lot_id, amount in rows:
+        net[lot_id] = net.get(lot_id, 0) - amount
+    lots = {
+        lot.id: lot
+        for lot in session.execute(
+            select(Lot).where(Lot.id.in_(net)).execution_options(populate_existing=True)
+        ).scalars()
+    }
+    return [(lots[lot_id], amount) for lot_id, amount in net.items() if amount > 0]
+
+
+def hold_is_open(hold: Hold) -> bool:
+    return hold.status == HoldStatus.ACTIVE

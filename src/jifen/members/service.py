@@ -1,0 +1,128 @@
+"""Members: enrol, look up by any identifier, update the profile, freeze and close."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import Conflict, DuplicateIdentifier, InvalidInput, NotFound
+from jifen.ledger import service as ledger
+from jifen.ledger.posting import Book
+from jifen.members.models import Member
+from jifen.members.schemas import (
+    IdentifierField,
+    MemberCreate,
+    MemberStatus,
+    MemberUpdate,
+    normalise_identifier,
+)
+
+
+def _check_free(
+    session: Session, program_id: int, identifiers: dict[str, str], member_id: int | None = None
+) -> None:
+    if not identifiers:
+        return
+    clauses = [getattr(Member, field) == value for field, value in identifiers.items()]
+    clash = session.execute(
+        select(Member).where(Member.program_id == program_id, or_(*clauses)).limit(1)
+    ).scalar_one_or_none()
+    if clash is not None and clash.id != member_id:
+        field = next(f for f, v in identifiers.items() if getattr(clash, f) == v)
+        raise DuplicateIdentifier(field=field, value=identifiers[field], member_id=clash.id)
+
+
+def enrol(session: Session, book: Book, data: MemberCreate, *, now: datetime) -> Member:
+    identifiers = data.given()
+    _check_free(session, book.program_id, identifiers)
+    enrolled_at = data.enrolled_at or now
+    if enrolled_at > now:
+        raise InvalidInput(field="enrolled_at", reason="cannot be in the future")
+    member = Member(
+        program_id=book.program_id,
+        **identifiers,
+        **data.model_dump(include={"name", "birthday", "gender", "city", "language"}),
+        attributes=data.attributes,
+        status=MemberStatus.ACTIVE,
+        enrolled_at=enrolled_at,
+        enrolment_channel=data.enrolment_channel,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(member)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent enrolment won the race for an identifier
+        raise Conflict(reason="an identifier was just taken by another enrolment") from exc
+    ledger.open_member_accounts(
+        session, book.program_id, member.id, enrolled_at, allow_negative=book.allow_negative
+    )
+    session.flush()
+    return member
+
+
+def get(session: Session, program_id: int, member_id: int) -> Member:
+    member = session.execute(
+        select(Member).where(Member.id == member_id, Member.program_id == program_id)
+    ).scalar_one_or_none()
+    if member is None:
+        raise NotFound(what="member", key=member_id)
+    return member
+
+
+def lookup(session: Session, program_id: int, field: IdentifierField, value: str) -> Member:
+    try:
+        normalised = normalise_identifier(field, value)
+    except ValueError as exc:
+        raise InvalidInput(field=str(field), reason=str(exc)) from exc
+    member = session.execute(
+        select(Member).where(Member.program_id == program_id, getattr(Member, field) == normalised)
+    ).scalar_one_or_none()
+    if member is None:
+        raise NotFound(what="member", key=f"{field}={normalised}")
+    return member
+
+
+def update_profile(
+    session: Session, program_id: int, member_id: int, data: MemberUpdate, *, now: datetime
+) -> Member:
+    member = get(session, program_id, member_id)
+    changes = data.model_dump(exclude_unset=True)
+    identifiers = {f: v for f, v in changes.items() if f in IdentifierField.__members__.values()}
+    _check_free(session, program_id, {k: v for k, v in identifiers.items() if v}, member.id)
+    remaining = {f: getattr(member, f) for f in IdentifierField} | identifiers
+    if not any(remaining.values()):
+        raise InvalidInput(field="identifiers", reason="a member keeps at least one identifier")
+    for field, value in changes.items():
+        setattr(member, field, value)
+    member.updated_at = now
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(reason="an identifier was just taken by another member") from exc
+    return member
+
+
+def set_status(
+    session: Session,
+    book: Book,
+    member_id: int,
+    status: MemberStatus,
+    *,
+    reason: str,
+    now: datetime,
+) -> Member:
+    """Freeze, unfreeze or close a member. A closed member stays closed."""
+    member = get(session, book.program_id, member_id)
+    if member.status == MemberStatus.CLOSED and status != MemberStatus.CLOSED:
+        raise Conflict(reason=f"member {member_id} is closed and cannot be reopened")
+    ledger.set_account_status(session, book, member_id, status, now)
+    member.status = status
+    member.status_reason = reason
+    member.updated_at = now
+    session.flush()
+    return member

@@ -1,0 +1,1 @@
+"""Programmes (tenants): settings, currency and point value, expiry policy."""

@@ -1,0 +1,100 @@
+"""Programme settings in and out."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jifen.ledger.expiry import ExpiryPolicy, NeverExpire
+
+CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class ProgramSettings(BaseModel):
+    """Everything a programme decides about its points (PRODUCT.md O4, L3a, L4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. CNY")] = "CNY"
+    timezone: str = Field("Asia/Shanghai", description="IANA zone for day-based rules")
+    points_name: Annotated[str, Field(min_length=1, max_length=40)] = "积分"
+    point_value_points: Annotated[int, Field(gt=0, le=1_000_000)] = 100
+    point_value_amount: Annotated[
+        Decimal, Field(gt=0, max_digits=18, decimal_places=4, description="money per N points")
+    ] = Decimal("10")
+    pending_days: Annotated[int, Field(ge=0, le=365, description="return window")] = 0
+    expiry_policy: ExpiryPolicy = Field(default_factory=lambda: NeverExpire(kind="never"))
+    allow_transfers: bool = False
+    allow_negative_balance: bool = Field(
+        False, description="debt policy: may a reversal take available points below zero"
+    )
+    hold_minutes: Annotated[int, Field(gt=0, le=60 * 24 * 30)] = 30
+    language: Annotated[str, Field(pattern=r"^(zh-CN|en)$")] = "zh-CN"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+
+class ProgramCreate(ProgramSettings):
+    code: Annotated[
+        str,
+        Field(description="short unique name: lower-case letters, digits, '-'", max_length=63),
+    ]
+
+    @field_validator("code")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not CODE_PATTERN.match(value):
+            raise ValueError(
+                "2–63 lower-case letters, digits or '-', starting with a letter or digit"
+            )
+        return value
+
+
+class ProgramOut(ProgramCreate):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    id: int
+    created_at: datetime
+    expiry_description: str
+    point_value_description: str
+
+
+def describe_program(program: Any) -> ProgramOut:
+    from jifen.ledger.expiry import EXPIRY_POLICY
+
+    policy = EXPIRY_POLICY.validate_python(program.expiry_policy)
+    amount = program.point_value_amount.normalize()
+    return ProgramOut(
+        id=program.id,
+        code=program.code,
+        name=program.name,
+        currency=program.currency,
+        timezone=program.timezone,
+        points_name=program.points_name,
+        point_value_points=program.point_value_points,
+        point_value_amount=program.point_value_amount,
+        pending_days=program.pending_days,
+        expiry_policy=policy,
+        allow_transfers=program.allow_transfers,
+        allow_negative_balance=program.allow_negative_balance,
+        hold_minutes=program.hold_minutes,
+        language=program.language,
+        created_at=program.created_at,
+        expiry_description=policy.describe(program.language),
+        point_value_description=(
+            f"{program.point_value_points} {program.points_name} = {amount:f} {program.currency}"
+        ),
+    )
