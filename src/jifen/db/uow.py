@@ -42,11 +42,10 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
         self.engine: Engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
-        self._writer = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
+        self._writer = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._reader = sessionmaker(
             bind=self.engine.execution_options(**{READONLY: True}),
             expire_on_commit=False,
-            autoflush=False,
         )
 
     @property

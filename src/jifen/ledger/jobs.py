@@ -188,7 +188,7 @@ def _release_lots(
     balances = dict(
         session.execute(
             select(Account.id, Account.available).where(Account.id.in_(by_account))
-        )
+        ).all()
     )
     txn_ids = _insert_transactions(session, book, TxnKind.RELEASE, by_account, now)
     entries: list[dict[str, Any]] = []
@@ -410,7 +410,7 @@ def refresh_next_due(session: Session, account_ids: list[int]) -> None:
     due = dict(
         session.execute(
             select(events.c.account_id, func.min(events.c.due)).group_by(events.c.account_id)
-        )
+        ).all()
     )
     session.connection().execute(
         update(ACCOUNTS)

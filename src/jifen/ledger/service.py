@@ -528,12 +528,15 @@ def reverse(
         reverses_id=original.id,
     )
     available_before = {account.id: account.available for account in by_id.values()}
-    debited: dict[int, int] = defaultdict(int)
+    net: dict[int, int] = defaultdict(int)
     for entry in entries:
         if entry.account_id not in by_id or kind == AccountKind.GROWTH:
             posting.move(entry.account_id, Bucket(entry.bucket), -entry.amount)
-        elif entry.amount < 0:
-            debited[entry.account_id] += -entry.amount
+        else:
+            net[entry.account_id] += entry.amount
+    # What each member lost in the original, all buckets together (a capture moves points
+    # out of held and, for the uncaptured rest, back into available).
+    debited = {account_id: -amount for account_id, amount in net.items() if amount < 0}
     if kind == AccountKind.POINTS:
         _take_back_credited_lots(posting, by_id, original.id)
         _restore_debited_lots(posting, by_id, original, debited)
