@@ -56,10 +56,9 @@ __all__ = [
 TEST_USER = "jifentest"
 
 _FALLBACK_USER = "nobody"
-_SERVER_OPTIONS = (
-    "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-    "-c full_page_writes=off -c max_connections=200"
-)
+_SERVER_OPTIONS = "-c listen_addresses=127.0.0.1 -c max_connections=200"
+#: Durability off: a throw-away test cluster need not survive a power cut.
+_FAST_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 _START_TIMEOUT_S = 60
 _COMMAND_TIMEOUT_S = 120
 _START_ATTEMPTS = 3  # a free port can be taken between probing and binding
@@ -182,8 +181,12 @@ class PgCluster:
     ``postgres``.
     """
 
-    def __init__(self, bindir: Path | str | None = None) -> None:
-        """Prepare a cluster using the binaries in ``bindir`` (default: :func:`find_pg_bindir`)."""
+    def __init__(self, bindir: Path | str | None = None, *, durable: bool = False) -> None:
+        """Prepare a cluster using the binaries in ``bindir`` (default: :func:`find_pg_bindir`).
+
+        ``durable=True`` keeps fsync and synchronous commit on (benchmarks); tests turn
+        them off."""
+        self._durable = durable
         self._bindir = Path(bindir) if bindir is not None else None
         self._base_dir: Path | None = None
         self._port: int | None = None
@@ -394,6 +397,8 @@ class PgCluster:
         for attempt in range(1, _START_ATTEMPTS + 1):
             port = _free_port()
             options = f"-p {port} -k {shlex.quote(str(self.socket_dir))} {_SERVER_OPTIONS}"
+            if not self._durable:
+                options += f" {_FAST_OPTIONS}"
             result = self._exec(
                 [
                     pg_ctl,
