@@ -21,39 +21,50 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from pgcluster import PgCluster  # noqa: E402
-
-from jifen.core.clock import FrozenClock  # noqa: E402
-from jifen.db.migrate import upgrade  # noqa: E402
-from jifen.db.uow import Database  # noqa: E402
-from jifen.ledger import service as ledger  # noqa: E402
-from jifen.members import service as members  # noqa: E402
-from jifen.members.schemas import MemberCreate  # noqa: E402
-from jifen.programs.schemas import ProgramCreate  # noqa: E402
-from jifen.programs.service import book_for, create_program  # noqa: E402
+from jifen.core.clock import FrozenClock
+from jifen.db.migrate import upgrade
+from jifen.db.uow import Database
+from jifen.ledger import service as ledger
+from jifen.members import service as members
+from jifen.members.schemas import MemberCreate
+from jifen.programs.schemas import ProgramCreate
+from jifen.programs.service import book_for, create_program
+from pgcluster import PgCluster
 
 
 def measure(url: str, n: int, member_count: int) -> dict[str, float]:
     upgrade(url)
     db = Database(url)
     clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
-    data = ProgramCreate(code="bench", name="bench",
-                         expiry_policy={"kind": "after_months", "months": 12, "round_to": "month"})
+    data = ProgramCreate(
+        code="bench",
+        name="bench",
+        expiry_policy={"kind": "after_months", "months": 12, "round_to": "month"},
+    )
     book = db.write(lambda s: book_for(s, create_program(s, data, now=clock.now())))
     ids = [
-        db.write(lambda s, i=i: members.enrol(
-            s, book, MemberCreate(phone=f"139{i:08d}"), now=clock.now()).id)
+        db.write(
+            lambda s, i=i: (
+                members.enrol(s, book, MemberCreate(phone=f"139{i:08d}"), now=clock.now()).id
+            )
+        )
         for i in range(member_count)
     ]
     started = time.perf_counter()
     for i in range(n):
-        db.write(lambda s, i=i: ledger.credit(s, book, ids[i % member_count], 100,
-                                              now=clock.now(), actor="bench"))
+        db.write(
+            lambda s, i=i: ledger.credit(
+                s, book, ids[i % member_count], 100, now=clock.now(), actor="bench"
+            )
+        )
     credits = n / (time.perf_counter() - started)
     started = time.perf_counter()
     for i in range(n):
-        db.write(lambda s, i=i: ledger.debit(s, book, ids[i % member_count], 30,
-                                             now=clock.now(), actor="bench"))
+        db.write(
+            lambda s, i=i: ledger.debit(
+                s, book, ids[i % member_count], 30, now=clock.now(), actor="bench"
+            )
+        )
     spends = n / (time.perf_counter() - started)
     db.dispose()
     return {"credits_per_s": round(credits), "spends_per_s": round(spends)}
