@@ -1,0 +1,469 @@
+"""The demo programme: the brief's retail chain, with members whose history spans a year.
+
+`seed_demo(db, clock)` creates programme `demo-retail` (积分超市（演示）: CNY, Asia/Shanghai,
+1 元 = 1 积分 on purchases, 100 积分 = 10 元, a 7-day return window, points expiring 12
+months after earning rounded up to the end of the month, transfers allowed), five members
+and an admin API key, all in one write transaction: either the whole demo is there or
+none of it. It does nothing when the programme already exists, so it is safe to run on
+every start.
+
+The history is written through the ledger's own services with the clock moved back in
+time (purchases 14 months, 6 months, 3 days ago…), and then the due jobs run at "now", so
+what a member has is exact relative to `clock.now()`: some lots have already expired, one
+expires within 30 days, some points are still pending, one member has an open hold, one
+a spend and its reversal, one is frozen.
+
+What each member should have is worked out alongside, by a small independent model of
+lots (`_Wallet`: spend earliest expiry first, pending until the return window closes,
+expire at the policy's date), not read back from the ledger, so a test that compares the
+ledger (or the HTTP API) with `DemoInfo` checks the ledger against a second opinion.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from itertools import count
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jifen.access.service import Scope, create_key
+from jifen.core.clock import Clock
+from jifen.db.uow import Database
+from jifen.ledger import service as ledger
+from jifen.ledger.expiry import expires_at
+from jifen.ledger.jobs import Step, run_batch
+from jifen.ledger.posting import Book
+from jifen.ledger.queries import EXPIRING_SOON_DAYS
+from jifen.members import service as members
+from jifen.members.schemas import MemberCreate, MemberStatus
+from jifen.programs.models import Program
+from jifen.programs.schemas import ProgramCreate
+from jifen.programs.service import book_for, create_program
+
+DEMO_CODE = "demo-retail"
+DEMO_ACTOR = "demo:seed"
+DEMO_SETTINGS: dict[str, Any] = {
+    "code": DEMO_CODE,
+    "name": "积分超市（演示）",
+    "currency": "CNY",
+    "timezone": "Asia/Shanghai",
+    "points_name": "积分",
+    "point_value_points": 100,
+    "point_value_amount": Decimal("10"),
+    "pending_days": 7,
+    "expiry_policy": {"kind": "after_months", "months": 12, "round_to": "month"},
+    "allow_transfers": True,
+    "allow_negative_balance": False,
+}
+SOON_MARGIN = timedelta(hours=6)
+"""The lot meant to show under "expiring soon" expires at least this long after seeding."""
+
+
+@dataclass(frozen=True)
+class ExpectedBalance:
+    available: int
+    pending: int
+    held: int
+    lifetime_earned: int
+    growth_value: int
+    expiring_soon: list[tuple[date, int]]
+    """(programme-local last valid day, points), as `Balance.expiring_soon` lists them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "available": self.available,
+            "pending": self.pending,
+            "held": self.held,
+            "lifetime_earned": self.lifetime_earned,
+            "growth_value": self.growth_value,
+            "expiring_soon": [
+                {"date": day.isoformat(), "points": points} for day, points in self.expiring_soon
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class DemoMember:
+    id: int
+    name: str
+    phone: str
+    status: str
+    story: str
+    expected: ExpectedBalance
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phone": self.phone,
+            "status": self.status,
+            "story": self.story,
+            "expected": self.expected.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class DemoInfo:
+    program_id: int
+    program_code: str
+    seeded: bool
+    """False when the programme was already there and nothing was written."""
+    as_of: datetime
+    api_key: str | None = None
+    """The admin key's plaintext: only when seeded just now (only its hash is stored)."""
+    members: list[DemoMember] = field(default_factory=list)
+    """Empty unless seeded just now."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the key, for `<data dir>/demo-seed.json`."""
+        return {
+            "program_id": self.program_id,
+            "program_code": self.program_code,
+            "as_of": self.as_of.isoformat(),
+            "members": [member.to_json() for member in self.members],
+        }
+
+
+# -- the independent model -----------------------------------------------------------------
+
+
+@dataclass
+class _Lot:
+    amount: int
+    remaining: int
+    expires: datetime | None
+    pending_until: datetime | None
+
+
+@dataclass
+class _Wallet:
+    """What a member should have, by the rules of PRODUCT.md L3/L4/L5, kept by hand."""
+
+    lots: list[_Lot] = field(default_factory=list)
+    held: int = 0
+    lifetime: int = 0
+    growth: int = 0
+
+    def catch_up(self, at: datetime) -> None:
+        for lot in self.lots:
+            if lot.pending_until is not None and lot.pending_until <= at:
+                lot.pending_until = None
+        for lot in self.lots:
+            if lot.pending_until is None and lot.expires is not None and lot.expires <= at:
+                lot.remaining = 0
+
+    def add(self, amount: int, expires: datetime | None, pending_until: datetime | None) -> None:
+        self.lots.append(_Lot(amount, amount, expires, pending_until))
+
+    def take(self, points: int, at: datetime) -> list[tuple[_Lot, int]]:
+        spendable = [
+            lot
+            for lot in self.lots
+            if lot.pending_until is None
+            and lot.remaining > 0
+            and (lot.expires is None or lot.expires > at)
+        ]
+        spendable.sort(key=lambda lot: (lot.expires is None, lot.expires or at))  # stable: by id
+        taken: list[tuple[_Lot, int]] = []
+        left = points
+        for lot in spendable:
+            if left == 0:
+                break
+            part = min(lot.remaining, left)
+            lot.remaining -= part
+            left -= part
+            taken.append((lot, part))
+        if left:
+            raise AssertionError(f"the demo script spends {points} points its member lacks")
+        return taken
+
+    def give_back(self, taken: list[tuple[_Lot, int]], at: datetime) -> None:
+        for lot, part in taken:
+            if lot.expires is None or lot.expires > at:
+                lot.remaining += part
+
+    def expected(self, book: Book, now: datetime) -> ExpectedBalance:
+        self.catch_up(now)
+        available = sum(lot.remaining for lot in self.lots if lot.pending_until is None)
+        soon: dict[date, int] = defaultdict(int)
+        horizon = now + timedelta(days=EXPIRING_SOON_DAYS)
+        for lot in self.lots:
+            if (
+                available > 0
+                and lot.pending_until is None
+                and lot.remaining > 0
+                and lot.expires is not None
+                and now < lot.expires <= horizon
+            ):
+                # valid through the local day before the instant it expires
+                last_day = (lot.expires.astimezone(book.tz) - timedelta(microseconds=1)).date()
+                soon[last_day] += lot.remaining
+        return ExpectedBalance(
+            available=available,
+            pending=sum(lot.amount for lot in self.lots if lot.pending_until is not None),
+            held=self.held,
+            lifetime_earned=self.lifetime,
+            growth_value=self.growth,
+            expiring_soon=sorted(soon.items()),
+        )
+
+
+# -- the script ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Person:
+    phone: str
+    name: str
+    birthday: date
+    story: str
+
+
+PEOPLE = (
+    _Person("13800138001", "张伟", date(1985, 3, 12), "老顾客：一批积分已过期，一批 30 天内到期"),
+    _Person("13800138002", "李娜", date(1990, 7, 25), "兑换后退单：一笔消费及其冲正"),
+    _Person("13800138003", "王芳", date(1988, 11, 2), "结账中：一笔未完成的积分预授权"),
+    _Person("13800138004", "刘洋", date(1979, 1, 30), "可疑交易，账户已冻结"),
+    _Person("13800138005", "陈静", date(1995, 5, 18), "新会员：收到转赠，另有待生效积分"),
+)
+DEMO_PHONES = tuple(person.phone for person in PEOPLE)
+STORES = ("上海·南京东路店", "北京·三里屯店", "广州·天河店", "线上商城")
+
+
+def _days(n: float, hours: float = 0) -> timedelta:
+    return timedelta(days=n, hours=hours)
+
+
+class _Seeder:
+    """Plays the script against the ledger (one session) and the model side by side."""
+
+    def __init__(self, session: Session, book: Book, now: datetime) -> None:
+        self.session = session
+        self.book = book
+        self.now = now
+        self.ids: dict[str, int] = {}
+        self.wallets: dict[str, _Wallet] = {p.phone: _Wallet() for p in PEOPLE}
+        self.statuses: dict[str, str] = {p.phone: MemberStatus.ACTIVE for p in PEOPLE}
+        self.orders = count(1)
+        self.last_spend: dict[str, tuple[int, list[tuple[_Lot, int]]]] = {}
+
+    def _wallet(self, phone: str, at: datetime) -> _Wallet:
+        wallet = self.wallets[phone]
+        wallet.catch_up(at)
+        return wallet
+
+    def enrol(self, at: datetime, person: _Person) -> None:
+        data = MemberCreate(
+            phone=person.phone,
+            name=person.name,
+            birthday=person.birthday,
+            enrolment_channel="store",
+        )
+        self.ids[person.phone] = members.enrol(self.session, self.book, data, now=at).id
+
+    def purchase(self, at: datetime, phone: str, points: int, *, pending: bool = False) -> None:
+        """A purchase of `points` 元 earns `points` 积分 and as much growth value."""
+        order = next(self.orders)
+        member_id = self.ids[phone]
+        details = {
+            "channel": "pos",
+            "store": STORES[order % len(STORES)],
+            "order_amount": f"{points}.00",
+        }
+        ledger.credit(
+            self.session,
+            self.book,
+            member_id,
+            points,
+            now=at,
+            actor=DEMO_ACTOR,
+            pending=pending,
+            reference=f"DEMO-{order:04d}",
+            details=details,
+        )
+        ledger.credit_growth(self.session, self.book, member_id, points, now=at, actor=DEMO_ACTOR)
+        wallet = self._wallet(phone, at)
+        release = self.book.release_at(at) if pending else None
+        expiry = expires_at(self.book.expiry, earned_at=at, tz=self.book.tz)
+        wallet.add(points, expiry, release if release is not None and release > at else None)
+        wallet.lifetime += points
+        wallet.growth += points
+
+    def spend(self, at: datetime, phone: str, points: int, reason: str) -> None:
+        txn = ledger.debit(
+            self.session,
+            self.book,
+            self.ids[phone],
+            points,
+            now=at,
+            actor=DEMO_ACTOR,
+            reference=f"DEMO-{next(self.orders):04d}",
+            reason=reason,
+        )
+        self.last_spend[phone] = (txn.id, self._wallet(phone, at).take(points, at))
+
+    def reverse_last_spend(self, at: datetime, phone: str, reason: str) -> None:
+        txn_id, taken = self.last_spend.pop(phone)
+        ledger.reverse(self.session, self.book, txn_id, now=at, actor=DEMO_ACTOR, reason=reason)
+        self._wallet(phone, at).give_back(taken, at)
+
+    def hold(self, at: datetime, phone: str, points: int, until: datetime) -> None:
+        ledger.authorise_hold(
+            self.session,
+            self.book,
+            self.ids[phone],
+            points,
+            now=at,
+            actor=DEMO_ACTOR,
+            expires_at=until,
+            reference=f"DEMO-CHECKOUT-{next(self.orders):04d}",
+        )
+        wallet = self._wallet(phone, at)
+        wallet.take(points, at)
+        wallet.held += points
+
+    def transfer(self, at: datetime, sender: str, receiver: str, points: int) -> None:
+        ledger.transfer(
+            self.session,
+            self.book,
+            self.ids[sender],
+            self.ids[receiver],
+            points,
+            now=at,
+            actor=DEMO_ACTOR,
+            reason="转赠给家人",
+        )
+        by_expiry: dict[datetime | None, int] = defaultdict(int)
+        for lot, part in self._wallet(sender, at).take(points, at):
+            by_expiry[lot.expires] += part
+        target = self._wallet(receiver, at)
+        for expiry, part in sorted(by_expiry.items(), key=lambda i: (i[0] is None, i[0] or at)):
+            target.add(part, expiry, None)  # the receiver's lots keep the sender's expiry
+
+    def freeze(self, at: datetime, phone: str, reason: str) -> None:
+        members.set_status(
+            self.session, self.book, self.ids[phone], MemberStatus.FROZEN, reason=reason, now=at
+        )
+        self.statuses[phone] = MemberStatus.FROZEN
+
+    def earned_to_expire_soon(self) -> datetime:
+        """A past instant whose points expire between SOON_MARGIN and 30 days from now.
+
+        Expiry is rounded to a month end, so no such instant exists only in the first
+        hours of a 31-day month; then the next month end is taken."""
+        lo, hi = self.now + SOON_MARGIN, self.now + timedelta(days=EXPIRING_SOON_DAYS)
+        best: tuple[datetime, datetime] | None = None
+        for days_ago in range(330, 400):
+            at = self.now - timedelta(days=days_ago)
+            due = expires_at(self.book.expiry, earned_at=at, tz=self.book.tz)
+            assert due is not None
+            if lo <= due <= hi:
+                return at
+            if due >= lo and (best is None or due < best[1]):
+                best = (at, due)
+        assert best is not None
+        return best[0]
+
+    def play(self) -> None:
+        now = self.now
+        zhang, li, wang, liu, chen = PEOPLE
+        script: list[tuple[datetime, Callable[..., None], tuple[Any, ...], dict[str, Any]]] = []
+
+        def at(when: datetime, action: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+            script.append((when, action, args, kwargs))
+
+        # 张伟: an old lot that expired after part of it was spent, one that expires within
+        # 30 days (partly spent, partly given away), one that lasts, a pending purchase.
+        at(now - _days(450), self.enrol, zhang)
+        at(now - _days(440), self.purchase, zhang.phone, 1200)
+        at(now - _days(400), self.spend, zhang.phone, 500, "积分抵现")
+        at(self.earned_to_expire_soon(), self.purchase, zhang.phone, 800)
+        at(now - _days(180), self.purchase, zhang.phone, 1500)
+        at(now - _days(30, hours=2), self.spend, zhang.phone, 300, "兑换：咖啡券")
+        at(now - _days(25), self.transfer, zhang.phone, chen.phone, 200)
+        at(now - _days(3), self.purchase, zhang.phone, 268, pending=True)
+        # 李娜: a redemption, then another that was cancelled (reversed).
+        at(now - _days(300), self.enrol, li)
+        at(now - _days(270), self.purchase, li.phone, 2000)
+        at(now - _days(100), self.spend, li.phone, 400, "兑换：帆布袋")
+        at(now - _days(20), self.purchase, li.phone, 600, pending=True)
+        at(now - _days(5), self.spend, li.phone, 1000, "兑换：电饭煲")
+        at(now - _days(4), self.reverse_last_spend, li.phone, "订单取消，积分退回")
+        # 王芳: points set aside for a checkout that is still open.
+        at(now - _days(250), self.enrol, wang)
+        at(now - _days(240), self.purchase, wang.phone, 900)
+        at(now - _days(90), self.purchase, wang.phone, 400)
+        at(now - timedelta(minutes=30), self.hold, wang.phone, 300, now + _days(2))
+        # 刘洋: frozen after a suspicious pattern.
+        at(now - _days(220), self.enrol, liu)
+        at(now - _days(210), self.purchase, liu.phone, 3000)
+        at(now - _days(120), self.spend, liu.phone, 1200, "兑换：蓝牙耳机")
+        at(now - _days(7), self.freeze, liu.phone, "可疑交易，待核查")
+        # 陈静: joined a month ago, received a gift, a purchase still pending.
+        at(now - _days(30), self.enrol, chen)
+        at(now - _days(2), self.purchase, chen.phone, 150, pending=True)
+
+        order = sorted(range(len(script)), key=lambda i: (script[i][0], i))
+        for when, action, args, kwargs in (script[i] for i in order):
+            action(when, *args, **kwargs)
+        for step in (Step.LAPSE, Step.RELEASE, Step.EXPIRE):  # the nightly jobs, run now
+            while True:
+                result = run_batch(self.session, self.book, step, now, 500)
+                if result.accounts == 0 and result.items == 0:
+                    break
+
+    def result(self, program_id: int, api_key: str) -> DemoInfo:
+        return DemoInfo(
+            program_id=program_id,
+            program_code=DEMO_CODE,
+            seeded=True,
+            as_of=self.now,
+            api_key=api_key,
+            members=[
+                DemoMember(
+                    id=self.ids[p.phone],
+                    name=p.name,
+                    phone=p.phone,
+                    status=self.statuses[p.phone],
+                    story=p.story,
+                    expected=self.wallets[p.phone].expected(self.book, self.now),
+                )
+                for p in PEOPLE
+            ],
+        )
+
+
+def find_demo_program(session: Session) -> Program | None:
+    return session.execute(select(Program).where(Program.code == DEMO_CODE)).scalar_one_or_none()
+
+
+def create_demo_key(session: Session, program_id: int, now: datetime) -> str:
+    """A new admin key for the demo programme; returns its plaintext."""
+    return create_key(
+        session, program_id, name="demo admin", scope=Scope.ADMIN, now=now, created_by=DEMO_ACTOR
+    )[1]
+
+
+def seed_demo(db: Database, clock: Clock) -> DemoInfo:
+    """Create the demo programme with its members and history, unless it exists."""
+    now = clock.now()
+
+    def seed(session: Session) -> DemoInfo:
+        existing = find_demo_program(session)
+        if existing is not None:
+            return DemoInfo(program_id=existing.id, program_code=DEMO_CODE, seeded=False, as_of=now)
+        # The programme and its first members date from before the oldest history.
+        program = create_program(
+            session, ProgramCreate.model_validate(DEMO_SETTINGS), now=now - _days(500)
+        )
+        seeder = _Seeder(session, book_for(session, program), now)
+        seeder.play()
+        return seeder.result(program.id, create_demo_key(session, program.id, now))
+
+    return db.write(seed)
