@@ -316,8 +316,9 @@ class Posting:
             self.move(account, from_bucket, -amount)
         self.allocate(lot, amount)
         if lot.expires_at is not None and lot.expires_at <= self.now:
+            # The lot's status is left to the expire step: while holds lapse during
+            # maintenance the lot may still have points of its own that it must expire.
             self.allocate(lot, -amount, expired=True)
-            lot.status = LotStatus.EXPIRED
             self.move(self.program(AccountKind.EXPIRED), Bucket.AVAILABLE, amount)
         else:
             self.move(account, Bucket.AVAILABLE, amount)
