@@ -531,7 +531,9 @@ def reverse(
     net: dict[int, int] = defaultdict(int)
     for entry in entries:
         if entry.account_id not in by_id or kind == AccountKind.GROWTH:
-            posting.move(entry.account_id, Bucket(entry.bucket), -entry.amount)
+            # A member's account goes in as itself, so that finish() updates its cache.
+            account = by_id.get(entry.account_id, entry.account_id)
+            posting.move(account, Bucket(entry.bucket), -entry.amount)
         else:
             net[entry.account_id] += entry.amount
     # What each member lost in the original, all buckets together (a capture moves points
