@@ -178,6 +178,8 @@ class Posting:
         self.accounts: dict[int, Account] = {}
         self.entries: dict[tuple[int, str], int] = defaultdict(int)
         self.allocations: list[dict[str, Any]] = []
+        self._refunds: dict[int, dict[int, int]] = {}
+        """Cancelled lot id → lot id → points this posting passed on to that lot."""
         self.txn = JournalTransaction(
             program_id=book.program_id,
             member_id=member_id,
@@ -311,16 +313,99 @@ class Posting:
     def restore(self, account: Account, lot: Lot, amount: int, from_bucket: Bucket | None) -> None:
         """Give `amount` back to `lot`, taking it from the member's `from_bucket` (None: the
         caller books the other side). A lot past its expiry passes the points straight on
-        to the programme's expired account."""
+        to the programme's expired account; a cancelled lot passes them on to the lots its
+        cancellation charged (see `_forward_from_cancelled`)."""
         if from_bucket is not None:
             self.move(account, from_bucket, -amount)
         self.allocate(lot, amount)
-        if lot.expires_at is not None and lot.expires_at <= self.now:
+        if lot.status == LotStatus.CANCELLED:
+            self.allocate(lot, -amount, expired=True)
+            self._forward_from_cancelled(account, lot, amount)
+        elif lot.expires_at is not None and lot.expires_at <= self.now:
             # The lot's status is left to the expire step: while holds lapse during
             # maintenance the lot may still have points of its own that it must expire.
             self.allocate(lot, -amount, expired=True)
             self.move(self.program(AccountKind.EXPIRED), Bucket.AVAILABLE, amount)
         else:
+            self.move(account, Bucket.AVAILABLE, amount)
+            if lot.expires_at is not None and (
+                account.next_due_at is None or lot.expires_at < account.next_due_at
+            ):
+                account.next_due_at = lot.expires_at
+
+    def _forward_from_cancelled(self, account: Account, lot: Lot, amount: int) -> None:
+        """Points coming back to a lot whose credit was reversed.
+
+        The reversal that cancelled the lot charged the member for what had already gone
+        out of it: from their other lots, and as debt for what those could not cover. The
+        points coming back refund that charge: they go back to the lots the reversal took
+        (latest taken first, never more than it took, net of earlier refunds), and the rest
+        comes back as a new lot, which the caller's `settle_debt` uses to repay the debt.
+        """
+        session = self.session
+        session.flush()
+        cancelling = session.execute(
+            select(JournalTransaction.id).where(
+                JournalTransaction.reverses_id == lot.transaction_id
+            )
+        ).scalar_one()
+        # Lots the cancelling reversal took from, and how much (its own lots excluded).
+        taken: dict[int, int] = defaultdict(int)
+        for lot_id, took in session.execute(
+            select(LotAllocation.lot_id, LotAllocation.amount)
+            .join(Lot, Lot.id == LotAllocation.lot_id)
+            .where(
+                LotAllocation.transaction_id == cancelling,
+                LotAllocation.amount < 0,
+                LotAllocation.expired.is_(False),
+                Lot.account_id == account.id,
+                Lot.transaction_id != lot.transaction_id,
+            )
+            .order_by(LotAllocation.id)
+        ):
+            taken[lot_id] -= took
+        if taken:
+            # Earlier refunds: positive allocations on those lots by the transactions that
+            # passed points through this lot (in the database, and in this posting).
+            passers = set(
+                session.execute(
+                    select(LotAllocation.transaction_id).where(
+                        LotAllocation.lot_id == lot.id,
+                        LotAllocation.amount < 0,
+                        LotAllocation.expired.is_(True),
+                    )
+                ).scalars()
+            )
+            refunded: dict[int, int] = defaultdict(int)
+            if passers:
+                for lot_id, back in session.execute(
+                    select(LotAllocation.lot_id, LotAllocation.amount).where(
+                        LotAllocation.transaction_id.in_(passers),
+                        LotAllocation.lot_id.in_(list(taken)),
+                        LotAllocation.amount > 0,
+                    )
+                ):
+                    refunded[lot_id] += back
+            refunded_here = self._refunds.setdefault(lot.id, defaultdict(int))
+            others = {
+                other.id: other
+                for other in session.execute(
+                    select(Lot)
+                    .where(Lot.id.in_(list(taken)))
+                    .execution_options(populate_existing=True)
+                ).scalars()
+            }
+            for lot_id in reversed(list(taken)):
+                if amount == 0:
+                    break
+                due = taken[lot_id] - refunded[lot_id] - refunded_here[lot_id]
+                back = min(due, amount)
+                if back > 0:
+                    refunded_here[lot_id] += back
+                    self.restore(account, others[lot_id], back, None)
+                    amount -= back
+        if amount:
+            self.new_lot(account, amount)
             self.move(account, Bucket.AVAILABLE, amount)
 
     def settle_debt(self, account: Account, available_before: int, credited: int) -> None:
@@ -374,16 +459,15 @@ class Posting:
         issued = self.entries.get((self.book.accounts[AccountKind.ISSUED], Bucket.AVAILABLE), 0)
         for (account_id, bucket), amount in self.entries.items():
             account = self.accounts.get(account_id)
-            if account is None or amount == 0:
-                continue
-            setattr(account, bucket, getattr(account, bucket) + amount)
-            if (
-                issued
-                and account.kind == AccountKind.POINTS
-                and account.member_id == self.txn.member_id
-            ):
-                account.lifetime_earned -= issued
-                issued = 0
+            if account is not None and amount != 0:
+                setattr(account, bucket, getattr(account, bucket) + amount)
+        if issued:
+            # Points issued to (or, reversed, taken back from) the transaction's member,
+            # even when none of them reach its buckets (a reversal of expired points).
+            for account in self.accounts.values():
+                if account.kind == AccountKind.POINTS and account.member_id == self.txn.member_id:
+                    account.lifetime_earned -= issued
+                    break
         self.session.flush()
         if entries:
             self.session.execute(insert(JournalEntry), entries)

@@ -21,10 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
     CaptureExceedsHold,
+    DuplicateReference,
     HoldExpired,
     HoldNotActive,
     InsufficientPoints,
@@ -320,6 +322,15 @@ def authorise_hold(
         raise InvalidInput(field="expires_at", reason="the hold's deadline must be in the future")
     account = lock_account(session, book, member_id, now)
     ensure_writable(account)
+    if reference is not None:
+        used = session.execute(
+            select(JournalTransaction.id).where(
+                JournalTransaction.program_id == book.program_id,
+                JournalTransaction.reference == reference,
+            )
+        ).scalar_one_or_none()
+        if used is not None:
+            raise DuplicateReference(reference=reference, transaction_id=used)
     if account.available < points:
         raise InsufficientPoints(needed=points, available=max(account.available, 0))
     hold = Hold(
@@ -334,8 +345,12 @@ def authorise_hold(
         expires_at=deadline,
         details=details,
     )
-    session.add(hold)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(hold)
+            session.flush()
+    except IntegrityError as exc:  # a concurrent hold took the reference first
+        raise DuplicateReference(reference=reference, transaction_id="?") from exc
     posting = Posting(
         session,
         book,
