@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     default_language: str = "zh-CN"
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    root_token: str | None = None
+    """Installation-level bearer token for `/v1/programs`; unset turns those routes off."""
 
     def resolved_database_url(self) -> str:
         if self.database_url:
