@@ -21,12 +21,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgcluster import PgCluster, database_url_for, find_pg_bindir
 from sqlalchemy.engine import make_url
 
 from jifen.core.clock import FrozenClock
 from jifen.db.migrate import upgrade
 from jifen.db.uow import Database
+from pgcluster import PgCluster, database_url_for, find_pg_bindir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEMPLATE = "jifen_template"
@@ -70,8 +70,10 @@ def pg_server() -> Iterator[PgServer]:
         if find_pg_bindir() is None:
             if IN_CI:
                 pytest.fail("CI=true but no PostgreSQL binaries (initdb) were found")
-            pytest.skip("PostgreSQL tests need initdb/pg_ctl (apt-get install postgresql) "
-                        "or JIFEN_TEST_DATABASE_URL")
+            pytest.skip(
+                "PostgreSQL tests need initdb/pg_ctl (apt-get install postgresql) "
+                "or JIFEN_TEST_DATABASE_URL"
+            )
         cluster = PgCluster().start()
         server = PgServer(cluster.url, cluster)
     template = f"{TEMPLATE}_{_worker()}"

@@ -19,9 +19,8 @@ _serial = iter(range(1, 10**9))
 
 def make_program(db: Database, clock: Clock, **settings: Any) -> Book:
     data = {"code": f"prog-{next(_serial)}", "name": "测试计划"} | settings
-    return db.write(
-        lambda s: book_for(s, create_program(s, ProgramCreate.model_validate(data), now=clock.now()))
-    )
+    create = ProgramCreate.model_validate(data)
+    return db.write(lambda s: book_for(s, create_program(s, create, now=clock.now())))
 
 
 def program_of(db: Database, book: Book) -> Program:

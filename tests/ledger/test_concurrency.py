@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
 import pytest
-from factories import make_member, make_program
 from sqlalchemy import func, select
 
+from factories import make_member, make_program
 from jifen.core.errors import InsufficientPoints
 from jifen.db.idempotency import Replay, claim, request_hash, store
 from jifen.db.uow import Database

@@ -1,5 +1,4 @@
 from factories import make_member, make_program
-
 from jifen.ledger import service as ledger
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from factories import make_member, make_program
 from hypothesis import HealthCheck, note, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -39,6 +38,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from factories import make_member, make_program
 from jifen.core.clock import FrozenClock
 from jifen.core.errors import (
     CaptureExceedsHold,
@@ -303,13 +303,11 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
             bad(f"law 8: {hold['status']} hold {hold['id']} of {hold['amount']} holds {net}")
     for a in points_accounts:
         if a["held"] != active_held[a["id"]]:
-            bad(
-                f"law 8: member {a['member_id']} held {a['held']}, active holds {active_held[a['id']]}"
-            )
+            held = active_held[a["id"]]
+            bad(f"law 8: member {a['member_id']} held {a['held']}, active holds {held}")
         if a["pending"] != pending_lots[a["id"]]:
-            bad(
-                f"law 8: member {a['member_id']} pending {a['pending']}, pending lots {pending_lots[a['id']]}"
-            )
+            in_lots = pending_lots[a["id"]]
+            bad(f"law 8: member {a['member_id']} pending {a['pending']}, in pending lots {in_lots}")
 
     # 9
     issued_account = book.accounts[AccountKind.ISSUED]
@@ -463,16 +461,19 @@ class LedgerMachine(RuleBasedStateMachine):
         try:
             result = self.db.write(fn)
         except JifenError as exc:
-            note(f"{what} → {type(exc).__name__}: {exc}")
-            assert type(exc) in expect, (
-                f"{what}: got {type(exc).__name__} ({exc}), expected {expect}"
-            )
+            refused = exc
+        else:
+            refused = None
+        if refused is not None:
+            name = type(refused).__name__
+            note(f"{what} → {name}: {refused}")
+            assert type(refused) in expect, f"{what}: got {name} ({refused}), expected {expect}"
             after = self._load()
             for table in TABLES:
                 assert before.rows[table] == after.rows[table], (
-                    f"{what} failed with {type(exc).__name__} but changed {table}"
+                    f"{what} failed with {name} but changed {table}"
                 )
-            return exc
+            return refused
         note(f"{what} → {result}")
         assert OK in expect, f"{what} succeeded, expected {expect}"
         self._check_new_spends(before, self._load())
