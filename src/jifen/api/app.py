@@ -1,0 +1,116 @@
+"""The FastAPI application: `create_app(db, clock)`.
+
+Everything the app needs hangs off `app.state` (`db`, `clock`, `settings`): there are no
+globals, so a test builds an app on its own database with a frozen clock, and the demo
+and `jifen serve` build theirs on the configured store and the system clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+
+from jifen import __version__
+from jifen.api import health, jobs, keys, ledger, members, programs
+from jifen.api.problems import (
+    ProblemType,
+    RouteNotFound,
+    add_schemas,
+    describe,
+    install,
+    language,
+    problem_types,
+    problems,
+)
+from jifen.core.clock import Clock
+from jifen.core.settings import Settings
+from jifen.db.uow import Database
+
+DESCRIPTION = """\
+jifen (积分) is an open-source loyalty-points platform: members, an exact double-entry
+points ledger with lots and expiry, holds for checkouts, transfers and reversals.
+
+**Keys.** Every `/v1` route except `/v1/health` takes a programme's API key as
+`Authorization: Bearer jf_…`. A key belongs to one programme and has a scope: `admin`
+(everything in its programme), `pos` (tills: enrol, earn, spend, holds), `app` (member
+apps: enrol, profile, spend, transfers, holds) or `read` (reads only). Another programme's
+members, holds and transactions do not exist for it (404).
+
+**Writes.** Every POST, PATCH and DELETE needs an `Idempotency-Key` header. Retrying with
+the same key and body returns the first response (`Idempotent-Replayed: true`) with one
+effect; the same key with a different body is refused. A refused request writes nothing.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`); each `type`
+(`/problems/<code>`) is stable and described at that address. Messages come in zh-CN
+(default) or en, chosen by `Accept-Language`.
+
+**Points** are whole numbers; times are ISO-8601 instants in UTC.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness and database reachability."},
+    {"name": "programmes", "description": "Programmes (tenants) and their settings."},
+    {"name": "keys", "description": "API keys of a programme."},
+    {"name": "members", "description": "Enrolment, identifiers, profile, status."},
+    {"name": "ledger", "description": "Balances, history, lots, earn, spend, holds…"},
+    {"name": "jobs", "description": "Scheduled ledger jobs, run on demand."},
+    {"name": "problems", "description": "What each problem `type` means."},
+]
+
+catalogue = APIRouter(tags=["problems"])
+
+
+@catalogue.get("/problems", response_model=list[ProblemType], summary="Every problem type")
+def all_problem_types(request: Request) -> list[ProblemType]:
+    lang = language(request)
+    return [describe(cls, lang) for cls in problem_types().values()]
+
+
+@catalogue.get(
+    "/problems/{code}",
+    response_model=ProblemType,
+    summary="What one problem type means",
+    responses=problems(RouteNotFound),
+)
+def problem_type(code: str, request: Request) -> ProblemType:
+    found = problem_types().get(code)
+    if found is None:
+        raise RouteNotFound(path=request.url.path)
+    return describe(found, language(request))
+
+
+def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="jifen",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.db = db
+    app.state.clock = clock
+    app.state.settings = settings if settings is not None else Settings()
+    install(app)
+    for module in (health, programs, keys, members, ledger, jobs):
+        app.include_router(module.router)
+    app.include_router(catalogue)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_schemas(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                    tags=app.openapi_tags,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,170 @@
+"""What a handler needs: the caller's key, a unit of work, the programme's book.
+
+Authentication is deliberately *not* a FastAPI dependency that queries the database: that
+would cost a transaction of its own before the request's real one. The dependencies here
+only take the request apart (bearer token, `Idempotency-Key`, raw JSON body) and refuse a
+request without a plausible key at once (401, before the body is even validated). The key
+is then checked inside the request's one read or write transaction (`read` here,
+`jifen.api.idempotency.write` for writes), together with the scope, and every service
+call gets the key's programme: there is no way to name another programme's member, hold,
+transaction or key, so they answer 404 exactly as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from jifen.access.service import Principal, Scope, authenticate
+from jifen.core.clock import Clock
+from jifen.core.errors import Forbidden, Unauthorized
+from jifen.core.settings import Settings
+from jifen.db.uow import Database
+from jifen.ledger.posting import Book
+from jifen.programs.service import book_for, get_program
+
+T = TypeVar("T")
+
+ALL = frozenset(Scope)
+ADMIN = frozenset({Scope.ADMIN})
+ADMIN_POS = frozenset({Scope.ADMIN, Scope.POS})
+ADMIN_APP = frozenset({Scope.ADMIN, Scope.APP})
+ADMIN_POS_APP = frozenset({Scope.ADMIN, Scope.POS, Scope.APP})
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A programme's API key: `Authorization: Bearer jf_<prefix>_<secret>`. "
+    "Its scope (admin, pos, app, read) decides what it may do.",
+)
+
+
+def token_from(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials is not None else None
+
+
+async def api_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The bearer token, if it looks like one of our keys (checked for real later)."""
+    token = token_from(credentials)
+    if token is None or not token.startswith("jf_"):
+        raise Unauthorized()
+    return token
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request's view of the app: store, clock, settings and the caller's token."""
+
+    db: Database
+    clock: Clock
+    settings: Settings
+    token: str
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class WriteCall(Call):
+    idempotency_key: str | None
+    body: Any
+    """The request body as parsed JSON (None when empty): part of the idempotency hash."""
+
+
+def _app_call(request: Request, token: str) -> dict[str, Any]:
+    state = request.app.state
+    return {
+        "db": state.db,
+        "clock": state.clock,
+        "settings": state.settings,
+        "token": token,
+        "method": request.method,
+        "path": request.url.path,
+    }
+
+
+async def read_call(request: Request, token: Annotated[str, Depends(api_key)]) -> Call:
+    return Call(**_app_call(request, token))
+
+
+async def write_call(
+    request: Request,
+    token: Annotated[str, Depends(api_key)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required on every write (e.g. a UUID). Send the same key when you "
+            "retry: the first result comes back (with `Idempotent-Replayed: true`) and the "
+            "effect happens once. A key reused for a different request is refused (422).",
+        ),
+    ] = None,
+) -> WriteCall:
+    raw = await request.body()
+    body: Any
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    return WriteCall(**_app_call(request, token), idempotency_key=idempotency_key, body=body)
+
+
+ReadCall = Annotated[Call, Depends(read_call)]
+Write = Annotated[WriteCall, Depends(write_call)]
+
+
+class Unit:
+    """One transaction with an authenticated caller; the book is loaded only if asked."""
+
+    def __init__(self, session: Session, principal: Principal, now: datetime) -> None:
+        self.session = session
+        self.principal = principal
+        self.now = now
+
+    @property
+    def program_id(self) -> int:
+        return self.principal.program_id
+
+    @property
+    def actor(self) -> str:
+        return self.principal.actor
+
+    @cached_property
+    def book(self) -> Book:
+        return book_for(self.session, get_program(self.session, self.principal.program_id))
+
+
+def authorise(session: Session, token: str, allowed: frozenset[Scope]) -> Principal:
+    principal = authenticate(session, token)
+    if principal.scope not in allowed:
+        needed = ", ".join(scope.value for scope in Scope if scope in allowed)
+        raise Forbidden(scope=principal.scope.value, needed=needed)
+    return principal
+
+
+def read(call: Call, allowed: frozenset[Scope], op: Callable[[Unit], T]) -> T:
+    """Authenticate and run `op` in one read-only transaction."""
+
+    def unit(session: Session) -> T:
+        principal = authorise(session, call.token, allowed)
+        return op(Unit(session, principal, call.clock.now()))
+
+    return call.db.read(unit)
+
+
+def render(model: BaseModel | list[Any], status_code: int = 200) -> JSONResponse:
+    """Serialise once, straight to JSON (the route's `response_model` documents it)."""
+    if isinstance(model, BaseModel):
+        return JSONResponse(model.model_dump(mode="json"), status_code=status_code)
+    return JSONResponse([item.model_dump(mode="json") for item in model], status_code=status_code)
