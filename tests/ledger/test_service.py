@@ -289,6 +289,38 @@ def test_debt_from_a_reversal_is_repaid_by_later_earnings(db, clock):
     ]
 
 
+def test_undoing_a_spend_after_its_earn_was_reversed_refunds_what_the_reversal_took(db, clock):
+    book = make_program(db, clock, expiry_policy=MONTHLY)
+    member = make_member(db, book, clock)
+    a = earn(db, book, member, 10, clock)
+    clock.advance(days=5)
+    earn(db, book, member, 10, clock)  # B, expires 5 days after A
+    paid = spend(db, book, member, 5, clock)  # from A
+    db.write(lambda s: ledger.reverse(s, book, a, now=clock.now(), actor="t"))  # B pays 5
+    assert lot_rows(db, member) == [(10, 0, "cancelled"), (10, 5, "available")]
+    db.write(lambda s: ledger.reverse(s, book, paid, now=clock.now(), actor="t"))
+    assert lot_rows(db, member) == [(10, 0, "cancelled"), (10, 10, "available")]
+    assert avail(db, book, member, clock) == 10
+
+
+def test_undoing_a_spend_after_its_earn_was_reversed_into_debt_repays_it(db, clock):
+    book = make_program(db, clock, allow_negative_balance=True)
+    member = make_member(db, book, clock)
+    a = earn(db, book, member, 10, clock)
+    first = spend(db, book, member, 6, clock)
+    second = spend(db, book, member, 4, clock)
+    db.write(lambda s: ledger.reverse(s, book, a, now=clock.now(), actor="t"))
+    assert avail(db, book, member, clock) == -10
+    db.write(lambda s: ledger.reverse(s, book, first, now=clock.now(), actor="t"))
+    assert avail(db, book, member, clock) == -4
+    earn(db, book, member, 20, clock)  # repays the last 4
+    db.write(lambda s: ledger.reverse(s, book, second, now=clock.now(), actor="t"))
+    # Only the 20 earned stand: the 4 the debt took from them come back as a lot.
+    assert avail(db, book, member, clock) == 20
+    balance = current_balance(db, book, member, clock.now())
+    assert balance.lifetime_earned == 20
+
+
 def test_reversal_of_a_pending_earn_cancels_the_lot(db, clock):
     book = make_program(db, clock, pending_days=7)
     member = make_member(db, book, clock)
