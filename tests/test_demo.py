@@ -1,14 +1,27 @@
-"""The demo seed against the ledger, on both stores, at several "nows".
+"""The demo: its seed against the ledger (both stores, several "nows"), and `jifen demo`
+end to end as a real process answering HTTP.
 
 The expected balances are never typed in here: `seed_demo` works them out with its own
-model of lots while it writes the history.
+model of lots while it writes the history, and `jifen demo` writes them to
+`<data dir>/demo-seed.json`, so what the API must answer is what the same run seeded.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -121,3 +134,155 @@ def test_seeding_twice_writes_nothing(db: Database) -> None:
     assert (again.seeded, again.api_key, again.members) == (False, None, [])
     assert (again.program_id, again.program_code) == (first.program_id, DEMO_CODE)
     assert db.read(count) == before
+
+
+# -- `jifen demo`, the real command ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def jifen_command() -> list[str]:
+    script = Path(sys.executable).with_name("jifen")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "jifen.cli"]
+
+
+class Demo:
+    """`jifen demo` in a subprocess, its output in files (no pipe to fill up)."""
+
+    def __init__(self, data_dir: Path, port: int, log_dir: Path) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.stdout_path = log_dir / "stdout.txt"
+        self.stderr_path = log_dir / "stderr.txt"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JIFEN_")}
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [*jifen_command(), "demo", "--port", str(port), "--data-dir", str(data_dir)],
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(encoding="utf-8")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8")
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"jifen demo exited with {self.process.returncode}:\n{self.stderr}")
+            try:
+                if httpx.get(f"{self.base}/v1/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"jifen demo did not answer /v1/health within {timeout} s:\n{self.stderr}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+
+def printed_key(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith("API key:"))
+    return line.split()[2]
+
+
+def demo_counts(data_dir: Path) -> tuple[int, ...]:
+    with sqlite3.connect(data_dir / "jifen.db") as conn:
+        return tuple(
+            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("programs", "members", "api_keys", "accounts")
+        )
+
+
+@pytest.mark.slow
+def test_jifen_demo_serves_what_it_seeded(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    port = free_port()
+
+    first = Demo(data_dir, port, tmp_path)
+    try:
+        first.wait_healthy()
+        key = (data_dir / "demo-key.txt").read_text(encoding="utf-8").strip()
+        assert stat.S_IMODE((data_dir / "demo-key.txt").stat().st_mode) == 0o600
+        assert printed_key(first.stdout) == key
+        assert f"URL:     {first.base}" in first.stdout
+        assert f"{first.base}/docs" in first.stdout
+        seeded = json.loads((data_dir / "demo-seed.json").read_text(encoding="utf-8"))
+        assert seeded["program_code"] == DEMO_CODE
+        assert len(seeded["members"]) == 5
+
+        headers = {"Authorization": f"Bearer {key}"}
+        for member in seeded["members"]:
+            response = httpx.get(
+                f"{first.base}/v1/members/{member['id']}/balance", headers=headers, timeout=10
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            want = member["expected"]
+            for name in ("available", "pending", "held", "lifetime_earned", "growth_value"):
+                assert body[name] == want[name], (member["name"], name, body)
+            assert body["expiring_soon"] == want["expiring_soon"], member["name"]
+        unauthorised = httpx.get(f"{first.base}/v1/members/1/balance", timeout=10)
+        assert unauthorised.status_code == 401
+    finally:
+        code = first.stop()
+    assert code == 0, first.stderr
+    assert "Traceback" not in first.stderr
+    counts = demo_counts(data_dir)
+    assert counts[:3] == (1, 5, 1)
+
+    second = Demo(data_dir, port, tmp_path)
+    try:
+        second.wait_healthy()
+        assert "already seeded" in second.stdout
+        assert printed_key(second.stdout) == key
+        response = httpx.get(
+            f"{second.base}/v1/members/1/balance",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        assert response.json()["available"] == seeded["members"][0]["expected"]["available"]
+    finally:
+        code = second.stop()
+    assert code == 0, second.stderr
+    assert demo_counts(data_dir) == counts  # nothing seeded twice, no second key
+
+
+@pytest.mark.slow
+def test_jifen_demo_refuses_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JIFEN_")}
+        done = subprocess.run(
+            [*jifen_command(), "demo", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+            capture_output=True,
+            text=True,
+            env=env | {"JIFEN_LANG": "en"},
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert not (tmp_path / "d" / "jifen.db").exists()

@@ -1,0 +1,98 @@
+"""`jifen jobs`: the ledger's scheduled jobs (expire, release, lapse), run by hand."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from jifen.cli.output import err, out
+from jifen.cli.programs import program_named
+from jifen.cli.state import state_of
+from jifen.programs.service import list_programs
+
+app = typer.Typer(help="Scheduled jobs, run by hand.", no_args_is_help=True)
+
+
+class JobName(StrEnum):
+    EXPIRE = "expire"
+    RELEASE = "release"
+    LAPSE = "lapse"
+
+
+JOB_NOUNS = {JobName.EXPIRE: "lot", JobName.RELEASE: "lot", JobName.LAPSE: "hold"}
+JOB_VERBS = {JobName.EXPIRE: "expired", JobName.RELEASE: "released", JobName.LAPSE: "lapsed"}
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {words or word + 's'}"
+
+
+@app.command("run")
+def jobs_run(
+    ctx: typer.Context,
+    job: Annotated[
+        JobName, typer.Argument(help="expire lots, release pending points, lapse holds")
+    ],
+    program: Annotated[
+        str | None, typer.Option("--program", help="Only this programme (default: all).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Accounts per batch.")] = 2000,
+) -> None:
+    """Run a ledger job now, in batches, until nothing is due."""
+    from jifen.jobs.ledger import run_job
+    from jifen.ledger.jobs import StepResult
+
+    state = state_of(ctx)
+    database = state.database()
+    program_id = None
+    if program is not None:
+        program_id = database.read(lambda s: program_named(s, program).id)
+    codes = database.read(lambda s: {p.id: p.code for p in list_programs(s)})
+    noun = JOB_NOUNS[job]
+    console = err()
+    seen = StepResult()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"{job}: starting", total=None)
+
+        def on_batch(result: StepResult) -> None:
+            seen.add(result)
+            progress.update(
+                task,
+                description=f"{job}: {plural(seen.items, noun)}, {seen.points:,} points, "
+                f"{plural(seen.accounts, 'account')}",
+            )
+
+        report = run_job(
+            database,
+            job.value,
+            now=state.clock.now(),
+            program_id=program_id,
+            batch_size=batch_size,
+            on_batch=on_batch,
+        )
+    if len(report.by_program) > 1:
+        table = Table("programme", f"{noun}s {JOB_VERBS[job]}", "points", "member accounts")
+        for pid, done in report.by_program.items():
+            table.add_row(
+                codes.get(pid, str(pid)),
+                f"{done.items:,}",
+                f"{done.points:,}",
+                f"{done.accounts:,}",
+            )
+        out().print(table)
+    totals = report.totals
+    out().print(
+        f"{job}: {plural(totals.items, noun)} {JOB_VERBS[job]}, {totals.points:,} points, "
+        f"{plural(totals.accounts, 'member account')}, "
+        f"{plural(report.batches, 'batch', 'batches')}"
+    )

@@ -1,0 +1,161 @@
+"""`jifen programs`: programmes (tenants), and the `--program` option other commands share."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from jifen.cli.errors import Failure, validation_message
+from jifen.cli.messages import say
+from jifen.cli.output import out
+from jifen.cli.state import state_of
+from jifen.core.errors import NotFound
+from jifen.ledger.expiry import EXPIRY_POLICY
+from jifen.programs.models import Program
+from jifen.programs.schemas import ProgramCreate, describe_program
+from jifen.programs.service import create_program, get_program_by_code, list_programs
+
+app = typer.Typer(help="Programmes (tenants).", no_args_is_help=True)
+
+ProgramOption = Annotated[str, typer.Option("--program", help="The programme's code.")]
+
+
+def program_named(session: Session, code: str) -> Program:
+    """The programme a `--program` option names, or a one-line refusal."""
+    try:
+        return get_program_by_code(session, code)
+    except NotFound as exc:
+        raise Failure(say("unknown-program", code=code)) from exc
+
+
+def parse_expiry(spec: str, ctx: typer.Context) -> dict[str, Any]:
+    """`never`, `after_months:N[:none|month|quarter|year]`, `fixed_date:MM-DD[:YEARS]`,
+    `inactivity:N`, `anniversary[:YEARS]` → an expiry policy (validated)."""
+    kind, *parts = spec.strip().split(":")
+    policy: dict[str, Any]
+    try:
+        if kind == "never" and not parts:
+            policy = {"kind": "never"}
+        elif kind == "after_months" and 1 <= len(parts) <= 2:
+            policy = {"kind": kind, "months": int(parts[0])}
+            if len(parts) == 2:
+                policy["round_to"] = parts[1]
+        elif kind == "fixed_date" and 1 <= len(parts) <= 2:
+            month, day = parts[0].split("-")
+            policy = {"kind": kind, "month": int(month), "day": int(day)}
+            if len(parts) == 2:
+                policy["years_after"] = int(parts[1])
+        elif kind == "inactivity" and len(parts) == 1:
+            policy = {"kind": kind, "months": int(parts[0])}
+        elif kind == "anniversary" and len(parts) <= 1:
+            policy = {"kind": kind} | ({"years": int(parts[0])} if parts else {})
+        else:
+            raise ValueError("unknown form")
+    except ValueError:
+        raise typer.BadParameter(
+            f"{spec!r} is not one of never, after_months:N[:month|quarter|year], "
+            "fixed_date:MM-DD[:YEARS], inactivity:N, anniversary[:YEARS]",
+            ctx=ctx,
+            param_hint="'--expiry'",
+        ) from None
+    try:
+        EXPIRY_POLICY.validate_python(policy)
+    except ValidationError as exc:
+        raise typer.BadParameter(
+            f"{spec!r}: {validation_message(exc)}", ctx=ctx, param_hint="'--expiry'"
+        ) from None
+    return policy
+
+
+def parse_point_value(spec: str, ctx: typer.Context) -> tuple[int, Decimal]:
+    """`100=10`: 100 points are worth 10 of the currency."""
+    try:
+        points, amount = spec.split("=")
+        return int(points), Decimal(amount.strip())
+    except (ValueError, InvalidOperation):
+        raise typer.BadParameter(
+            f"{spec!r} is not POINTS=AMOUNT, e.g. 100=10 (100 points are worth 10)",
+            ctx=ctx,
+            param_hint="'--point-value'",
+        ) from None
+
+
+@app.command("create")
+def programs_create(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Option(help="Short unique name: a-z, 0-9, '-'.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    currency: Annotated[str, typer.Option(help="ISO 4217 code.")] = "CNY",
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "Asia/Shanghai",
+    points_name: Annotated[str, typer.Option(help="What the points are called.")] = "积分",
+    point_value: Annotated[
+        str, typer.Option(help="POINTS=AMOUNT: what points are worth in money.")
+    ] = "100=10",
+    pending_days: Annotated[int, typer.Option(help="Return window: days points stay pending.")] = 0,
+    expiry: Annotated[
+        str,
+        typer.Option(
+            help="never | after_months:N[:month|quarter|year] | fixed_date:MM-DD[:YEARS] | "
+            "inactivity:N | anniversary[:YEARS]"
+        ),
+    ] = "never",
+    allow_transfers: Annotated[
+        bool, typer.Option("--allow-transfers", help="Members may gift points.")
+    ] = False,
+    allow_negative_balance: Annotated[
+        bool,
+        typer.Option("--allow-negative-balance", help="Reversals may leave a member in debt."),
+    ] = False,
+) -> None:
+    """Create a programme."""
+    value_points, value_amount = parse_point_value(point_value, ctx)
+    policy = parse_expiry(expiry, ctx)
+    data = ProgramCreate.model_validate(
+        {
+            "code": code,
+            "name": name,
+            "currency": currency,
+            "timezone": timezone,
+            "points_name": points_name,
+            "point_value_points": value_points,
+            "point_value_amount": value_amount,
+            "pending_days": pending_days,
+            "expiry_policy": policy,
+            "allow_transfers": allow_transfers,
+            "allow_negative_balance": allow_negative_balance,
+        }
+    )
+    state = state_of(ctx)
+    created = state.database().write(
+        lambda s: describe_program(create_program(s, data, now=state.clock.now()))
+    )
+    out().print(
+        f"created programme {created.code} (id {created.id}) “{created.name}”: "
+        f"{created.point_value_description}; {created.expiry_description}"
+    )
+
+
+@app.command("list")
+def programs_list(ctx: typer.Context) -> None:
+    """List the programmes on this installation."""
+    rows = state_of(ctx).database().read(lambda s: [describe_program(p) for p in list_programs(s)])
+    if not rows:
+        out().print("no programmes yet: create one with `jifen programs create`")
+        return
+    table = Table("id", "code", "name", "point value", "pending days", "expiry", "transfers")
+    for p in rows:
+        table.add_row(
+            str(p.id),
+            p.code,
+            p.name,
+            p.point_value_description,
+            str(p.pending_days),
+            p.expiry_description,
+            "yes" if p.allow_transfers else "no",
+        )
+    out().print(table)
