@@ -153,6 +153,18 @@ def lock_account(
     return lock_accounts(session, book, [member_id], now, kind)[member_id]
 
 
+def refuse_used_reference(session: Session, book: Book, reference: str) -> None:
+    """An external reference (order id, …) names one transaction per programme."""
+    existing = session.execute(
+        select(JournalTransaction.id).where(
+            JournalTransaction.program_id == book.program_id,
+            JournalTransaction.reference == reference,
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        raise DuplicateReference(reference=reference, transaction_id=existing)
+
+
 class Posting:
     """One journal transaction under construction."""
 
@@ -197,14 +209,7 @@ class Posting:
             session.add(self.txn)
             session.flush()
             return
-        existing = session.execute(
-            select(JournalTransaction.id).where(
-                JournalTransaction.program_id == book.program_id,
-                JournalTransaction.reference == reference,
-            )
-        ).scalar_one_or_none()
-        if existing is not None:
-            raise DuplicateReference(reference=reference, transaction_id=existing)
+        refuse_used_reference(session, book, reference)
         try:
             with session.begin_nested():
                 session.add(self.txn)

@@ -58,6 +58,7 @@ from jifen.ledger.posting import (
     lock_account,
     lock_accounts,
     open_hold_allocations,
+    refuse_used_reference,
 )
 
 REVERSIBLE = frozenset(
@@ -323,14 +324,7 @@ def authorise_hold(
     account = lock_account(session, book, member_id, now)
     ensure_writable(account)
     if reference is not None:
-        used = session.execute(
-            select(JournalTransaction.id).where(
-                JournalTransaction.program_id == book.program_id,
-                JournalTransaction.reference == reference,
-            )
-        ).scalar_one_or_none()
-        if used is not None:
-            raise DuplicateReference(reference=reference, transaction_id=used)
+        refuse_used_reference(session, book, reference)
     if account.available < points:
         raise InsufficientPoints(needed=points, available=max(account.available, 0))
     hold = Hold(
