@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -40,6 +40,11 @@ ADMIN = frozenset({Scope.ADMIN})
 ADMIN_POS = frozenset({Scope.ADMIN, Scope.POS})
 ADMIN_APP = frozenset({Scope.ADMIN, Scope.APP})
 ADMIN_POS_APP = frozenset({Scope.ADMIN, Scope.POS, Scope.APP})
+
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit: a larger number names nothing (and would overflow the store's integer)."""
+
+PathId = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive 64-bit id")]
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from jifen.access.service import create_key, list_keys, revoke_key
-from jifen.api.deps import ADMIN, ReadCall, Write, read, render
+from jifen.api.deps import ADMIN, PathId, ReadCall, Write, read, render
 from jifen.api.idempotency import write
 from jifen.api.problems import problems
 from jifen.api.schemas import KeyCreatedOut, KeyIn, KeyOut
@@ -72,7 +72,7 @@ def keys(call: ReadCall) -> JSONResponse:
     summary="Revoke an API key (at once, for good)",
     responses=problems(*WRITE, NotFound),
 )
-def revoke(key_id: int, call: Write) -> JSONResponse:
+def revoke(key_id: PathId, call: Write) -> JSONResponse:
     return write(
         call,
         ADMIN,

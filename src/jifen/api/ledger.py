@@ -18,6 +18,7 @@ from jifen.api.deps import (
     ADMIN_POS,
     ADMIN_POS_APP,
     ALL,
+    PathId,
     ReadCall,
     Unit,
     Write,
@@ -97,7 +98,7 @@ def posted(u: Unit, txn: JournalTransaction) -> PostingOut:
     summary="Available, pending, held, lifetime earned, growth value, expiring soon",
     responses=problems(*READ),
 )
-def balance(member_id: int, call: ReadCall) -> JSONResponse:
+def balance(member_id: PathId, call: ReadCall) -> JSONResponse:
     book, found, now = read(
         call, ALL, lambda u: (u.book, queries.balance(u.session, u.book, member_id, u.now), u.now)
     )
@@ -116,7 +117,7 @@ def balance(member_id: int, call: ReadCall) -> JSONResponse:
     responses=problems(*READ),
 )
 def history(
-    member_id: int,
+    member_id: PathId,
     call: ReadCall,
     kinds: Annotated[list[TxnKind] | None, Query(alias="type")] = None,
     since: AwareDatetime | None = None,
@@ -149,7 +150,7 @@ def history(
     responses=problems(*READ),
 )
 def lots(
-    member_id: int,
+    member_id: PathId,
     call: ReadCall,
     status: Annotated[list[LotStatus] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -169,7 +170,7 @@ def lots(
     summary="One journal transaction",
     responses=problems(*READ),
 )
-def transaction(transaction_id: int, call: ReadCall) -> JSONResponse:
+def transaction(transaction_id: PathId, call: ReadCall) -> JSONResponse:
     def op(u: Unit) -> TransactionOut:
         txn = u.session.execute(
             select(JournalTransaction).where(
@@ -190,7 +191,7 @@ def transaction(transaction_id: int, call: ReadCall) -> JSONResponse:
     summary="One hold",
     responses=problems(*READ),
 )
-def hold(hold_id: int, call: ReadCall) -> JSONResponse:
+def hold(hold_id: PathId, call: ReadCall) -> JSONResponse:
     return render(
         read(
             call,
@@ -210,7 +211,7 @@ def hold(hold_id: int, call: ReadCall) -> JSONResponse:
     summary="Credit points (admin, pos)",
     responses=problems(*MEMBER_WRITE),
 )
-def earn(member_id: int, data: EarnIn, call: Write) -> JSONResponse:
+def earn(member_id: PathId, data: EarnIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> PostingOut:
         pending = data.pending if data.pending is not None else u.book.pending_days > 0
         txn = ledger.credit(
@@ -236,7 +237,7 @@ def earn(member_id: int, data: EarnIn, call: Write) -> JSONResponse:
     summary="Spend points, earliest-expiring first (admin, pos, app)",
     responses=problems(*MEMBER_WRITE, InsufficientPoints),
 )
-def spend(member_id: int, data: SpendIn, call: Write) -> JSONResponse:
+def spend(member_id: PathId, data: SpendIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> PostingOut:
         txn = ledger.debit(
             u.session,
@@ -260,7 +261,7 @@ def spend(member_id: int, data: SpendIn, call: Write) -> JSONResponse:
     summary="Manual correction with a reason (admin): positive credits, negative debits",
     responses=problems(*MEMBER_WRITE, InsufficientPoints),
 )
-def adjust(member_id: int, data: AdjustmentIn, call: Write) -> JSONResponse:
+def adjust(member_id: PathId, data: AdjustmentIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> PostingOut:
         txn = ledger.adjust(
             u.session,
@@ -313,7 +314,7 @@ def transfer(data: TransferIn, call: Write) -> JSONResponse:
     summary="Undo a transaction with a new one, restoring the lots it took (admin)",
     responses=problems(*MEMBER_WRITE, NotReversible, InsufficientPoints),
 )
-def reversal(transaction_id: int, data: ReversalIn, call: Write) -> JSONResponse:
+def reversal(transaction_id: PathId, data: ReversalIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> PostingOut:
         txn = ledger.reverse(
             u.session,
@@ -375,7 +376,7 @@ def _hold_action(u: Unit, hold_id: int, txn: JournalTransaction) -> HoldActionOu
     responses=problems(*MEMBER_WRITE, HoldExpired, HoldNotActive, CaptureExceedsHold),
 )
 def capture(
-    hold_id: int, call: Write, data: Annotated[CaptureIn | None, Body()] = None
+    hold_id: PathId, call: Write, data: Annotated[CaptureIn | None, Body()] = None
 ) -> JSONResponse:
     given = data or CaptureIn()
 
@@ -400,7 +401,7 @@ def capture(
     summary="Release a hold: all its points go back (admin, pos, app)",
     responses=problems(*MEMBER_WRITE, HoldExpired, HoldNotActive),
 )
-def void(hold_id: int, call: Write) -> JSONResponse:
+def void(hold_id: PathId, call: Write) -> JSONResponse:
     def op(u: Unit) -> HoldActionOut:
         txn = ledger.void_hold(u.session, u.book, hold_id, now=u.now, actor=u.actor)
         return _hold_action(u, hold_id, txn)

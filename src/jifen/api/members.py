@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from jifen.api.deps import ADMIN, ADMIN_POS_APP, ALL, ReadCall, Write, read, render
+from jifen.api.deps import ADMIN, ADMIN_POS_APP, ALL, PathId, ReadCall, Write, read, render
 from jifen.api.idempotency import write
 from jifen.api.problems import problems
 from jifen.core.errors import (
@@ -95,7 +95,7 @@ def lookup(
     summary="A member's profile and status",
     responses=problems(*AUTH, NotFound, InvalidInput),
 )
-def member(member_id: int, call: ReadCall) -> JSONResponse:
+def member(member_id: PathId, call: ReadCall) -> JSONResponse:
     return render(
         read(
             call,
@@ -111,7 +111,7 @@ def member(member_id: int, call: ReadCall) -> JSONResponse:
     summary="Update a member's profile and identifiers (only the fields sent)",
     responses=problems(*WRITE, NotFound, DuplicateIdentifier, Conflict),
 )
-def update(member_id: int, data: MemberUpdate, call: Write) -> JSONResponse:
+def update(member_id: PathId, data: MemberUpdate, call: Write) -> JSONResponse:
     return write(
         call,
         ADMIN_POS_APP,
@@ -128,7 +128,7 @@ def update(member_id: int, data: MemberUpdate, call: Write) -> JSONResponse:
     summary="Freeze, unfreeze (active) or close a member, with a reason (admin)",
     responses=problems(*WRITE, NotFound, Conflict),
 )
-def change_status(member_id: int, data: StatusChange, call: Write) -> JSONResponse:
+def change_status(member_id: PathId, data: StatusChange, call: Write) -> JSONResponse:
     return write(
         call,
         ADMIN,

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from jifen.access.service import Scope
+from jifen.api.deps import MAX_ID
 from jifen.ledger.posting import MAX_POINTS
 from jifen.ledger.schemas import Balance, HoldOut, TransactionOut
 from jifen.programs.schemas import ProgramOut
@@ -35,7 +36,7 @@ Reference = Annotated[
 ]
 Reason = Annotated[str | None, Field(max_length=500)]
 RequiredReason = Annotated[str, Field(min_length=1, max_length=500)]
-Id = Annotated[StrictInt, Field(gt=0)]
+Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID)]
 
 
 class _In(BaseModel):
