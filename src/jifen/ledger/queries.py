@@ -125,7 +125,10 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith("t"):
             raise ValueError(raw)
-        return int(raw[1:])
+        transaction_id = int(raw[1:])
+        if not 0 < transaction_id < 2**63:  # ids are 64-bit; a bigger one overflows the store
+            raise ValueError(raw)
+        return transaction_id
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(field="cursor", reason="not a cursor this API gave out") from exc
 
