@@ -119,6 +119,14 @@ class MemberUpdate(Identifiers, Profile):
 
     attributes: dict[str, Any] | None = None  # type: ignore[assignment]
 
+    @field_validator("attributes")
+    @classmethod
+    def _attributes_not_null(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # None only stands for "not sent"; the stored attributes are always an object
+        if value is None:
+            raise ValueError("attributes cannot be null; send {} to clear them")
+        return value
+
 
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
