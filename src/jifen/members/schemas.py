@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 PHONE_PATTERN = re.compile(r"^\+?[0-9]{5,20}$")
 
@@ -103,9 +110,14 @@ class MemberCreate(Identifiers, Profile):
     """Enrol in one step from any channel: at least one identifier."""
 
     enrolment_channel: Annotated[str | None, Field(max_length=32)] = None
-    enrolled_at: datetime | None = Field(
-        None, description="when the member joined (imports); defaults to now"
+    enrolled_at: AwareDatetime | None = Field(
+        None, description="when the member joined (imports), with a zone; defaults to now"
     )
+
+    @field_validator("enrolled_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _one_identifier(self) -> MemberCreate:
