@@ -395,6 +395,7 @@ def capture_hold(
 ) -> JournalTransaction:
     """Spend all or part of a hold; what is not captured goes back to its lots."""
     hold, account = _locked_hold(session, book, hold_id, now, "captured")
+    ensure_writable(account)  # a capture is a spend: not for a frozen or closed member
     amount = hold.amount if points is None else check_points(points)
     if amount > hold.amount:
         raise CaptureExceedsHold(amount=amount, held=hold.amount)
