@@ -4,8 +4,9 @@ reversals, transactions and holds. Every handler hands the key's programme (its 
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
-from typing import Annotated
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, TypeVar, cast
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
@@ -18,6 +19,7 @@ from jifen.api.deps import (
     ADMIN_POS,
     ADMIN_POS_APP,
     ALL,
+    Call,
     PathId,
     ReadCall,
     Unit,
@@ -59,11 +61,13 @@ from jifen.core.errors import (
 )
 from jifen.ledger import queries
 from jifen.ledger import service as ledger
-from jifen.ledger.models import JournalTransaction, LotStatus, TxnKind
-from jifen.ledger.posting import lock_account
+from jifen.ledger.models import Account, AccountKind, JournalTransaction, LotStatus, TxnKind
+from jifen.ledger.posting import Book, lock_account
 from jifen.ledger.schemas import Balance, HistoryPage, HoldOut, LotOut, TransactionOut
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
+
+T = TypeVar("T")
 
 AUTH = (Unauthorized, Forbidden)
 READ = (*AUTH, NotFound, InvalidInput)
@@ -90,6 +94,38 @@ def posted(u: Unit, txn: JournalTransaction) -> PostingOut:
 
 
 # -- reads -------------------------------------------------------------------------------
+
+
+def _due(u: Unit, member_id: int) -> bool:
+    """Has something fallen due for the member (an expiry, a release, a hold's deadline)
+    that no job or write has applied yet?"""
+    next_due = u.session.execute(
+        select(Account.next_due_at).where(
+            Account.program_id == u.program_id,
+            Account.member_id == member_id,
+            Account.kind == AccountKind.POINTS,
+        )
+    ).scalar_one_or_none()
+    return next_due is not None and next_due <= u.now
+
+
+def read_up_to_date(call: Call, member_of: Callable[[Unit], int], op: Callable[[Unit], T]) -> T:
+    """Run the read `op` on a member's ledger as it is now: when something has fallen due
+    for the member (`member_of` names them), bring them up to date first, in a short write
+    of its own, exactly as a balance read does. So lots, history and holds never show what
+    should have expired, been released or lapsed, whether or not the jobs have run."""
+
+    def first(u: Unit) -> tuple[Book, datetime, int | None, T | None]:
+        member_id = member_of(u)
+        if _due(u, member_id):
+            return u.book, u.now, member_id, None
+        return u.book, u.now, None, op(u)
+
+    book, now, due_member, found = read(call, ALL, first)
+    if due_member is None:
+        return cast(T, found)
+    queries.current_balance(call.db, book, due_member, now)
+    return read(call, ALL, op)
 
 
 @router.get(
@@ -126,9 +162,9 @@ def history(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
     return render(
-        read(
+        read_up_to_date(
             call,
-            ALL,
+            lambda u: member_id,
             lambda u: queries.history(
                 u.session,
                 u.book,
@@ -156,9 +192,9 @@ def lots(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> JSONResponse:
     return render(
-        read(
+        read_up_to_date(
             call,
-            ALL,
+            lambda u: member_id,
             lambda u: queries.lots(u.session, u.book, member_id, statuses=status, limit=limit),
         )
     )
@@ -193,9 +229,9 @@ def transaction(transaction_id: PathId, call: ReadCall) -> JSONResponse:
 )
 def hold(hold_id: PathId, call: ReadCall) -> JSONResponse:
     return render(
-        read(
+        read_up_to_date(
             call,
-            ALL,
+            lambda u: queries.get_hold(u.session, u.book, hold_id).member_id,
             lambda u: HoldOut.model_validate(queries.get_hold(u.session, u.book, hold_id)),
         )
     )
