@@ -205,7 +205,13 @@ async def _on_jifen_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field_name(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+        {
+            # a body that is not JSON at all: its loc ends in a character offset, not a field
+            "field": "body"
+            if err.get("type") == "json_invalid"
+            else _field_name(err.get("loc", ())),
+            "message": str(err.get("msg", "invalid")),
+        }
         for err in exc.errors()
     ] or [{"field": "body", "message": "invalid request"}]
     first = InvalidInput(field=errors[0]["field"], reason=errors[0]["message"])
