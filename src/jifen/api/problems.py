@@ -305,6 +305,12 @@ def problems(*errors: type[JifenError]) -> dict[int | str, dict[str, Any]]:
 def add_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
     """Put the problem models into the document's components (the routes refer to them)."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    # FastAPI documents its own 422 body on a route that declares none: ours is a problem
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.get("responses", {})
+            if _REF + "HTTPValidationError" in json.dumps(answers.get("422", {})):
+                answers["422"] = problems(InvalidInput)[422]
     for model in (Problem, ValidationProblem, FieldProblem):
         schema = model.model_json_schema(ref_template=_REF + "{model}")
         schemas.update(schema.pop("$defs", {}))
