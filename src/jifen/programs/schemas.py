@@ -85,7 +85,8 @@ def describe_program(program: Any) -> ProgramOut:
         timezone=program.timezone,
         points_name=program.points_name,
         point_value_points=program.point_value_points,
-        point_value_amount=program.point_value_amount,
+        # as stored (NUMERIC(18, 4)), whether just created or read back
+        point_value_amount=program.point_value_amount.quantize(Decimal("0.0001")),
         pending_days=program.pending_days,
         expiry_policy=policy,
         allow_transfers=program.allow_transfers,
