@@ -7,7 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from jifen.api.deps import ADMIN, ADMIN_POS_APP, ALL, PathId, ReadCall, Write, read, render
+from jifen.api.deps import (
+    ADMIN,
+    ADMIN_APP,
+    ADMIN_POS_APP,
+    ALL,
+    PathId,
+    ReadCall,
+    Write,
+    read,
+    render,
+)
 from jifen.api.idempotency import write
 from jifen.api.problems import problems
 from jifen.core.errors import (
@@ -108,13 +118,13 @@ def member(member_id: PathId, call: ReadCall) -> JSONResponse:
 @router.patch(
     "/members/{member_id}",
     response_model=MemberOut,
-    summary="Update a member's profile and identifiers (only the fields sent)",
+    summary="Update a member's profile and identifiers, only the fields sent (admin, app)",
     responses=problems(*WRITE, NotFound, DuplicateIdentifier, Conflict),
 )
 def update(member_id: PathId, data: MemberUpdate, call: Write) -> JSONResponse:
     return write(
         call,
-        ADMIN_POS_APP,
+        ADMIN_APP,
         lambda u: MemberOut.model_validate(
             members.update_profile(u.session, u.program_id, member_id, data, now=u.now)
         ),
