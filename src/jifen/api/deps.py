@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from jifen.access.service import Principal, Scope, authenticate
 from jifen.core.clock import Clock
-from jifen.core.errors import Forbidden, Unauthorized
+from jifen.core.errors import Forbidden, InvalidInput, Unauthorized
 from jifen.core.settings import Settings
 from jifen.db.uow import Database
 from jifen.ledger.posting import Book
@@ -99,7 +99,41 @@ def _app_call(request: Request, token: str) -> dict[str, Any]:
     }
 
 
+NUL = "\x00"
+
+
+def nul_in(value: Any, where: str = "") -> str | None:
+    """Where in a parsed JSON value a string holds U+0000 (None: nowhere). PostgreSQL's
+    text and jsonb cannot store it, so it is refused up front, on either store."""
+    if isinstance(value, str):
+        return (where or "body") if NUL in value else None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            inner = f"{where}.{name}" if where else str(name)
+            found = (inner if NUL in str(name) else None) or nul_in(item, inner)
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_in(item, f"{where}.{index}" if where else str(index))
+            if found:
+                return found
+    return None
+
+
+def refuse_nul(value: Any, where: str = "") -> None:
+    found = nul_in(value, where)
+    if found is not None:
+        raise InvalidInput(field=found, reason="must not contain the NUL character (U+0000)")
+
+
+def _refuse_nul_in_request(request: Request) -> None:
+    for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+        refuse_nul(f"{name}{value}", name)
+
+
 async def read_call(request: Request, token: Annotated[str, Depends(api_key)]) -> Call:
+    _refuse_nul_in_request(request)
     return Call(**_app_call(request, token))
 
 
@@ -116,12 +150,16 @@ async def write_call(
         ),
     ] = None,
 ) -> WriteCall:
+    _refuse_nul_in_request(request)
+    refuse_nul(idempotency_key, "Idempotency-Key")
     raw = await request.body()
     body: Any
     try:
         body = json.loads(raw) if raw else None
     except ValueError:
-        body = raw.decode("utf-8", "replace")
+        body = raw.decode("utf-8", "replace")  # FastAPI answers it with invalid-input
+    else:
+        refuse_nul(body)
     return WriteCall(**_app_call(request, token), idempotency_key=idempotency_key, body=body)
 
 

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.orm import Session
 
 from jifen.access.service import Scope, authenticate, create_key
-from jifen.api.deps import ALL, ReadCall, bearer, read, render, token_from
+from jifen.api.deps import ALL, ReadCall, bearer, read, refuse_nul, render, token_from
 from jifen.api.problems import RootApiDisabled, RootTokenRequired, problems
 from jifen.api.schemas import KeyCreatedOut, ProgramCreatedOut
 from jifen.core.errors import (
@@ -92,6 +92,7 @@ def new_program(
     require_root(request, credentials)
     if not idempotency_key:
         raise IdempotencyKeyMissing()
+    refuse_nul(data.model_dump(mode="json"))
     db: Database = request.app.state.db
     now = request.app.state.clock.now()
 
