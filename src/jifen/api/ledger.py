@@ -5,12 +5,11 @@ reversals, transactions and holds. Every handler hands the key's programme (its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar, cast
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from jifen.api.deps import (
@@ -35,6 +34,7 @@ from jifen.api.schemas import (
     EarnIn,
     HoldActionOut,
     HoldIn,
+    Instant,
     PostingOut,
     ReversalIn,
     SpendIn,
@@ -156,8 +156,8 @@ def history(
     member_id: PathId,
     call: ReadCall,
     kinds: Annotated[list[TxnKind] | None, Query(alias="type")] = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: Instant | None = None,
+    until: Instant | None = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
@@ -388,7 +388,7 @@ def new_hold(data: HoldIn, call: Write) -> JSONResponse:
             data.points,
             now=u.now,
             actor=u.actor,
-            expires_at=expires_at.astimezone(UTC) if expires_at is not None else None,
+            expires_at=expires_at,
             reference=data.reference,
         )
         return HoldOut.model_validate(created)

@@ -7,10 +7,11 @@ with 422 `invalid-input` before any service runs.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -37,6 +38,17 @@ Reference = Annotated[
 Reason = Annotated[str | None, Field(max_length=500)]
 RequiredReason = Annotated[str, Field(min_length=1, max_length=500)]
 Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in year 10000 in UTC
+        raise ValueError("out of range once converted to UTC") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""An ISO-8601 instant with a zone, in any zone; handed on in UTC."""
 
 
 class _In(BaseModel):
@@ -102,7 +114,7 @@ class HoldIn(_In):
     member_id: Id
     points: Points
     expires_in_minutes: Annotated[StrictInt | None, Field(gt=0, le=60 * 24 * 30)] = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     reference: Reference = None
 
     @model_validator(mode="after")
