@@ -117,7 +117,10 @@ class MemberCreate(Identifiers, Profile):
     @field_validator("enrolled_at")
     @classmethod
     def _in_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else value.astimezone(UTC)
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            raise ValueError("out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _one_identifier(self) -> MemberCreate:
