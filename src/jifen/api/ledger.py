@@ -29,6 +29,7 @@ from jifen.api.deps import (
 from jifen.api.idempotency import write
 from jifen.api.problems import problems
 from jifen.api.schemas import (
+    MAX_HOLD_MINUTES,
     AdjustmentIn,
     CaptureIn,
     EarnIn,
@@ -381,6 +382,8 @@ def new_hold(data: HoldIn, call: Write) -> JSONResponse:
         expires_at = data.expires_at
         if data.expires_in_minutes is not None:
             expires_at = u.now + timedelta(minutes=data.expires_in_minutes)
+        elif expires_at is not None and expires_at > u.now + timedelta(minutes=MAX_HOLD_MINUTES):
+            raise InvalidInput(field="expires_at", reason="at most 30 days from now")
         created = ledger.authorise_hold(
             u.session,
             u.book,

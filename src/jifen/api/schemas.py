@@ -110,11 +110,15 @@ class ReversalIn(_In):
     reference: Reference = None
 
 
+MAX_HOLD_MINUTES = 60 * 24 * 30
+"""A hold is for a checkout: it lasts at most 30 days, however its deadline is given."""
+
+
 class HoldIn(_In):
     member_id: Id
     points: Points
-    expires_in_minutes: Annotated[StrictInt | None, Field(gt=0, le=60 * 24 * 30)] = None
-    expires_at: Instant | None = None
+    expires_in_minutes: Annotated[StrictInt | None, Field(gt=0, le=MAX_HOLD_MINUTES)] = None
+    expires_at: Instant | None = Field(None, description="at most 30 days from now")
     reference: Reference = None
 
     @model_validator(mode="after")
