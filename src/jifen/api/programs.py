@@ -51,6 +51,14 @@ def require_root(request: Request, credentials: HTTPAuthorizationCredentials | N
     raise Unauthorized()
 
 
+def root_only(request: Request, credentials: Credentials) -> None:
+    """A dependency, so that the token is checked before the body is validated."""
+    require_root(request, credentials)
+
+
+Root = Annotated[None, Depends(root_only)]
+
+
 @router.get(
     "/program",
     response_model=ProgramOut,
@@ -67,8 +75,7 @@ def own_program(call: ReadCall) -> JSONResponse:
     summary="All programmes of the installation (root token)",
     responses=problems(*ROOT_PROBLEMS),
 )
-def all_programs(request: Request, credentials: Credentials) -> JSONResponse:
-    require_root(request, credentials)
+def all_programs(request: Request, _: Root) -> JSONResponse:
     db: Database = request.app.state.db
     return render(db.read(lambda s: [describe_program(p) for p in list_programs(s)]))
 
@@ -86,10 +93,9 @@ def all_programs(request: Request, credentials: Credentials) -> JSONResponse:
 def new_program(
     data: ProgramCreate,
     request: Request,
-    credentials: Credentials,
+    _: Root,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    require_root(request, credentials)
     if not idempotency_key:
         raise IdempotencyKeyMissing()
     refuse_nul(data.model_dump(mode="json"))
