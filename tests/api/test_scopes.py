@@ -1,0 +1,208 @@
+"""What each scope may do, route by route, as one table.
+
+admin: everything in its programme; pos (tills): enrol, find, earn, spend, holds;
+app (member apps): enrol, profile, spend, transfers, holds; read: reads only. A refused
+scope gets 403 `forbidden` naming the scopes needed, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from api.harness import Api, Tenant, assert_problem
+from jifen.access.service import Scope
+
+ADMIN, POS, APP, READ = Scope.ADMIN, Scope.POS, Scope.APP, Scope.READ
+EVERYONE = frozenset(Scope)
+_phones = itertools.count(13700000000)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    """With placeholders, each filled with a fresh object for every call: {m} a member with
+    1000 points, {o} another member, {txn} an earn transaction, {hold} an active hold,
+    {key} an API key's id."""
+    allowed: frozenset[Scope]
+    ok: int
+    body: Any = None
+
+
+MATRIX = [
+    Route("GET", "/v1/program", EVERYONE, 200),
+    Route("GET", "/v1/keys", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/keys", frozenset({ADMIN}), 201, {"name": "till 9", "scope": "pos"}),
+    Route("DELETE", "/v1/keys/{key}", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/members", frozenset({ADMIN, POS, APP}), 201, {"phone": "{phone}"}),
+    Route("GET", "/v1/members?phone={phone_of_m}", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}", EVERYONE, 200),
+    Route("PATCH", "/v1/members/{m}", frozenset({ADMIN, APP}), 200, {"name": "新名字"}),
+    Route(
+        "POST",
+        "/v1/members/{m}/status",
+        frozenset({ADMIN}),
+        200,
+        {"status": "frozen", "reason": "x"},
+    ),
+    Route("GET", "/v1/members/{m}/balance", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/history", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/lots", EVERYONE, 200),
+    Route("GET", "/v1/transactions/{txn}", EVERYONE, 200),
+    Route("GET", "/v1/holds/{hold}", EVERYONE, 200),
+    Route("POST", "/v1/members/{m}/earn", frozenset({ADMIN, POS}), 201, {"points": 10}),
+    Route("POST", "/v1/members/{m}/spend", frozenset({ADMIN, POS, APP}), 201, {"points": 10}),
+    Route(
+        "POST",
+        "/v1/members/{m}/adjustments",
+        frozenset({ADMIN}),
+        201,
+        {"points": -10, "reason": "goodwill"},
+    ),
+    Route(
+        "POST",
+        "/v1/transfers",
+        frozenset({ADMIN, APP}),
+        201,
+        {"from_member_id": "{m}", "to_member_id": "{o}", "points": 10},
+    ),
+    Route(
+        "POST",
+        "/v1/transactions/{txn}/reversal",
+        frozenset({ADMIN}),
+        201,
+        {"reason": "refund"},
+    ),
+    Route(
+        "POST", "/v1/holds", frozenset({ADMIN, POS, APP}), 201, {"member_id": "{m}", "points": 10}
+    ),
+    Route("POST", "/v1/holds/{hold}/capture", frozenset({ADMIN, POS, APP}), 200, {"points": 5}),
+    Route("POST", "/v1/holds/{hold}/void", frozenset({ADMIN, POS, APP}), 200),
+    Route("POST", "/v1/jobs/expire", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/jobs/release", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/jobs/lapse", frozenset({ADMIN}), 200),
+]
+
+
+class Fresh:
+    """Makes each placeholder's object on first use (through the services or the admin key)."""
+
+    def __init__(self, t: Tenant) -> None:
+        self.t = t
+        self.made: dict[str, Any] = {}
+
+    def _member(self) -> int:
+        member = self.t.member(phone=str(next(_phones)))
+        self.t.earn(member, 1000)
+        return member
+
+    def get(self, name: str) -> Any:
+        makers: dict[str, Callable[[], Any]] = {
+            "m": self._member,
+            "o": self.t.member,
+            "phone": lambda: str(next(_phones)),
+            "phone_of_m": lambda: self.t.get(f"/v1/members/{self.get('m')}").json()["phone"],
+            "txn": lambda: self.t.earn(self.get("m"), 10).json()["transaction"]["id"],
+            "hold": lambda: self.t.hold(self.get("m"), 20)["id"],
+            "key": lambda: self.t.post("/v1/keys", {"name": "spare", "scope": "read"}).json()["id"],
+        }
+        if name not in self.made:
+            self.made[name] = makers[name]()
+        return self.made[name]
+
+    def fill(self, value: Any) -> Any:
+        """The value with every placeholder made and filled in ("{m}" alone: an int)."""
+        if isinstance(value, dict):
+            return {k: self.fill(v) for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+        whole = re.fullmatch(r"\{(\w+)\}", value)
+        if whole and whole[1] in ("m", "o"):
+            return int(self.get(whole[1]))
+        return re.sub(r"\{(\w+)\}", lambda match: str(self.get(match[1])), value)
+
+
+@pytest.mark.parametrize("route", MATRIX, ids=lambda r: f"{r.method} {r.path}")
+def test_scope_matrix(api: Api, route: Route) -> None:
+    t = api.tenant(allow_transfers=True)
+    t.all_keys()
+    shared = Fresh(t)  # a read needs no fresh objects for each scope
+    for scope in Scope:
+        fresh = shared if route.method == "GET" else Fresh(t)
+        path, body = fresh.fill(route.path), fresh.fill(route.body)
+        if scope in route.allowed:
+            response = t.send(route.method, path, body, scope=scope)
+            assert response.status_code == route.ok, (scope, response.text)
+            continue
+        with api.writes_nothing():
+            response = t.send(route.method, path, body, scope=scope)
+            problem = assert_problem(response, 403, "forbidden", scope=scope.value)
+        needed = [s.value for s in Scope if s in route.allowed]
+        assert problem["needed"] == ", ".join(needed), problem
+
+
+def test_the_matrix_covers_every_route(api: Api) -> None:
+    names = {
+        "{m}": "{member_id}",
+        "{txn}": "{transaction_id}",
+        "{hold}": "{hold_id}",
+        "{key}": "{key_id}",
+    }
+    in_matrix = set()
+    for route in MATRIX:
+        path = route.path.split("?")[0]
+        for short, long in names.items():
+            path = path.replace(short, long)
+        in_matrix.add((route.method, re.sub(r"^/v1/jobs/\w+$", "/v1/jobs/{name}", path)))
+    paths = api.client.get("/openapi.json").json()["paths"]
+    in_app = {
+        (method.upper(), path)
+        for path, operations in paths.items()
+        if path.startswith("/v1/")
+        for method in operations
+    }
+    without_key = {("GET", "/v1/health"), ("GET", "/v1/programs"), ("POST", "/v1/programs")}
+    assert in_app - without_key == in_matrix
+
+
+def test_forbidden_names_the_scope_in_both_languages(api: Api) -> None:
+    t = api.tenant()
+    member = t.member()
+    response = t.post(
+        f"/v1/members/{member}/adjustments", {"points": 5, "reason": "x"}, scope=POS, lang="en"
+    )
+    problem = assert_problem(response, 403, "forbidden", scope="pos", needed="admin")
+    assert "pos" in problem["detail"]
+    assert "admin" in problem["detail"]
+    zh = assert_problem(
+        t.post(f"/v1/members/{member}/earn", {"points": 5}, scope=READ),
+        403,
+        "forbidden",
+        scope="read",
+        needed="admin, pos",
+    )
+    assert "权限" in zh["detail"]
+
+
+def test_a_refused_scope_does_not_burn_the_idempotency_key(api: Api) -> None:
+    t = api.tenant()
+    member = t.member()
+    refused = t.post(f"/v1/members/{member}/earn", {"points": 5}, scope=APP, idem="till-1")
+    assert_problem(refused, 403, "forbidden")
+    done = t.post(f"/v1/members/{member}/earn", {"points": 5}, scope=POS, idem="till-1")
+    assert done.status_code == 201
+    assert t.available(member) == 5
+
+
+def test_health_needs_no_key(api: Api) -> None:
+    response = api.client.get("/v1/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == api.db.dialect
