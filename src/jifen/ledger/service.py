@@ -554,7 +554,9 @@ def reverse(
         _restore_debited_lots(posting, by_id, original, debited)
     for account in by_id.values():
         delta = posting.entries.get((account.id, Bucket.AVAILABLE), 0)
-        if account.available + delta < 0 and not (debt_ok and account.allow_negative):
+        # only a reversal that takes available points can be refused for want of them
+        takes = delta < 0 and account.available + delta < 0
+        if takes and not (debt_ok and account.allow_negative):
             raise InsufficientPoints(needed=-delta, available=max(account.available, 0))
         posting.settle_debt(account, available_before[account.id], delta)
     return posting.finish("transaction.reversed", payload={"reverses_id": original.id})
