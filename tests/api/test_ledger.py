@@ -486,3 +486,20 @@ def test_a_frozen_members_transactions_can_still_be_reversed(api: Api) -> None:
     response = t.post(f"/v1/transactions/{spent}/reversal", {"reason": "correction"})
     assert response.status_code == 201, response.text
     assert response.json()["balance"]["available"] == 100
+
+
+def test_a_return_of_pending_points_is_not_refused_for_an_existing_debt(api: Api) -> None:
+    t = api.tenant(allow_negative_balance=True, pending_days=7)
+    member = t.member()
+    pending = t.earn(member, 287).json()["transaction"]["id"]
+    earned = t.earn(member, 160, pending=False).json()["transaction"]["id"]
+    t.spend(member, 160)
+    debt = t.post(f"/v1/transactions/{earned}/reversal", {"reason": "chargeback"})
+    assert debt.json()["balance"]["available"] == -160
+    # the return takes only pending points: no available points needed, the debt stays
+    response = t.post(
+        f"/v1/transactions/{pending}/reversal", {"reason": "returned", "allow_debt": False}
+    )
+    assert response.status_code == 201, response.text
+    balance = response.json()["balance"]
+    assert (balance["available"], balance["pending"], balance["lifetime_earned"]) == (-160, 0, 0)
