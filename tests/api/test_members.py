@@ -26,12 +26,11 @@ def test_enrol_and_find_by_each_identifier(api: Api, field: str, given: str, sto
     assert member["status"] == "active"
     assert member["program_id"] == t.book.program_id
     assert member["enrolled_at"] == "2026-01-15T02:00:00Z"
-    # found by the identifier as given or as stored, by every scope
+    # found by the identifier as given or as stored (the scope matrix covers who may)
     for value in {given, stored}:
-        for scope in Scope:
-            found = t.get("/v1/members", scope=scope, **{field: value})
-            assert found.status_code == 200, found.text
-            assert found.json()["id"] == member["id"]
+        found = t.get("/v1/members", scope=Scope.READ, **{field: value})
+        assert found.status_code == 200, found.text
+        assert found.json()["id"] == member["id"]
     assert t.get(f"/v1/members/{member['id']}").json() == member
     # a new member starts with an empty account
     balance = t.get(f"/v1/members/{member['id']}/balance").json()
