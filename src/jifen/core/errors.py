@@ -15,11 +15,27 @@ LANGUAGES = ("zh-CN", "en")
 
 
 def pick_language(accept: str | None, default: str = "zh-CN") -> str:
-    """Choose zh-CN or en from an Accept-Language header or a locale string such as en_US.UTF-8."""
+    """Choose zh-CN or en from an Accept-Language header or a locale string such as en_US.UTF-8.
+
+    Languages are tried in the caller's order of preference (`q`, highest first, then as
+    listed); `q=0` means "not this one"."""
     if not accept:
         return default
-    for part in accept.replace("_", "-").split(","):
-        tag = part.split(";")[0].strip().lower()
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.replace("_", "-").split(",")):
+        tag, *params = part.split(";")
+        quality = 1.0
+        for param in params:
+            name, _, value = param.strip().partition("=")
+            if name.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        ranked.append((-quality, position, tag.strip().lower()))
+    for negative_quality, _, tag in sorted(ranked):
+        if negative_quality >= 0:
+            break
         if tag.startswith("zh"):
             return "zh-CN"
         if tag.startswith("en"):
