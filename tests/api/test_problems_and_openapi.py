@@ -31,6 +31,16 @@ def test_problems_are_zh_cn_by_default_and_en_on_request(api: Api) -> None:
         assert body["detail"] == "Insufficient points: 20 needed, 10 available."
     for accept in ("zh", "zh-TW", "de"):
         assert t.post(path, {"points": 20}, lang=accept).json()["title"] == "积分不足"
+    # the caller's preference (q) decides, not the order
+    for accept, title in [
+        ("en;q=0.1, zh-CN;q=0.9", "积分不足"),
+        ("zh-CN;q=0.2, en;q=0.8", "Insufficient points"),
+        ("zh;q=0, en", "Insufficient points"),
+        ("de, en;q=0.5, zh;q=0.4", "Insufficient points"),
+        ("en;q=oops, zh", "积分不足"),
+    ]:
+        response = t.post(path, {"points": 20}, lang=accept)
+        assert response.json()["title"] == title, accept
 
 
 def test_validation_problems_list_every_field(api: Api) -> None:
