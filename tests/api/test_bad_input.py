@@ -356,6 +356,7 @@ def test_profile_validation(api: Api) -> None:
     with api.writes_nothing():
         for body, field in [
             ({"birthday": "1800-01-01"}, "birthday"),
+            ({"birthday": "2026-01-17"}, "birthday"),  # the clock stands at 2026-01-15
             ({"birthday": "not a date"}, "birthday"),
             ({"email": "not-an-email"}, "email"),
             ({"phone": "12"}, "phone"),
@@ -378,6 +379,7 @@ def test_enrolment_validation(api: Api) -> None:
             ({"phone": "abc"}, "phone"),
             ({"email": "@@"}, "email"),
             ({"phone": "13900000000", "enrolled_at": "2099-01-01T00:00:00Z"}, "enrolled_at"),
+            ({"phone": "13900000000", "birthday": "2026-01-17"}, "birthday"),
         ]:
             problem = assert_problem(t.post("/v1/members", body), 422, "invalid-input")
             assert problem["field"] == field, problem

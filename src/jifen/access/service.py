@@ -27,7 +27,7 @@ class Scope(StrEnum):
     POS = "pos"
     """Tills and shops: enrol and find members, earn, spend, holds."""
     APP = "app"
-    """Member-facing apps: enrol, profile, holds, transfers, reads."""
+    """Member-facing apps: enrol, profile, spend, holds, transfers, reads."""
     READ = "read"
     """Reads only."""
 
