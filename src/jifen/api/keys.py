@@ -10,21 +10,13 @@ from fastapi.responses import JSONResponse
 from jifen.access.service import create_key, list_keys, revoke_key
 from jifen.api.deps import ADMIN, PathId, ReadCall, Write, read, render
 from jifen.api.idempotency import write
-from jifen.api.problems import problems
+from jifen.api.problems import AUTH, WRITE, problems
 from jifen.api.schemas import KeyCreatedOut, KeyIn, KeyOut
 from jifen.core.errors import (
-    Forbidden,
-    IdempotencyKeyMissing,
-    IdempotencyKeyReused,
-    InvalidInput,
     NotFound,
-    Unauthorized,
 )
 
 router = APIRouter(prefix="/v1", tags=["keys"])
-
-AUTH = (Unauthorized, Forbidden)
-WRITE = (*AUTH, IdempotencyKeyMissing, IdempotencyKeyReused, InvalidInput)
 
 
 def _without_secret(body: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from jifen.api.deps import (
     render,
 )
 from jifen.api.idempotency import write
-from jifen.api.problems import problems
+from jifen.api.problems import READ, WRITE, problems
 from jifen.api.schemas import (
     MAX_HOLD_MINUTES,
     AdjustmentIn,
@@ -44,13 +44,9 @@ from jifen.api.schemas import (
 )
 from jifen.core.errors import (
     CaptureExceedsHold,
-    ConcurrencyExhausted,
     DuplicateReference,
-    Forbidden,
     HoldExpired,
     HoldNotActive,
-    IdempotencyKeyMissing,
-    IdempotencyKeyReused,
     InsufficientPoints,
     InvalidInput,
     MemberClosed,
@@ -58,7 +54,6 @@ from jifen.core.errors import (
     NotFound,
     NotReversible,
     TransfersDisabled,
-    Unauthorized,
 )
 from jifen.ledger import queries
 from jifen.ledger import service as ledger
@@ -70,9 +65,6 @@ router = APIRouter(prefix="/v1", tags=["ledger"])
 
 T = TypeVar("T")
 
-AUTH = (Unauthorized, Forbidden)
-READ = (*AUTH, NotFound, InvalidInput)
-WRITE = (*AUTH, IdempotencyKeyMissing, IdempotencyKeyReused, InvalidInput, ConcurrencyExhausted)
 MEMBER_WRITE = (*WRITE, NotFound, MemberFrozen, MemberClosed, DuplicateReference)
 
 

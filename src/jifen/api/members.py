@@ -19,16 +19,12 @@ from jifen.api.deps import (
     render,
 )
 from jifen.api.idempotency import write
-from jifen.api.problems import problems
+from jifen.api.problems import AUTH, WRITE, problems
 from jifen.core.errors import (
     Conflict,
     DuplicateIdentifier,
-    Forbidden,
-    IdempotencyKeyMissing,
-    IdempotencyKeyReused,
     InvalidInput,
     NotFound,
-    Unauthorized,
 )
 from jifen.members import service as members
 from jifen.members.schemas import (
@@ -40,9 +36,6 @@ from jifen.members.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["members"])
-
-AUTH = (Unauthorized, Forbidden)
-WRITE = (*AUTH, IdempotencyKeyMissing, IdempotencyKeyReused, InvalidInput)
 
 
 @router.post(

@@ -24,7 +24,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from jifen.core.errors import InvalidInput, JifenError, NotFound, pick_language
+from jifen.core.errors import (
+    ConcurrencyExhausted,
+    Forbidden,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    InvalidInput,
+    JifenError,
+    NotFound,
+    Unauthorized,
+    pick_language,
+)
 
 log = logging.getLogger("jifen.api")
 
@@ -280,6 +290,20 @@ def describe(cls: type[JifenError], lang: str) -> ProblemType:
 # -- OpenAPI -------------------------------------------------------------------------------
 
 _REF = "#/components/schemas/"
+
+
+AUTH: tuple[type[JifenError], ...] = (Unauthorized, Forbidden)
+"""What any keyed route may answer."""
+READ: tuple[type[JifenError], ...] = (*AUTH, NotFound, InvalidInput)
+"""What a keyed read of one resource may answer."""
+WRITE: tuple[type[JifenError], ...] = (
+    *AUTH,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    InvalidInput,
+    ConcurrencyExhausted,
+)
+"""What any idempotent write may answer before its own refusals."""
 
 
 def problems(*errors: type[JifenError]) -> dict[int | str, dict[str, Any]]:
