@@ -74,6 +74,7 @@ class TxnKind(StrEnum):
     ADJUST = "adjust"
     TRANSFER = "transfer"
     REVERSAL = "reversal"
+    CLAWBACK = "clawback"
     GROWTH = "growth"
 
 
@@ -154,6 +155,13 @@ class JournalTransaction(Base):
         Id, ForeignKey("journal_transactions.id"), unique=True
     )
     hold_id: Mapped[int | None] = mapped_column(Id, ForeignKey("holds.id"), index=True)
+    clawback_of_id: Mapped[int | None] = mapped_column(Id, index=True)
+    """For a clawback: the earn or growth transaction it takes (part of) the points back from.
+
+    Several clawbacks may take from one transaction (partial returns), unlike a reversal.
+    No foreign key, so that SQLite could add the column without rebuilding the
+    append-only journal table (and losing its triggers).
+    """
     reason: Mapped[str | None] = mapped_column(String(500))
     actor: Mapped[str] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
