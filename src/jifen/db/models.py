@@ -3,12 +3,14 @@
 from jifen.access import models as access_models
 from jifen.db import idempotency, outbox
 from jifen.db.base import Base
+from jifen.earning import models as earning_models
 from jifen.ledger import models as ledger_models
 from jifen.members import models as member_models
 from jifen.programs import models as program_models
 
 __all__ = [
     "Base",
+    "earning_models",
     "access_models",
     "idempotency",
     "ledger_models",

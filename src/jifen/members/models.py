@@ -39,3 +39,16 @@ class Member(Base):
     enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime)
     enrolment_channel: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SegmentMember(Base):
+    """A member's place on a named member list (a segment, until PRODUCT.md P brings rules)."""
+
+    __tablename__ = "segment_members"
+    __table_args__ = (UniqueConstraint("program_id", "segment", "member_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    segment: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"), index=True)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime)

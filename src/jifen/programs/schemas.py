@@ -5,12 +5,20 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jifen.ledger.expiry import ExpiryPolicy, NeverExpire
+
+
+class ReturnPolicy(StrEnum):
+    DEBT = "debt"
+    DEDUCT = "deduct"
+    WITHHOLD = "withhold"
+
 
 CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
@@ -36,6 +44,24 @@ class ProgramSettings(BaseModel):
     )
     hold_minutes: Annotated[int, Field(gt=0, le=60 * 24 * 30)] = 30
     language: Annotated[str, Field(pattern=r"^(zh-CN|en)$")] = "zh-CN"
+    return_policy: ReturnPolicy = Field(
+        ReturnPolicy.WITHHOLD,
+        description="what a return does with points already spent: debt (negative balance, "
+        "needs allow_negative_balance), deduct (only what is available; the rest is "
+        "forgiven) or withhold (deduct what is available, report the rest as money to keep "
+        "back from the refund)",
+    )
+    claim_days: Annotated[int, Field(ge=0, le=366)] = Field(
+        30, description="how old a purchase may be when it is attached to a member"
+    )
+
+    @model_validator(mode="after")
+    def _debt_needs_negative_balance(self) -> ProgramSettings:
+        if self.return_policy == ReturnPolicy.DEBT and not self.allow_negative_balance:
+            raise ValueError(
+                "return_policy debt leaves a negative balance: set allow_negative_balance too"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -93,6 +119,8 @@ def describe_program(program: Any) -> ProgramOut:
         allow_negative_balance=program.allow_negative_balance,
         hold_minutes=program.hold_minutes,
         language=program.language,
+        return_policy=program.return_policy,
+        claim_days=program.claim_days,
         created_at=program.created_at,
         expiry_description=policy.describe(program.language),
         point_value_description=(

@@ -13,8 +13,19 @@ from jifen.core.errors import Conflict, NotFound
 from jifen.ledger.expiry import EXPIRY_POLICY
 from jifen.ledger.posting import Book
 from jifen.ledger.service import open_program_accounts, program_account_ids
-from jifen.programs.models import Program
+from jifen.programs.models import Channel, Program
+from jifen.programs.rulesets import save_rules
 from jifen.programs.schemas import ProgramCreate
+from jifen.rules.schemas import RuleSet
+
+DEFAULT_CHANNELS = {
+    "store": ("门店", "Store"),
+    "pos": ("收银台", "POS"),
+    "web": ("网站", "Web"),
+    "app": ("App", "App"),
+    "mini_program": ("小程序", "Mini-program"),
+}
+"""A new programme's channels (programme data: the programme file can change them)."""
 
 
 def create_program(session: Session, data: ProgramCreate, *, now: datetime) -> Program:
@@ -34,11 +45,16 @@ def create_program(session: Session, data: ProgramCreate, *, now: datetime) -> P
         allow_negative_balance=data.allow_negative_balance,
         hold_minutes=data.hold_minutes,
         language=data.language,
+        return_policy=data.return_policy,
+        claim_days=data.claim_days,
         created_at=now,
     )
     session.add(program)
     session.flush()
     open_program_accounts(session, program.id, now)
+    for code, (zh, _en) in DEFAULT_CHANNELS.items():
+        session.add(Channel(program_id=program.id, code=code, name=zh, kind=code))
+    save_rules(session, program.id, RuleSet(), now=now, actor="system")
     session.flush()
     return program
 
