@@ -170,3 +170,25 @@ class MemberOut(BaseModel):
     enrolled_at: datetime
     enrolment_channel: str | None
     updated_at: datetime
+
+
+class MemberRef(BaseModel):
+    """A member named by exactly one of: jifen's id, phone, email, card number, external id
+    (what a till or an app knows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[int, Field(gt=0, lt=2**63)] | None = None
+    phone: str | None = None
+    email: str | None = None
+    card_number: str | None = None
+    external_id: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberRef:
+        given = [name for name, value in self if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "name the member by exactly one of id, phone, email, card_number, external_id"
+            )
+        return self

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from jifen.core.errors import Conflict, DuplicateIdentifier, InvalidInput, NotFound
 from jifen.ledger import service as ledger
 from jifen.ledger.posting import Book
-from jifen.members.models import Member
+from jifen.members.models import Member, SegmentMember
 from jifen.members.schemas import (
     IdentifierField,
     MemberCreate,
+    MemberRef,
     MemberStatus,
     MemberUpdate,
     normalise_identifier,
@@ -134,3 +135,23 @@ def set_status(
     member.updated_at = now
     session.flush()
     return member
+
+
+def resolve(session: Session, program_id: int, ref: MemberRef) -> Member:
+    """The member a `MemberRef` names (NotFound when none)."""
+    if ref.id is not None:
+        return get(session, program_id, ref.id)
+    for field in IdentifierField:
+        value = getattr(ref, field.value)
+        if value is not None:
+            return lookup(session, program_id, field, value)
+    raise InvalidInput(field="member", reason="no identifier given")
+
+
+def segments_of(session: Session, program_id: int, member_id: int) -> frozenset[str]:
+    rows = session.execute(
+        select(SegmentMember.segment).where(
+            SegmentMember.program_id == program_id, SegmentMember.member_id == member_id
+        )
+    ).scalars()
+    return frozenset(rows)
