@@ -268,3 +268,65 @@ class DuplicateReference(JifenError):
         "zh-CN": "外部单号 {reference} 已被交易 {transaction_id} 使用。",
         "en": "Reference {reference} was already used by transaction {transaction_id}.",
     }
+
+
+class UnknownCode(JifenError):
+    """A channel, store, payment method or event type the programme does not define."""
+
+    code = "unknown-code"
+    status = 422
+    title = {"zh-CN": "未定义的代码", "en": "Unknown code"}
+    template = {
+        "zh-CN": "{field}：本计划没有（启用的）{code}。可用的有：{known}",
+        "en": "{field}: this programme has no (active) {code!r}. Known: {known}",
+    }
+
+
+class OrderConflict(JifenError):
+    """An order id already recorded, now sent with a different member or total."""
+
+    code = "order-conflict"
+    status = 409
+    title = {"zh-CN": "订单号冲突", "en": "Order id clash"}
+    template = {
+        "zh-CN": "订单 {external_id} 已记录（消费 {purchase_id}），但{difference}不同。",
+        "en": "Order {external_id} is already recorded (purchase {purchase_id}) "
+        "with a different {difference}.",
+    }
+
+
+class OutsideClaimWindow(JifenError):
+    """A purchase too old to be attached to a member."""
+
+    code = "outside-claim-window"
+    status = 422
+    title = {"zh-CN": "超过补录期限", "en": "Outside the claim window"}
+    template = {
+        "zh-CN": "该订单发生于 {occurred_at}，超过了 {days} 天的补录期限。",
+        "en": "The order happened at {occurred_at}, more than {days} days ago: "
+        "too late to attach it to a member.",
+    }
+
+
+class AlreadyClaimed(JifenError):
+    """The order already belongs to a member."""
+
+    code = "already-claimed"
+    status = 409
+    title = {"zh-CN": "订单已归属会员", "en": "Already claimed"}
+    template = {
+        "zh-CN": "订单 {external_id} 已归属会员 {member_id}。",
+        "en": "Order {external_id} already belongs to member {member_id}.",
+    }
+
+
+class ReturnExceedsPurchase(JifenError):
+    """A return asks back more than the purchase has left."""
+
+    code = "return-exceeds-purchase"
+    status = 409
+    title = {"zh-CN": "退货超出订单", "en": "Return exceeds the purchase"}
+    template = {
+        "zh-CN": "第 {line} 行：退 {asked}，但只剩 {left} 可退。",
+        "en": "Line {line}: returns {asked}, but only {left} is left to return.",
+    }
