@@ -567,3 +567,35 @@ def test_lots_list_shows_expiry_dates(db, clock):
     assert [(lot.amount, lot.expires_at) for lot in listed] == [
         (10, datetime(2026, 2, 15, 16, 0, tzinfo=UTC))
     ]
+
+
+def test_reversing_a_capture_whose_give_back_repaid_debt_refunds_only_what_was_captured(db, clock):
+    book = make_program(db, clock, allow_negative_balance=True)
+    member = make_member(db, book, clock)
+    a = earn(db, book, member, 100, clock)
+    earn(db, book, member, 60, clock)
+    hold = db.write(
+        lambda s: ledger.authorise_hold(s, book, member, 60, now=clock.now(), actor="t")
+    ).id  # all from A
+    spend(db, book, member, 100, clock)  # A's 40, B's 60
+    db.write(lambda s: ledger.reverse(s, book, a, now=clock.now(), actor="t"))
+    assert avail(db, book, member, clock) == -100
+    capture = db.write(
+        lambda s: ledger.capture_hold(s, book, hold, points=20, now=clock.now(), actor="t")
+    ).id
+    # the 40 given back pass through A (cancelled) as a new lot, which repays debt at once
+    assert avail(db, book, member, clock) == -60
+    assert lot_rows(db, member) == [
+        (100, 0, "cancelled"),
+        (60, 0, "available"),
+        (40, 0, "available"),
+    ]
+    db.write(lambda s: ledger.reverse(s, book, capture, now=clock.now(), actor="t"))
+    # only the 20 captured come back (they repay debt too), not the 40 repaid as well
+    assert avail(db, book, member, clock) == -40
+    assert lot_rows(db, member) == [
+        (100, 0, "cancelled"),
+        (60, 0, "available"),
+        (40, 0, "available"),
+        (20, 0, "available"),
+    ]

@@ -50,6 +50,7 @@ from jifen.ledger.models import (
     Lot,
     LotAllocation,
     LotStatus,
+    TxnKind,
 )
 
 MAX_POINTS = 10**12
@@ -491,11 +492,19 @@ class Posting:
 
 
 def open_hold_allocations(session: Session, hold: Hold) -> list[tuple[Lot, int]]:
-    """The lots a hold took, with how much it still holds of each, in the order taken."""
+    """The lots a hold took, with how much it still holds of each, in the order taken.
+
+    Only the hold's own transaction takes points for it; the later ones (capture, void,
+    lapse) only give points back, and a debit of theirs is a debt repaid from the points
+    they gave back, not something the hold holds."""
     rows = session.execute(
         select(LotAllocation.lot_id, LotAllocation.amount)
         .join(JournalTransaction, JournalTransaction.id == LotAllocation.transaction_id)
-        .where(JournalTransaction.hold_id == hold.id, LotAllocation.expired.is_(False))
+        .where(
+            JournalTransaction.hold_id == hold.id,
+            LotAllocation.expired.is_(False),
+            or_(JournalTransaction.kind == TxnKind.HOLD, LotAllocation.amount > 0),
+        )
         .order_by(LotAllocation.id)
     ).all()
     net: dict[int, int] = {}

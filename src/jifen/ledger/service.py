@@ -72,6 +72,11 @@ REVERSIBLE = frozenset(
     }
 )
 
+CREDITS = frozenset({TxnKind.EARN, TxnKind.ADJUST, TxnKind.TRANSFER})
+"""Kinds whose lots are credits to take back when reversed. A capture may create a lot too
+(points it gave back through a cancelled lot come back as a new lot), but that lot is the
+member's own points returning, which reversing the capture leaves alone."""
+
 
 def open_member_accounts(
     session: Session,
@@ -550,7 +555,8 @@ def reverse(
     # out of held and, for the uncaptured rest, back into available).
     debited = {account_id: -amount for account_id, amount in net.items() if amount < 0}
     if kind == AccountKind.POINTS:
-        _take_back_credited_lots(posting, by_id, original.id)
+        if original.kind in CREDITS:
+            _take_back_credited_lots(posting, by_id, original.id)
         _restore_debited_lots(posting, by_id, original, debited)
     for account in by_id.values():
         delta = posting.entries.get((account.id, Bucket.AVAILABLE), 0)
