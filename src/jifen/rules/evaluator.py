@@ -11,7 +11,8 @@ How an award is made, in order (docs/earning.md tells it for programme staff):
 2. **Exclusivity.** Firing rules are taken by priority (higher first, then file order);
    once an `exclusive` rule fires, no rule of lower priority applies.
 3. **Base rates** (points per amount / quantity / attribute) are computed on their lines:
-   rounded per line (`scope: line`) or once on the sum (`scope: order`).
+   rounded per line (`scope: line`) or once on the sum (`scope: order`). Points are
+   exact fractions until they are rounded (1 point per 3 元 on 3 元 is exactly 1).
 4. **Multipliers** add (m − 1) × the exact base points the surviving base rules give on
    the lines both match, rounded the same way; several multipliers add up.
 5. **Bonuses** give their points once per order, or once per matching line.
@@ -24,9 +25,11 @@ How an award is made, in order (docs/earning.md tells it for programme staff):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 from jifen.rules.conditions import LineCondition, OrderCondition, compile_when
 from jifen.rules.facts import Allowances, Basket, Line, MemberFacts
@@ -39,11 +42,7 @@ from jifen.rules.schemas import (
     Stacking,
 )
 
-_ROUNDING = {
-    Rounding.FLOOR: ROUND_FLOOR,
-    Rounding.ROUND: ROUND_HALF_UP,
-    Rounding.CEIL: ROUND_CEILING,
-}
+HALF = Fraction(1, 2)
 
 
 class BasketError(ValueError):
@@ -199,8 +198,18 @@ def _exclusive_cut(firing: list[_Firing]) -> list[_Firing]:
     return kept
 
 
-def _round(value: Decimal, rounding: Rounding) -> int:
-    return int(value.to_integral_value(rounding=_ROUNDING[rounding]))
+def _round(value: Fraction, rounding: Rounding) -> int:
+    if rounding == Rounding.FLOOR:
+        return math.floor(value)
+    if rounding == Rounding.CEIL:
+        return math.ceil(value)
+    # half up, away from zero (Decimal's ROUND_HALF_UP): 2.5 → 3, -2.5 → -3
+    return math.floor(value + HALF) if value >= 0 else -math.floor(-value + HALF)
+
+
+def _decimal(value: Fraction) -> Decimal:
+    """A fraction as shown in an explanation (exact unless it does not end, as 1/3)."""
+    return Decimal(value.numerator) / Decimal(value.denominator)
 
 
 def _basis(rule: EarningRule, line: Line, index: int) -> Decimal:
@@ -223,15 +232,17 @@ def _basis(rule: EarningRule, line: Line, index: int) -> Decimal:
     return value
 
 
-def _exact_by_line(rule: EarningRule, basket: Basket, lines: tuple[int, ...]) -> dict[int, Decimal]:
+def _exact_by_line(
+    rule: EarningRule, basket: Basket, lines: tuple[int, ...]
+) -> dict[int, Fraction]:
     rate = rule.effect.rate
-    return {i: _basis(rule, basket.lines[i], i) * rate for i in lines}
+    return {i: Fraction(_basis(rule, basket.lines[i], i)) * rate for i in lines}
 
 
-def _points(rule: EarningRule, exact: dict[int, Decimal]) -> int:
+def _points(rule: EarningRule, exact: dict[int, Fraction]) -> int:
     if rule.scope == Scope.LINE:
         return sum(_round(value, rule.rounding) for value in exact.values())
-    return _round(sum(exact.values(), Decimal(0)), rule.rounding)
+    return _round(sum(exact.values(), Fraction(0)), rule.rounding)
 
 
 def _bounded(f: _Firing, basis: Decimal, wanted: int, allowances: Allowances) -> Item:
@@ -265,15 +276,15 @@ def _multiplier_item(
 ) -> Item:
     rule = f.rule
     assert rule.effect.multiplier is not None
-    extra = rule.effect.multiplier - 1
+    extra = Fraction(rule.effect.multiplier) - 1
     mine = set(f.lines)
-    exact: dict[int, Decimal] = {}
+    exact: dict[int, Fraction] = {}
     for b in base:
         for i, value in _exact_by_line(
             b.rule, basket, tuple(i for i in b.lines if i in mine)
         ).items():
-            exact[i] = exact.get(i, Decimal(0)) + value
-    basis = sum(exact.values(), Decimal(0))
+            exact[i] = exact.get(i, Fraction(0)) + value
+    basis = _decimal(sum(exact.values(), Fraction(0)))
     wanted = _points(rule, {i: value * extra for i, value in exact.items()})
     return _bounded(f, basis, wanted, allowances)
 

@@ -17,6 +17,7 @@ import re
 from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -234,11 +235,12 @@ class Effect(Strict):
         return EffectKind.BONUS
 
     @property
-    def rate(self) -> Decimal:
-        """Points per unit of basis (base effects only)."""
+    def rate(self) -> Fraction:
+        """Points per unit of basis (base effects only), exactly: 1 point per 3 元 is 1/3,
+        which no Decimal holds."""
         value = self.points_per_amount or self.points_per_quantity or self.points_per_attribute
         assert value is not None
-        return value / self.per
+        return Fraction(value) / Fraction(self.per)
 
 
 class PeriodCaps(Strict):
