@@ -35,6 +35,15 @@ class Route:
     body: Any = None
 
 
+ORDER = {
+    "member": {"id": "{m}"},
+    "external_id": "{order}",
+    "occurred_at": "{now}",
+    "channel": "store",
+    "lines": [{"sku": "tea", "unit_price": "30"}],
+    "total": "30",
+}
+
 MATRIX = [
     Route("GET", "/v1/program", EVERYONE, 200),
     Route("GET", "/v1/keys", frozenset({ADMIN}), 200),
@@ -84,6 +93,18 @@ MATRIX = [
     ),
     Route("POST", "/v1/holds/{hold}/capture", frozenset({ADMIN, POS, APP}), 200, {"points": 5}),
     Route("POST", "/v1/holds/{hold}/void", frozenset({ADMIN, POS, APP}), 200),
+    Route("POST", "/v1/purchases", frozenset({ADMIN, POS}), 201, ORDER),
+    Route("GET", "/v1/purchases/{purchase}", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/purchases", EVERYONE, 200),
+    Route("POST", "/v1/purchases/{purchase}/returns", frozenset({ADMIN, POS}), 201, {"amount": "1"}),
+    Route(
+        "POST",
+        "/v1/purchases/claims",
+        frozenset({ADMIN, POS, APP}),
+        201,
+        {"external_id": "{unclaimed}", "member": {"id": "{m}"}},
+    ),
+    Route("POST", "/v1/simulate", EVERYONE, 200, ORDER),
     Route("POST", "/v1/jobs/expire", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/release", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/lapse", frozenset({ADMIN}), 200),
@@ -102,6 +123,11 @@ class Fresh:
         self.t.earn(member, 1000)
         return member
 
+    def _unclaimed(self) -> str:
+        order = {key: value for key, value in self.fill(ORDER).items() if key != "member"}
+        self.t.post("/v1/purchases", order)
+        return str(order["external_id"])
+
     def get(self, name: str) -> Any:
         makers: dict[str, Callable[[], Any]] = {
             "m": self._member,
@@ -111,6 +137,10 @@ class Fresh:
             "txn": lambda: self.t.earn(self.get("m"), 10).json()["transaction"]["id"],
             "hold": lambda: self.t.hold(self.get("m"), 20)["id"],
             "key": lambda: self.t.post("/v1/keys", {"name": "spare", "scope": "read"}).json()["id"],
+            "order": lambda: f"order-{next(_phones)}",
+            "now": lambda: self.t.api.clock.now().isoformat(),
+            "purchase": lambda: self.t.post("/v1/purchases", self.fill(ORDER)).json()["id"],
+            "unclaimed": self._unclaimed,
         }
         if name not in self.made:
             self.made[name] = makers[name]()
@@ -120,6 +150,8 @@ class Fresh:
         """The value with every placeholder made and filled in ("{m}" alone: an int)."""
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.fill(v) for v in value]
         if not isinstance(value, str):
             return value
         whole = re.fullmatch(r"\{(\w+)\}", value)
@@ -153,6 +185,7 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{txn}": "{transaction_id}",
         "{hold}": "{hold_id}",
         "{key}": "{key_id}",
+        "{purchase}": "{purchase_id}",
     }
     in_matrix = set()
     for route in MATRIX:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from jifen import __version__
-from jifen.api import health, jobs, keys, ledger, members, programs
+from jifen.api import health, jobs, keys, ledger, members, programs, purchases
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -55,6 +55,7 @@ TAGS = [
     {"name": "keys", "description": "API keys of a programme."},
     {"name": "members", "description": "Enrolment, identifiers, profile, status."},
     {"name": "ledger", "description": "Balances, history, lots, earn, spend, holds…"},
+    {"name": "purchases", "description": "Purchases, their awards, returns, claims, simulation."},
     {"name": "jobs", "description": "Scheduled ledger jobs, run on demand."},
     {"name": "problems", "description": "What each problem `type` means."},
 ]
@@ -95,7 +96,7 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     app.state.clock = clock
     app.state.settings = settings if settings is not None else Settings()
     install(app)
-    for module in (health, programs, keys, members, ledger, jobs):
+    for module in (health, programs, keys, members, ledger, purchases, jobs):
         app.include_router(module.router)
     app.include_router(catalogue)
 

@@ -31,6 +31,7 @@ from jifen.core.errors import Forbidden, InvalidInput, Unauthorized
 from jifen.core.settings import Settings
 from jifen.db.uow import Database
 from jifen.ledger.posting import Book
+from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program
 
 T = TypeVar("T")
@@ -184,8 +185,12 @@ class Unit:
         return self.principal.actor
 
     @cached_property
+    def program(self) -> Program:
+        return get_program(self.session, self.principal.program_id)
+
+    @cached_property
     def book(self) -> Book:
-        return book_for(self.session, get_program(self.session, self.principal.program_id))
+        return book_for(self.session, self.program)
 
 
 def authorise(session: Session, token: str, allowed: frozenset[Scope]) -> Principal:

@@ -44,13 +44,14 @@ def fingerprint(call: WriteCall, key_id: int) -> str:
 def write(
     call: WriteCall,
     allowed: frozenset[Scope],
-    op: Callable[[Unit], BaseModel],
+    op: Callable[[Unit], BaseModel | tuple[BaseModel, int]],
     *,
     status_code: int = 201,
     redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> JSONResponse:
     """Run `op` once per idempotency key; `redact` trims what is stored for replays (a
-    new API key's plaintext is shown once and never stored)."""
+    new API key's plaintext is shown once and never stored). `op` may return its own
+    status with the model (200 where it found the thing already made, say)."""
 
     def unit(session: Session) -> tuple[int, Any, bool]:
         now = call.clock.now()
@@ -66,10 +67,12 @@ def write(
         )
         if isinstance(claimed, Replay):
             return claimed.status_code, claimed.response, True
-        body = op(Unit(session, principal, now)).model_dump(mode="json")
+        result = op(Unit(session, principal, now))
+        model, status = result if isinstance(result, tuple) else (result, status_code)
+        body = model.model_dump(mode="json")
         stored = redact(body) if redact is not None else body
-        store(session, claimed, status_code=status_code, response=stored)
-        return status_code, body, False
+        store(session, claimed, status_code=status, response=stored)
+        return status, body, False
 
     status, body, replayed = call.db.write(unit)
     headers = {REPLAYED: "true"} if replayed else None

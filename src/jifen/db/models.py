@@ -10,8 +10,8 @@ from jifen.programs import models as program_models
 
 __all__ = [
     "Base",
-    "earning_models",
     "access_models",
+    "earning_models",
     "idempotency",
     "ledger_models",
     "member_models",

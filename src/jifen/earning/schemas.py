@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jifen.members.schemas import MemberRef
 
+CENT = Decimal("0.01")
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
 Money = Annotated[Decimal, Field(ge=0, max_digits=16, decimal_places=2)]
 PositiveQuantity = Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=3)]
@@ -34,13 +35,11 @@ class LineIn(BaseModel):
 
     @model_validator(mode="after")
     def _adds_up(self) -> LineIn:
-        gross = (self.quantity * self.unit_price).quantize(Decimal("0.01"))
+        gross = (self.quantity * self.unit_price).quantize(CENT, rounding=ROUND_HALF_UP)
         if self.amount is None:
             self.amount = gross
         elif self.amount != gross:
-            raise ValueError(
-                f"amount {self.amount} is not quantity × unit price ({gross})"
-            )
+            raise ValueError(f"amount {self.amount} is not quantity × unit price ({gross})")
         if self.discount > self.amount:
             raise ValueError(f"discount {self.discount} is more than the line amount {self.amount}")
         if len(self.attributes) > 20:
@@ -60,9 +59,9 @@ class PurchaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     member: MemberRef | None = None
-    external_id: Annotated[
-        str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
-    ] = Field(description="the order id, unique in the programme")
+    external_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")] = (
+        Field(description="the order id, unique in the programme")
+    )
     occurred_at: AwareDatetime
     channel: Code
     store: Code | None = None
@@ -180,9 +179,9 @@ class ReturnIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_id: Annotated[
-        str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
-    ] | None = Field(None, description="the refund's id: a repeat returns the first result")
+    external_id: (
+        Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")] | None
+    ) = Field(None, description="the refund's id: a repeat returns the first result")
     lines: Annotated[list[ReturnLineIn], Field(min_length=1, max_length=500)] | None = None
     amount: Annotated[Decimal, Field(gt=0, max_digits=16, decimal_places=2)] | None = None
 

@@ -1,0 +1,643 @@
+"""Purchases: record an order, award its points and growth value, explain and simulate it.
+
+One purchase is one transaction's worth of work:
+1. the member's points account is locked first (so caps, first-purchase and budgets are
+   decided one purchase at a time per member), then budget rows in key order;
+2. the current rule-set version is evaluated (pure, `jifen.rules`) on the basket and the
+   member's facts, once to see which capped rules fire, then again with what their caps
+   and budgets leave;
+3. the purchase, its lines and its breakdown are written, the ledger credits the points
+   (pending until the return window closes) and the growth value, and the counters of
+   capped rules move — all or nothing.
+`simulate` runs steps 2 without locks or writes, so it gives the same answer a real
+purchase would get at that moment.
+
+An order id is unique per programme: sending it again returns the first result (a retried
+till never earns twice, and an order cancelled and completed again is not awarded again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import (
+    AlreadyClaimed,
+    InvalidInput,
+    NotFound,
+    OrderConflict,
+    OutsideClaimWindow,
+    UnknownCode,
+)
+from jifen.db.outbox import emit
+from jifen.earning import caps
+from jifen.earning.models import Purchase, PurchaseLine, PurchaseReturn, PurchaseStatus
+from jifen.earning.schemas import (
+    BreakdownItem,
+    ClaimIn,
+    Earned,
+    LineOut,
+    PurchaseIn,
+    PurchaseOut,
+    ReturnSummary,
+)
+from jifen.ledger import service as ledger
+from jifen.ledger.posting import Book, ensure_writable, lock_account
+from jifen.members import service as members
+from jifen.members.models import Member
+from jifen.programs.models import Channel, Program, Store
+from jifen.programs.rulesets import VersionedRules, current_rules
+from jifen.rules.evaluator import Award, CompiledRule, evaluate
+from jifen.rules.facts import Basket, Line, MemberFacts
+from jifen.rules.schemas import EarningRule
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a till's clock may be before its purchase is refused."""
+
+GROWTH_PREFIX = "growth:"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rules: VersionedRules
+    points: Award
+    growth: Award
+    usage: dict[str, int]
+    """Counter key → points the award uses of it."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    purchase: Purchase
+    created: bool
+    """False when the order id was already recorded (the first result is returned)."""
+
+
+# ---------------------------------------------------------------- recording
+
+
+def record(
+    session: Session,
+    program: Program,
+    book: Book,
+    data: PurchaseIn,
+    *,
+    now: datetime,
+    actor: str,
+) -> Recorded:
+    member = members.resolve(session, program.id, data.member) if data.member else None
+    if member is not None:
+        _lock_member(session, book, member, now)
+    existing = _by_external_id(session, program.id, data.external_id)
+    if existing is not None:
+        return Recorded(_same_order(existing, data, member), created=False)
+    _check(session, program, data, now, attach=member is not None)
+    purchase = _insert(session, program, data, now=now, actor=actor)
+    if purchase is None:  # a concurrent request recorded the same order id first
+        existing = _by_external_id(session, program.id, data.external_id)
+        assert existing is not None
+        return Recorded(_same_order(existing, data, member), created=False)
+    if member is not None:
+        purchase.member_id = member.id
+        _award(session, program, book, purchase, member, now=now, actor=actor)
+    emit(
+        session,
+        program_id=program.id,
+        member_id=purchase.member_id,
+        type="purchase.recorded",
+        payload={"purchase_id": purchase.id, "points": purchase.points},
+        at=now,
+    )
+    return Recorded(purchase, created=True)
+
+
+def claim(
+    session: Session, program: Program, book: Book, data: ClaimIn, *, now: datetime, actor: str
+) -> Recorded:
+    """Attach an unclaimed order to a member and award it (retro-claim, PRODUCT.md E6)."""
+    member = members.resolve(session, program.id, data.member)
+    _lock_member(session, book, member, now)
+    purchase = session.execute(
+        select(Purchase)
+        .where(Purchase.program_id == program.id, Purchase.external_id == data.external_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if purchase is None:
+        raise NotFound(what="order", key=data.external_id)
+    if purchase.member_id is not None:
+        if purchase.member_id == member.id:
+            return Recorded(purchase, created=False)  # a retried claim: the first result
+        raise AlreadyClaimed(external_id=data.external_id, member_id=purchase.member_id)
+    _check_window(program, purchase.occurred_at, now)
+    purchase.member_id = member.id
+    purchase.claimed_at = now
+    _award(session, program, book, purchase, member, now=now, actor=actor)
+    emit(
+        session,
+        program_id=program.id,
+        member_id=member.id,
+        type="purchase.claimed",
+        payload={"purchase_id": purchase.id, "points": purchase.points},
+        at=now,
+    )
+    return Recorded(purchase, created=True)
+
+
+def simulate(
+    session: Session, program: Program, book: Book, data: PurchaseIn, *, now: datetime
+) -> Earned:
+    """What recording `data` now would award, without writing or locking anything."""
+    member = members.resolve(session, program.id, data.member) if data.member else None
+    _check(session, program, data, now, attach=member is not None)
+    lines = [_line(i, line) for i, line in enumerate(data.lines)]
+    basket = _basket(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
+    facts = _facts(session, program.id, member, exclude_purchase=None)
+    result = evaluate_purchase(
+        session,
+        program.id,
+        member.id if member else 0,
+        current_rules(session, program.id),
+        basket,
+        facts,
+        lock=False,
+    )
+    return _earned(result)
+
+
+def evaluate_purchase(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    rules: VersionedRules,
+    basket: Basket,
+    facts: MemberFacts,
+    *,
+    lock: bool,
+) -> Evaluation:
+    day = basket.at.date()
+    points, usage = _bounded(
+        session, program_id, member_id, rules.earning, basket, facts, day, lock=lock, prefix=""
+    )
+    growth, growth_usage = _bounded(
+        session,
+        program_id,
+        member_id,
+        rules.growth,
+        basket,
+        facts,
+        day,
+        lock=lock,
+        prefix=GROWTH_PREFIX,
+    )
+    for key, n in growth_usage.items():
+        usage[key] = usage.get(key, 0) + n
+    return Evaluation(rules, points, growth, usage)
+
+
+def _bounded(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    compiled: Sequence[CompiledRule],
+    basket: Basket,
+    facts: MemberFacts,
+    day: date,
+    *,
+    lock: bool,
+    prefix: str,
+) -> tuple[Award, dict[str, int]]:
+    """Evaluate; where capped rules fire, find what their caps leave and evaluate again."""
+    first = _evaluate(compiled, basket, facts, None)
+    capped: dict[str, EarningRule] = {
+        c.rule.id: c.rule for c in compiled if c.rule.caps is not None or c.rule.budget is not None
+    }
+    firing = sorted(item.rule for item in first.items if item.rule in capped and item.wanted > 0)
+    if not firing:
+        return first, {}
+    bounds = {
+        rule_id: caps.bounds(
+            rule_id,
+            member_id=member_id,
+            day=day,
+            caps=capped[rule_id].caps,
+            budget=capped[rule_id].budget,
+            prefix=prefix,
+        )
+        for rule_id in firing
+    }
+    allowances = {
+        rule_id: caps.room(session, program_id, bounds[rule_id], lock=lock) for rule_id in firing
+    }
+    award = _evaluate(compiled, basket, facts, allowances)
+    usage: dict[str, int] = {}
+    for item in award.items:
+        for bound in bounds.get(item.rule, []):
+            usage[bound.key] = usage.get(bound.key, 0) + item.points
+    return award, usage
+
+
+def _evaluate(
+    compiled: Sequence[CompiledRule],
+    basket: Basket,
+    facts: MemberFacts,
+    allowances: dict[str, int] | None,
+) -> Award:
+    from jifen.rules.evaluator import BasketError
+
+    try:
+        return evaluate(compiled, basket, facts, allowances=allowances)
+    except BasketError as exc:
+        raise InvalidInput(
+            field=f"lines[{exc.line}].attributes.{exc.attribute}", reason=exc.reason
+        ) from exc
+
+
+def _award(
+    session: Session,
+    program: Program,
+    book: Book,
+    purchase: Purchase,
+    member: Member,
+    *,
+    now: datetime,
+    actor: str,
+) -> None:
+    basket = remaining_basket(book, purchase, _lines_of(session, purchase.id))
+    facts = _facts(session, program.id, member, exclude_purchase=purchase.id)
+    result = evaluate_purchase(
+        session,
+        program.id,
+        member.id,
+        current_rules(session, program.id),
+        basket,
+        facts,
+        lock=True,
+    )
+    purchase.status = PurchaseStatus.AWARDED
+    purchase.rule_set_version = result.rules.version
+    purchase.facts = _facts_json(facts)
+    purchase.points = result.points.points
+    purchase.growth = result.growth.points
+    purchase.breakdown = [item.as_dict() for item in result.points.items]
+    purchase.growth_breakdown = [item.as_dict() for item in result.growth.items]
+    details = {"purchase_id": purchase.id, "order": purchase.external_id}
+    if purchase.points > 0:
+        purchase.earn_txn_id = ledger.credit(
+            session,
+            book,
+            member.id,
+            purchase.points,
+            now=now,
+            actor=actor,
+            pending=True,
+            earned_at=min(purchase.occurred_at, now),
+            reference=f"purchase:{purchase.id}",
+            details=details,
+        ).id
+    if purchase.growth > 0:
+        purchase.growth_txn_id = ledger.credit_growth(
+            session,
+            book,
+            member.id,
+            purchase.growth,
+            now=now,
+            actor=actor,
+            reference=f"purchase-growth:{purchase.id}",
+            details=details,
+        ).id
+    caps.use(session, program.id, result.usage)
+    session.flush()
+
+
+# ---------------------------------------------------------------- checks and facts
+
+
+def _lock_member(session: Session, book: Book, member: Member, now: datetime) -> None:
+    ensure_writable(lock_account(session, book, member.id, now))
+
+
+def _by_external_id(session: Session, program_id: int, external_id: str) -> Purchase | None:
+    return session.execute(
+        select(Purchase).where(
+            Purchase.program_id == program_id, Purchase.external_id == external_id
+        )
+    ).scalar_one_or_none()
+
+
+def _same_order(existing: Purchase, data: PurchaseIn, member: Member | None) -> Purchase:
+    member_id = member.id if member else None
+    if existing.member_id != member_id:
+        raise OrderConflict(
+            external_id=data.external_id, purchase_id=existing.id, difference="member"
+        )
+    if existing.total != data.total:
+        raise OrderConflict(
+            external_id=data.external_id, purchase_id=existing.id, difference="total"
+        )
+    return existing
+
+
+def _check(
+    session: Session, program: Program, data: PurchaseIn, now: datetime, *, attach: bool
+) -> None:
+    if data.occurred_at > now + CLOCK_SKEW:
+        raise InvalidInput(field="occurred_at", reason="is in the future")
+    if attach:
+        _check_window(program, data.occurred_at, now)
+    _check_code(session, Channel, program.id, "channel", data.channel)
+    if data.store is not None:
+        _check_code(session, Store, program.id, "store", data.store)
+
+
+def _check_window(program: Program, occurred_at: datetime, now: datetime) -> None:
+    if occurred_at < now - timedelta(days=program.claim_days):
+        raise OutsideClaimWindow(occurred_at=occurred_at.isoformat(), days=program.claim_days)
+
+
+def _check_code(
+    session: Session, model: type[Channel] | type[Store], program_id: int, field: str, code: str
+) -> None:
+    active = session.execute(
+        select(model.id).where(
+            model.program_id == program_id, model.code == code, model.active.is_(True)
+        )
+    ).first()
+    if active is None:
+        known = session.execute(
+            select(model.code)
+            .where(model.program_id == program_id, model.active.is_(True))
+            .order_by(model.code)
+            .limit(20)
+        ).scalars()
+        raise UnknownCode(field=field, code=code, known=", ".join(known) or "—")
+
+
+def _facts(
+    session: Session, program_id: int, member: Member | None, *, exclude_purchase: int | None
+) -> MemberFacts:
+    if member is None:
+        return MemberFacts()
+    earlier = select(Purchase.id).where(
+        Purchase.program_id == program_id, Purchase.member_id == member.id
+    )
+    if exclude_purchase is not None:
+        earlier = earlier.where(Purchase.id != exclude_purchase)
+    return MemberFacts(
+        tier=None,  # tiers arrive with PRODUCT.md T; rules may already name them
+        segments=members.segments_of(session, program_id, member.id),
+        first_purchase=session.execute(earlier.limit(1)).first() is None,
+        birthday=member.birthday,
+    )
+
+
+def _facts_json(facts: MemberFacts) -> dict[str, Any]:
+    return {
+        "tier": facts.tier,
+        "segments": sorted(facts.segments),
+        "first_purchase": facts.first_purchase,
+        "birthday": facts.birthday.isoformat() if facts.birthday else None,
+    }
+
+
+def facts_from_json(stored: dict[str, Any] | None) -> MemberFacts:
+    stored = stored or {}
+    birthday = stored.get("birthday")
+    return MemberFacts(
+        tier=stored.get("tier"),
+        segments=frozenset(stored.get("segments") or ()),
+        first_purchase=bool(stored.get("first_purchase")),
+        birthday=date.fromisoformat(birthday) if birthday else None,
+    )
+
+
+# ---------------------------------------------------------------- rows and baskets
+
+
+def _insert(
+    session: Session, program: Program, data: PurchaseIn, *, now: datetime, actor: str
+) -> Purchase | None:
+    purchase = Purchase(
+        program_id=program.id,
+        member_id=None,
+        external_id=data.external_id,
+        status=PurchaseStatus.UNCLAIMED,
+        occurred_at=data.occurred_at,
+        channel=data.channel,
+        store=data.store,
+        payment_method=data.payment_method,
+        total=data.total,
+        net_total=data.total,
+        points=0,
+        growth=0,
+        points_returned=0,
+        growth_returned=0,
+        attributes={k: str(v) for k, v in data.attributes.items()} or None,
+        created_at=now,
+        actor=actor,
+    )
+    try:
+        with session.begin_nested():
+            session.add(purchase)
+            session.flush()
+    except IntegrityError:
+        return None
+    session.add_all(
+        PurchaseLine(
+            program_id=program.id,
+            purchase_id=purchase.id,
+            line_no=i + 1,
+            sku=line.sku,
+            category=line.category,
+            brand=line.brand,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            discount=line.discount,
+            attributes={k: str(v) for k, v in line.attributes.items()} or None,
+            returned_quantity=Decimal(0),
+            returned_amount=Decimal(0),
+        )
+        for i, line in enumerate(data.lines)
+    )
+    session.flush()
+    return purchase
+
+
+def _line(index: int, line: Any) -> Line:
+    return Line(
+        sku=line.sku,
+        quantity=line.quantity,
+        amount=line.net,
+        category=line.category,
+        brand=line.brand,
+        attributes={k: str(v) for k, v in line.attributes.items()},
+    )
+
+
+def remaining_basket(book: Book, purchase: Purchase, lines: list[PurchaseLine]) -> Basket:
+    """The order as it stands: what has not been returned (a line fully refunded, or
+    whose every item came back, is gone)."""
+    kept = []
+    for line in lines:
+        quantity = line.quantity - line.returned_quantity
+        amount = line.amount - line.discount - line.returned_amount
+        if quantity <= 0 or (amount <= 0 < line.amount - line.discount):
+            continue
+        kept.append(
+            Line(
+                sku=line.sku,
+                quantity=quantity,
+                amount=amount,
+                category=line.category,
+                brand=line.brand,
+                attributes=line.attributes or {},
+            )
+        )
+    return _basket(
+        book, purchase.occurred_at, purchase.channel, purchase.store, purchase.payment_method, kept
+    )
+
+
+def _basket(
+    book: Book,
+    occurred_at: datetime,
+    channel: str,
+    store: str | None,
+    payment_method: str | None,
+    lines: list[Line],
+) -> Basket:
+    return Basket(
+        at=occurred_at.astimezone(book.tz),
+        channel=channel,
+        store=store,
+        payment_method=payment_method,
+        lines=tuple(lines),
+    )
+
+
+def _lines_of(session: Session, purchase_id: int) -> list[PurchaseLine]:
+    return list(
+        session.execute(
+            select(PurchaseLine)
+            .where(PurchaseLine.purchase_id == purchase_id)
+            .order_by(PurchaseLine.line_no)
+        ).scalars()
+    )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get(session: Session, program_id: int, purchase_id: int) -> Purchase:
+    purchase = session.execute(
+        select(Purchase).where(Purchase.id == purchase_id, Purchase.program_id == program_id)
+    ).scalar_one_or_none()
+    if purchase is None:
+        raise NotFound(what="purchase", key=purchase_id)
+    return purchase
+
+
+def list_for_member(
+    session: Session, program_id: int, member_id: int, *, before: int | None, limit: int
+) -> list[Purchase]:
+    query = select(Purchase).where(
+        Purchase.program_id == program_id, Purchase.member_id == member_id
+    )
+    if before is not None:
+        query = query.where(Purchase.id < before)
+    return list(session.execute(query.order_by(Purchase.id.desc()).limit(limit)).scalars())
+
+
+def _items(stored: list[dict[str, Any]] | None) -> list[BreakdownItem]:
+    return [
+        BreakdownItem(
+            rule=item["rule"],
+            name=item["name"],
+            effect=item["effect"],
+            basis=Decimal(item["basis"]),
+            lines=[i + 1 for i in item["lines"]],
+            wanted=item["wanted"],
+            points=item["points"],
+            capped_by=item["capped_by"],
+        )
+        for item in stored or []
+    ]
+
+
+def _earned(result: Evaluation) -> Earned:
+    return Earned(
+        points=result.points.points,
+        growth=result.growth.points,
+        rule_set_version=result.rules.version,
+        breakdown=_items([item.as_dict() for item in result.points.items]),
+        growth_breakdown=_items([item.as_dict() for item in result.growth.items]),
+    )
+
+
+def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
+    lines = _lines_of(session, purchase.id)
+    returns = session.execute(
+        select(PurchaseReturn)
+        .where(PurchaseReturn.purchase_id == purchase.id)
+        .order_by(PurchaseReturn.id)
+    ).scalars()
+    release = book.release_at(purchase.occurred_at) if purchase.earn_txn_id else None
+    return PurchaseOut(
+        id=purchase.id,
+        external_id=purchase.external_id,
+        member_id=purchase.member_id,
+        status=purchase.status,
+        occurred_at=purchase.occurred_at,
+        channel=purchase.channel,
+        store=purchase.store,
+        payment_method=purchase.payment_method,
+        total=purchase.total,
+        net_total=purchase.net_total,
+        points=purchase.points,
+        growth=purchase.growth,
+        points_returned=purchase.points_returned,
+        growth_returned=purchase.growth_returned,
+        pending_until=release
+        if release is not None and release > (purchase.claimed_at or purchase.created_at)
+        else None,
+        rule_set_version=purchase.rule_set_version,
+        breakdown=_items(purchase.breakdown),
+        growth_breakdown=_items(purchase.growth_breakdown),
+        lines=[
+            LineOut(
+                line_no=line.line_no,
+                sku=line.sku,
+                category=line.category,
+                brand=line.brand,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                amount=line.amount,
+                discount=line.discount,
+                attributes=line.attributes,
+                returned_quantity=line.returned_quantity,
+                returned_amount=line.returned_amount,
+            )
+            for line in lines
+        ],
+        returns=[
+            ReturnSummary(
+                id=r.id,
+                external_id=r.external_id,
+                amount=r.amount,
+                points=r.points,
+                growth=r.growth,
+                withhold_amount=r.withhold_amount,
+                created_at=r.created_at,
+            )
+            for r in returns
+        ],
+        created_at=purchase.created_at,
+        claimed_at=purchase.claimed_at,
+    )
