@@ -70,6 +70,14 @@ class Stacking(StrEnum):
     """Of the rules of one `group` that fire, only the one giving most points applies."""
 
 
+def _not_a_number(value: object, how: str) -> object:
+    # Pydantic would read a number as seconds: YAML reads an unquoted 22:00 as the
+    # sexagesimal number 1320, which would become 00:22 (and a date 0 would be 1970-01-01)
+    if isinstance(value, int | float | Decimal):
+        raise ValueError(f"{how}; {value!r} is a number")
+    return value
+
+
 class HourRange(Strict):
     """Local time of day, `from` included, `to` excluded; `to` before `from` wraps midnight."""
 
@@ -77,6 +85,23 @@ class HourRange(Strict):
     end: time = Field(alias="to")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _as_text(cls, value: object) -> object:
+        return _not_a_number(
+            value, "write the time in quotes, as '22:00' (YAML reads an unquoted 22:00 as 1320)"
+        )
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError(
+                "give the local time without an offset ('22:00', not '22:00+08:00'): "
+                "hours are read in the programme's time zone"
+            )
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> HourRange:
@@ -98,6 +123,11 @@ class DateRange(Strict):
     end: date | None = Field(None, alias="to")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _as_text(cls, value: object) -> object:
+        return _not_a_number(value, "write the date as YYYY-MM-DD, e.g. 2026-11-11")
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
