@@ -190,6 +190,26 @@ class When(Strict):
             raise ValueError("an empty list matches nothing; leave the condition out instead")
         return value
 
+    @field_validator("days_of_month")
+    @classmethod
+    def _real_days(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and 0 in value:
+            raise ValueError("0 is no day of the month: give 1–31, or -1 for the last day")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_values(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is not None and not value:
+            raise ValueError("name at least one attribute, or leave the condition out")
+        for name, values in (value or {}).items():
+            if not values:
+                raise ValueError(
+                    f"attribute {name!r}: an empty list matches nothing; "
+                    "list the values it may have"
+                )
+        return value
+
     @property
     def line_level(self) -> bool:
         return any(v is not None for v in (self.sku, self.category, self.brand, self.attributes))
