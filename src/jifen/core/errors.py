@@ -330,3 +330,12 @@ class ReturnExceedsPurchase(JifenError):
         "zh-CN": "第 {line} 行：退 {asked}，但只剩 {left} 可退。",
         "en": "Line {line}: returns {asked}, but only {left} is left to return.",
     }
+    whole_order = {
+        "zh-CN": "整单：退 {asked}，但只剩 {left} 可退。",
+        "en": "The order: refunds {asked}, but only {left} is left to refund.",
+    }
+
+    def message(self, lang: str = "zh-CN") -> str:
+        if self.params.get("line") is None:  # an order-level refund
+            return (self.whole_order.get(lang) or self.whole_order["en"]).format(**self.params)
+        return super().message(lang)

@@ -272,7 +272,7 @@ def _spread(
     left = {line.line_no: _net(line) - line.returned_amount for line in lines}
     total = sum(left.values(), Decimal(0))
     if amount > total:
-        raise ReturnExceedsPurchase(line="*", asked=f"{amount:f}", left=f"{total:f}")
+        raise ReturnExceedsPurchase(line=None, asked=f"{amount:f}", left=f"{total:f}")
     if amount == total:
         return {
             line.line_no: (line.quantity - line.returned_quantity, left[line.line_no])
