@@ -139,12 +139,12 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
     1. the entries of every journal transaction sum to zero;
     2. each member account's cached buckets (available, pending, held) equal Σ its entries;
     3. each lot: remaining == amount + Σ its allocations, 0 ≤ remaining ≤ amount; a pending
-       lot is untouched, an expired or cancelled one is empty;
+       lot is untouched but by clawbacks of its credit, an expired or cancelled one is empty;
     4. max(available, 0) == Σ remaining of the account's available lots (so when available
        is negative every lot is empty);
     5. available is negative only where the programme allows debt;
     6. no allocation spent a lot that was pending or past its expiry at the time (the
-       lot a credit created, taken back by its reversal, excepted);
+       lot a credit created, taken back by its reversal or clawbacks, excepted);
     7. a reversal gives back to each lot exactly what its transaction took from it (for a
        capture: what the hold still held of it); what it gives back to a cancelled lot
        passes on to the lots that lot's cancellation charged (or a new lot), never more;
@@ -155,7 +155,10 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
     9. lifetime_earned == −Σ entries on the programme's issued account of transactions
        made for that member (points issued to the member, net of reversals);
     10. next_due_at is never later than the next expiry, release or lapse; and with
-        `up_to_date_at`, nothing is left that fell due by then.
+        `up_to_date_at`, nothing is left that fell due by then;
+    11. clawbacks take from earns and growth credits that were not reversed, never more
+        than they awarded all together; each one's points are what it took back to the
+        issued (or growth issued) account plus what it let go (its details' not_taken).
     """
     problems: list[str] = []
     bad = problems.append
@@ -199,8 +202,11 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
             )
         if not 0 <= lot["remaining"] <= lot["amount"]:
             bad(f"law 3: {where} remaining {lot['remaining']} out of range")
-        if lot["status"] == "pending" and lot["remaining"] != lot["amount"]:
-            bad(f"law 3: pending {where} has remaining {lot['remaining']}")
+        if lot["status"] == "pending" and any(
+            x["lot_id"] == lot["id"] and not takes_back_own(txns[x["transaction_id"]], lot)
+            for x in snap.allocations
+        ):
+            bad(f"law 3: pending {where} was touched by more than its clawbacks")
         if lot["status"] in ("expired", "cancelled") and lot["remaining"] != 0:
             bad(f"law 3: {where} still has {lot['remaining']} left")
 
@@ -229,8 +235,8 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
         if x["amount"] >= 0 or x["expired"]:
             continue
         txn, lot = txns[x["transaction_id"]], lots[x["lot_id"]]
-        if txn["reverses_id"] is not None and lot["transaction_id"] == txn["reverses_id"]:
-            continue  # a reversal taking back the credit's own lot
+        if takes_back_own(txn, lot):
+            continue  # a reversal or clawback taking back the credit's own lot
         at = txn["created_at"]
         if lot["available_at"] is not None and lot["available_at"] > at:
             bad(
@@ -371,7 +377,40 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
             late = [what for at, what in due[a["id"]] if at <= up_to_date_at]
             if late:
                 bad(f"law 10: member {a['member_id']} up to date at {up_to_date_at}, yet {late}")
+
+    # 11
+    claimed: dict[int, int] = defaultdict(int)
+    reversed_ids = {t["reverses_id"] for t in snap.txns if t["kind"] == "reversal"}
+    issuing = {book.accounts[AccountKind.ISSUED], book.accounts[AccountKind.GROWTH_ISSUED]}
+    returned: dict[int, int] = defaultdict(int)
+    for e in snap.entries:
+        if e["account_id"] in issuing:
+            returned[e["transaction_id"]] += e["amount"]
+    for clawback in snap.txns:
+        if clawback["kind"] != "clawback":
+            continue
+        original = txns[clawback["clawback_of_id"]]
+        claimed[original["id"]] += clawback["points"]
+        not_taken = (clawback["details"] or {}).get("not_taken", 0)
+        if original["kind"] not in ("earn", "growth") or original["id"] in reversed_ids:
+            bad(f"law 11: clawback {clawback['id']} of {original['kind']} {original['id']}")
+        if clawback["points"] != returned[clawback["id"]] + not_taken or not_taken < 0:
+            bad(
+                f"law 11: clawback {clawback['id']} of {clawback['points']} gave back "
+                f"{returned[clawback['id']]} and let go {not_taken}"
+            )
+    for original_id, points in claimed.items():
+        if points > txns[original_id]["points"]:
+            bad(f"law 11: {points} clawed back of transaction {txns[original_id]}")
     return problems
+
+
+def takes_back_own(txn: Row, lot: Row) -> bool:
+    """Whether `txn` is a reversal or clawback of the credit that created `lot`."""
+    credit = lot["transaction_id"]
+    return (txn["kind"] == "reversal" and txn["reverses_id"] == credit) or (
+        txn["kind"] == "clawback" and txn["clawback_of_id"] == credit
+    )
 
 
 # -- the model --------------------------------------------------------------------------------
@@ -520,7 +559,7 @@ class LedgerMachine(RuleBasedStateMachine):
             lot, txn = old_lots.get(x["lot_id"]), txns[x["transaction_id"]]
             if lot is None:
                 continue  # made in this step: a credit repaying debt from its own lot
-            if txn["reverses_id"] is not None and lot["transaction_id"] == txn["reverses_id"]:
+            if takes_back_own(txn, lot):
                 continue
             status = lot["status"]
             if status == "pending":

@@ -171,8 +171,9 @@ def _lapse_holds(session: Session, book: Book, account_ids: list[int], now: date
 def _release_lots(
     session: Session, book: Book, account_ids: list[int], now: datetime
 ) -> StepResult:
+    # What is left of each lot is released: a clawback may have taken part of it already.
     lots = session.execute(
-        select(Lot.id, Lot.account_id, Lot.member_id, Lot.amount, Lot.expires_at)
+        select(Lot.id, Lot.account_id, Lot.member_id, Lot.remaining, Lot.expires_at)
         .where(
             Lot.account_id.in_(account_ids),
             Lot.status == LotStatus.PENDING,
@@ -197,7 +198,7 @@ def _release_lots(
     for account_id, rows in by_account.items():
         member_id, points, txn_id = (
             rows[0].member_id,
-            sum(r.amount for r in rows),
+            sum(r.remaining for r in rows),
             txn_ids[account_id],
         )
         entries += [
@@ -209,7 +210,7 @@ def _release_lots(
         for row in rows:  # released points repay a debt first, earliest expiry first
             if debt <= 0:
                 break
-            take = min(debt, row.amount)
+            take = min(debt, row.remaining)
             debt -= take
             repayments.append(
                 {
@@ -236,7 +237,7 @@ def _release_lots(
             [{"b_lot": r["lot_id"], "b_amount": r["amount"]} for r in repayments],
         )
     _apply(session, book, entries, deltas, "points.released", txn_ids, by_account, now)
-    return StepResult(len(by_account), len(lots), sum(lot.amount for lot in lots))
+    return StepResult(len(by_account), len(lots), sum(lot.remaining for lot in lots))
 
 
 # -- expire --------------------------------------------------------------------------------
@@ -329,9 +330,7 @@ def _insert_transactions(
             "program_id": book.program_id,
             "member_id": by_account[account_id][0].member_id,
             "kind": str(kind),
-            "points": sum(
-                r.amount if kind == TxnKind.RELEASE else r.remaining for r in by_account[account_id]
-            ),
+            "points": sum(r.remaining for r in by_account[account_id]),
             "created_at": now,
             "actor": JOB_ACTOR.format(kind),
         }

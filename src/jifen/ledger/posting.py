@@ -11,10 +11,10 @@ first (never a pending lot, never one past its expiry) and records an allocation
 a restore gives points back to the very lots they came from, and a lot whose expiry has
 passed in the meantime passes them straight on to the programme's expired account.
 
-Debt: where a programme allows it, a reversal may take `available` below zero. While it
-is negative, no lot has anything left, and every later credit of available points first
-repays the debt (recorded as allocations on the credit's own transaction). Hence the
-invariant: max(available, 0) == Σ remaining of the account's available lots.
+Debt: where a programme allows it, a reversal or a clawback may take `available` below
+zero. While it is negative, no lot has anything left, and every later credit of available
+points first repays the debt (recorded as allocations on the credit's own transaction).
+Hence the invariant: max(available, 0) == Σ remaining of the account's available lots.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -184,6 +184,7 @@ class Posting:
         details: dict[str, Any] | None = None,
         reverses_id: int | None = None,
         hold_id: int | None = None,
+        clawback_of_id: int | None = None,
     ) -> None:
         self.session = session
         self.book = book
@@ -202,6 +203,7 @@ class Posting:
             reference=reference,
             reverses_id=reverses_id,
             hold_id=hold_id,
+            clawback_of_id=clawback_of_id,
             reason=reason,
             actor=actor,
             details=details,
@@ -340,28 +342,41 @@ class Posting:
                 account.next_due_at = lot.expires_at
 
     def _forward_from_cancelled(self, account: Account, lot: Lot, amount: int) -> None:
-        """Points coming back to a lot whose credit was reversed.
+        """Points coming back to a lot whose credit was reversed or clawed back in full.
 
-        The reversal that cancelled the lot charged the member for what had already gone
-        out of it: from their other lots, and as debt for what those could not cover. The
-        points coming back refund that charge: they go back to the lots the reversal took
-        (latest taken first, never more than it took, net of earlier refunds), and the rest
-        comes back as a new lot, which the caller's `settle_debt` uses to repay the debt.
+        The reversal (or the clawbacks) that cancelled the lot charged the member for what
+        had already gone out of it: from their other lots, and as debt (or let go) for what
+        those could not cover. The points coming back refund that charge: they go back to
+        the lots the cancelling transactions took (latest taken first, never more than they
+        took, net of earlier refunds), and the rest comes back as a new lot, which the
+        caller's `settle_debt` uses to repay any debt.
         """
         session = self.session
         session.flush()
-        cancelling = session.execute(
-            select(JournalTransaction.id).where(
-                JournalTransaction.reverses_id == lot.transaction_id
-            )
-        ).scalar_one()
-        # Lots the cancelling reversal took from, and how much (its own lots excluded).
+        credit = lot.transaction_id
+        cancelling = list(
+            session.execute(
+                select(JournalTransaction.id).where(
+                    or_(
+                        and_(
+                            JournalTransaction.kind == TxnKind.REVERSAL,
+                            JournalTransaction.reverses_id == credit,
+                        ),
+                        and_(
+                            JournalTransaction.kind == TxnKind.CLAWBACK,
+                            JournalTransaction.clawback_of_id == credit,
+                        ),
+                    )
+                )
+            ).scalars()
+        )
+        # Lots the cancelling transactions took from, and how much (its own lots excluded).
         taken: dict[int, int] = defaultdict(int)
         for lot_id, took in session.execute(
             select(LotAllocation.lot_id, LotAllocation.amount)
             .join(Lot, Lot.id == LotAllocation.lot_id)
             .where(
-                LotAllocation.transaction_id == cancelling,
+                LotAllocation.transaction_id.in_(cancelling),
                 LotAllocation.amount < 0,
                 LotAllocation.expired.is_(False),
                 Lot.account_id == account.id,

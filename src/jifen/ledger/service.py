@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -497,7 +497,8 @@ def reverse(
     are taken back from the lot it created; what the member has already spent of it comes
     from their other lots, and what they cannot cover either refuses the reversal or,
     where the programme's debt policy allows it (`allow_debt`), leaves a negative balance
-    that later earnings repay.
+    that later earnings repay. An earn or growth credit that clawbacks have taken part of
+    is not reversed: the clawbacks take the rest (`ledger/clawback.py`).
     """
     original = session.execute(
         select(JournalTransaction).where(
@@ -512,13 +513,6 @@ def reverse(
             transaction_id=transaction_id,
             reason=f"a {original.kind} transaction is undone by its own operation, not reversed",
         )
-    already = session.execute(
-        select(JournalTransaction.id).where(JournalTransaction.reverses_id == original.id)
-    ).scalar_one_or_none()
-    if already is not None:
-        raise NotReversible(
-            transaction_id=transaction_id, reason=f"already reversed by transaction {already}"
-        )
     debt_ok = book.allow_negative if allow_debt is None else allow_debt
     entries = (
         session.execute(select(JournalEntry).where(JournalEntry.transaction_id == original.id))
@@ -529,6 +523,7 @@ def reverse(
     kind = AccountKind.GROWTH if original.kind == TxnKind.GROWTH else AccountKind.POINTS
     accounts = lock_accounts(session, book, member_ids, now, kind)
     by_id = {account.id: account for account in accounts.values()}
+    _refuse_undone(session, original)
 
     posting = Posting(
         session,
@@ -568,6 +563,35 @@ def reverse(
     return posting.finish("transaction.reversed", payload={"reverses_id": original.id})
 
 
+def _refuse_undone(session: Session, original: JournalTransaction) -> None:
+    """A transaction is reversed once, and not once clawbacks have taken part of it (they
+    may take the rest). Checked under the member's lock, so a concurrent reversal or
+    clawback has either committed or waits."""
+    already = session.execute(
+        select(JournalTransaction.id).where(
+            JournalTransaction.kind == TxnKind.REVERSAL,
+            JournalTransaction.reverses_id == original.id,
+        )
+    ).scalar_one_or_none()
+    if already is not None:
+        raise NotReversible(
+            transaction_id=original.id, reason=f"already reversed by transaction {already}"
+        )
+    clawed = session.execute(
+        select(func.coalesce(func.sum(JournalTransaction.points), 0)).where(
+            JournalTransaction.kind == TxnKind.CLAWBACK,
+            JournalTransaction.clawback_of_id == original.id,
+        )
+    ).scalar_one()
+    if clawed:
+        reason = (
+            "clawed back in full"
+            if clawed >= original.points
+            else "partly clawed back; claw back the rest instead"
+        )
+        raise NotReversible(transaction_id=original.id, reason=reason)
+
+
 def _take_back_credited_lots(posting: Posting, accounts: dict[int, Account], txn_id: int) -> None:
     """Take back each lot the original created: what is left of it, the part that expired
     from the expired account, and what the member spent of it from their other lots."""
@@ -585,9 +609,9 @@ def _take_back_credited_lots(posting: Posting, accounts: dict[int, Account], txn
     for lot in lots:
         account = accounts[lot.account_id]
         if lot.status == LotStatus.PENDING:
+            posting.move(account, Bucket.PENDING, -lot.remaining)
             posting.allocate(lot, -lot.remaining)
             lot.status = LotStatus.CANCELLED
-            posting.move(account, Bucket.PENDING, -lot.amount)
             continue
         expired = -sum(
             session.execute(
