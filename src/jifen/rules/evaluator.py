@@ -4,7 +4,7 @@ Pure: the same input always gives the same output; no clock, no database, no I/O
 what makes `POST /v1/simulate` agree with the real award, lets a return re-evaluate the
 order as it was, and lets bulk imports evaluate without the service around it.
 
-How an award is made, in order (docs/earning.md tells it for programme staff):
+How an award is made, in order (docs/rules.md tells it for programme staff):
 1. **Firing.** A rule fires when every purchase/member condition holds and, if it names
    line conditions, at least one line matches them. Its lines are the matching lines
    (all lines when it names none).

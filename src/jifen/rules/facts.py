@@ -46,7 +46,8 @@ class MemberFacts:
     tier: str | None = None
     segments: frozenset[str] = frozenset()
     first_purchase: bool = False
-    """No earlier purchase of this member earned anything."""
+    """No earlier purchase of this member is recorded (one returned since counts too, so a
+    refunded first order cannot earn a first-purchase bonus twice)."""
     birthday: date | None = None
 
 
