@@ -71,6 +71,42 @@ def save_rules(
     return version, True
 
 
+def version_row(session: Session, program_id: int, version: int | None = None) -> RuleSetVersion:
+    """A stored version (the current one when `version` is None), with who made it when."""
+    query = select(RuleSetVersion).where(RuleSetVersion.program_id == program_id)
+    if version is None:
+        query = query.order_by(RuleSetVersion.version.desc()).limit(1)
+    else:
+        query = query.where(RuleSetVersion.version == version)
+    row = session.execute(query).scalar_one_or_none()
+    if row is None:
+        raise NotFound(what="rule set version", key=version if version is not None else "")
+    return row
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A store or channel code a rule's conditions name (`path` is where, in a RuleSet)."""
+
+    path: tuple[str | int, ...]
+    kind: str
+    """store or channel"""
+    code: str
+
+
+def references(rules: RuleSet) -> list[Reference]:
+    """Every store and channel code the earning and growth rules' conditions name."""
+    found: list[Reference] = []
+    for section in ("earning_rules", "growth_rules"):
+        for index, rule in enumerate(getattr(rules, section)):
+            for kind in ("store", "channel"):
+                for position, code in enumerate(getattr(rule.when, kind) or ()):
+                    found.append(
+                        Reference((section, index, "when", kind, position), kind, str(code))
+                    )
+    return found
+
+
 def current_rules(session: Session, program_id: int) -> VersionedRules:
     row = session.execute(
         select(RuleSetVersion.version, RuleSetVersion.digest)

@@ -9,9 +9,18 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from jifen.ledger.expiry import ExpiryPolicy, NeverExpire
+from jifen.programs.rulesets import canonical
+from jifen.rules.schemas import RuleSet
 
 
 class ReturnPolicy(StrEnum):
@@ -127,3 +136,73 @@ def describe_program(program: Any) -> ProgramOut:
             f"{program.point_value_points} {program.points_name} = {amount:f} {program.currency}"
         ),
     )
+
+
+# -- stores and channels ---------------------------------------------------------------------
+
+
+class ChannelKind(StrEnum):
+    STORE = "store"
+    POS = "pos"
+    WEB = "web"
+    APP = "app"
+    MINI_PROGRAM = "mini_program"
+
+
+OutletCode = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^\S+$",
+        description="what purchases and rules name it by (no spaces)",
+    ),
+]
+
+
+class StoreSpec(BaseModel):
+    """A store as the programme file gives it (and `GET /v1/stores` shows it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
+
+    code: OutletCode
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    region: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    active: bool = True
+
+
+class ChannelSpec(BaseModel):
+    """A sales channel as the programme file gives it (and `GET /v1/channels` shows it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
+
+    code: OutletCode
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: ChannelKind
+    active: bool = True
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+class RulesOut(BaseModel):
+    """One version of a programme's rules: what `GET /v1/rules` answers."""
+
+    version: int = Field(description='send it back as `If-Match: "<version>"` to PUT safely')
+    created_at: datetime
+    actor: str = Field(description="who made this version: an API key, a CLI user, system")
+    rules: RuleSet
+
+    # No return annotation on purpose: pydantic then documents the field as a RuleSet
+    # (OpenAPI), where `-> dict` would make it a bare object.
+    @field_serializer("rules")
+    def _stored_form(self, rules: RuleSet):  # type: ignore[no-untyped-def]
+        """Every field, by the names the file and PUT use (`from`/`to`): a GET can be PUT
+        back as it is."""
+        return canonical(rules)
+
+
+class RulesSaved(RulesOut):
+    """What `PUT /v1/rules` answers: the version now current, and whether the PUT made it."""
+
+    created: bool = Field(description="false: the rules equal the current version's")

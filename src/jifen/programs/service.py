@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jifen.core.errors import Conflict, NotFound
+from jifen.core.errors import Conflict, InvalidInput, NotFound
 from jifen.ledger.expiry import EXPIRY_POLICY
 from jifen.ledger.posting import Book
 from jifen.ledger.service import open_program_accounts, program_account_ids
-from jifen.programs.models import Channel, Program
-from jifen.programs.rulesets import save_rules
+from jifen.programs.errors import RulesVersionMismatch
+from jifen.programs.models import Channel, Program, RuleSetVersion, Store
+from jifen.programs.rulesets import references, save_rules, version_row
 from jifen.programs.schemas import ProgramCreate
 from jifen.rules.schemas import RuleSet
 
@@ -28,7 +29,17 @@ DEFAULT_CHANNELS = {
 """A new programme's channels (programme data: the programme file can change them)."""
 
 
-def create_program(session: Session, data: ProgramCreate, *, now: datetime) -> Program:
+def create_program(
+    session: Session,
+    data: ProgramCreate,
+    *,
+    now: datetime,
+    rules: RuleSet | None = None,
+    actor: str = "system",
+    default_channels: bool = True,
+) -> Program:
+    """A new programme with its accounts and its first rules version (`rules`, else the
+    defaults); with `default_channels`, the five channels of `DEFAULT_CHANNELS`."""
     if session.execute(select(Program.id).where(Program.code == data.code)).first():
         raise Conflict(reason=f"a programme with code {data.code!r} already exists")
     program = Program(
@@ -52,9 +63,10 @@ def create_program(session: Session, data: ProgramCreate, *, now: datetime) -> P
     session.add(program)
     session.flush()
     open_program_accounts(session, program.id, now)
-    for code, (zh, _en) in DEFAULT_CHANNELS.items():
-        session.add(Channel(program_id=program.id, code=code, name=zh, kind=code))
-    save_rules(session, program.id, RuleSet(), now=now, actor="system")
+    if default_channels:
+        for code, (zh, _en) in DEFAULT_CHANNELS.items():
+            session.add(Channel(program_id=program.id, code=code, name=zh, kind=code))
+    save_rules(session, program.id, rules or RuleSet(), now=now, actor=actor)
     session.flush()
     return program
 
@@ -77,6 +89,17 @@ def get_program_by_code(session: Session, code: str) -> Program:
     return program
 
 
+def lock_program(session: Session, program_id: int) -> Program:
+    """The programme, its row locked until the transaction ends: what serialises changes
+    to its settings and rules (on SQLite the write transaction already holds the lock)."""
+    program = session.execute(
+        select(Program).where(Program.id == program_id).with_for_update()
+    ).scalar_one_or_none()
+    if program is None:
+        raise NotFound(what="programme", key=program_id)
+    return program
+
+
 def book_for(session: Session, program: Program) -> Book:
     return Book(
         program_id=program.id,
@@ -94,3 +117,44 @@ def points_value(program: Program, points: int) -> Decimal:
     """What `points` are worth in the programme's currency, to the cent, rounded down."""
     value = Decimal(points) * program.point_value_amount / program.point_value_points
     return value.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
+
+
+def list_stores(session: Session, program_id: int) -> list[Store]:
+    query = select(Store).where(Store.program_id == program_id).order_by(Store.code)
+    return list(session.execute(query).scalars())
+
+
+def list_channels(session: Session, program_id: int) -> list[Channel]:
+    query = select(Channel).where(Channel.program_id == program_id).order_by(Channel.code)
+    return list(session.execute(query).scalars())
+
+
+def replace_rules(
+    session: Session,
+    program_id: int,
+    rules: RuleSet,
+    *,
+    now: datetime,
+    actor: str,
+    expected: frozenset[int] | None = None,
+) -> tuple[RuleSetVersion, bool]:
+    """Make `rules` the programme's current rules: a new version unless they equal the
+    current one. `expected`: the versions the caller's change was based on (`If-Match`);
+    any other current version refuses the change. Returns the version now current and
+    whether this call made it."""
+    lock_program(session, program_id)
+    current = version_row(session, program_id)
+    if expected is not None and current.version not in expected:
+        shown = ", ".join(str(v) for v in sorted(expected))
+        raise RulesVersionMismatch(expected=shown, current_version=current.version)
+    stores = {store.code for store in list_stores(session, program_id)}
+    channels = {channel.code for channel in list_channels(session, program_id)}
+    for ref in references(rules):
+        if ref.code not in (stores if ref.kind == "store" else channels):
+            raise InvalidInput(
+                field=".".join(str(part) for part in ref.path),
+                reason=f"no {ref.kind} {ref.code!r} in this programme (GET /v1/{ref.kind}s "
+                "lists them; the programme file adds them)",
+            )
+    version, created = save_rules(session, program_id, rules, now=now, actor=actor)
+    return version_row(session, program_id, version), created
