@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Annotated
 
 import typer
@@ -11,18 +10,9 @@ from sqlalchemy.orm import Session
 from jifen.access.service import Scope, create_key
 from jifen.cli.output import err, out
 from jifen.cli.programs import ProgramOption, program_named
-from jifen.cli.state import state_of
+from jifen.cli.state import actor, state_of
 
 app = typer.Typer(help="API keys.", no_args_is_help=True)
-
-
-def actor() -> str:
-    """Who is at the keyboard (`cli:<login name>`), recorded as the key's creator."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name (a container without passwd entry)
-        user = "unknown"
-    return f"cli:{user}"
 
 
 @app.command("create")

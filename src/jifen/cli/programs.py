@@ -1,8 +1,11 @@
-"""`jifen programs`: programmes (tenants), and the `--program` option other commands share."""
+"""`jifen programs`: programmes (tenants), their programme files (apply, export), and the
+`--program` option other commands share."""
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,10 +15,13 @@ from sqlalchemy.orm import Session
 
 from jifen.cli.errors import Failure, validation_message
 from jifen.cli.messages import say
-from jifen.cli.output import out
-from jifen.cli.state import state_of
+from jifen.cli.output import err, out
+from jifen.cli.state import actor, state_of
 from jifen.core.errors import NotFound
 from jifen.ledger.expiry import EXPIRY_POLICY
+from jifen.programs.apply import apply, plan
+from jifen.programs.config import export, load_program_file
+from jifen.programs.errors import ProgramFileInvalid
 from jifen.programs.models import Program
 from jifen.programs.schemas import ProgramCreate, describe_program
 from jifen.programs.service import create_program, get_program_by_code, list_programs
@@ -159,3 +165,72 @@ def programs_list(ctx: typer.Context) -> None:
             "yes" if p.allow_transfers else "no",
         )
     out().print(table)
+
+
+@app.command("apply")
+def programs_apply(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="The programme file (YAML or JSON); - reads standard input.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+) -> None:
+    """Make a programme what its file says (creating it if its code is new): prints the
+    changes, then applies them all at once. A file with mistakes changes nothing: each
+    mistake is one line, with its line number and field."""
+    source = str(file)
+    state = state_of(ctx)
+    try:
+        loaded = load_program_file(_read(file), source)
+        database = state.database()
+        if dry_run:
+            planned, applied = database.read(lambda s: plan(s, loaded)), None
+        else:
+            applied = database.write(
+                lambda s: apply(s, loaded, now=state.clock.now(), actor=actor())
+            )
+            planned = applied.plan
+    except ProgramFileInvalid as exc:
+        for problem in exc.problems:
+            err().print(f"error: {problem}")
+        raise typer.Exit(1) from None
+    console = out()
+    for line in planned.describe():
+        console.print(line)
+    if planned.empty:
+        return
+    if applied is None:
+        console.print("dry run: nothing was changed")
+    else:
+        console.print(
+            f"applied: programme {planned.code} (id {applied.program_id}), "
+            f"rules version {applied.rules_version}"
+        )
+
+
+@app.command("export")
+def programs_export(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="The programme's code.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+    ] = None,
+) -> None:
+    """Write a programme as a programme file (applying it again changes nothing)."""
+    text = state_of(ctx).database().read(lambda s: export(s, program_named(s, code)))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    out().print(f"exported programme {code} to {output}")
+
+
+def _read(file: Path) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Failure(f"{file}: not UTF-8 text (byte {exc.start})") from None

@@ -81,6 +81,7 @@ app.command()(serve.serve)
 app.command()(serve.demo)
 app.add_typer(db.app, name="db")
 app.add_typer(programs.app, name="programs")
+app.add_typer(programs.app, name="program", hidden=True)  # `jifen program apply` reads well too
 app.add_typer(keys.app, name="keys")
 app.add_typer(members.app, name="members")
 app.add_typer(ledger.app, name="ledger")

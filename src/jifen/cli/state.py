@@ -7,6 +7,7 @@ any command touches it.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -129,6 +130,15 @@ def schema_revision(database: Database) -> str | None:
     return database.read(
         lambda s: MigrationContext.configure(s.connection()).get_current_revision()
     )
+
+
+def actor() -> str:
+    """Who is at the keyboard (`cli:<login name>`), recorded as the actor of a change."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without passwd entry)
+        user = "unknown"
+    return f"cli:{user}"
 
 
 def state_of(ctx: typer.Context) -> State:
