@@ -54,9 +54,9 @@ from jifen.members import service as members
 from jifen.members.models import Member
 from jifen.programs.models import Channel, Program, Store
 from jifen.programs.rulesets import VersionedRules, current_rules
-from jifen.rules.evaluator import Award, CompiledRule, evaluate
+from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
 from jifen.rules.facts import Basket, Line, MemberFacts
-from jifen.rules.schemas import EarningRule
+from jifen.rules.schemas import EarningRule, Stacking
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a till's clock may be before its purchase is refused."""
@@ -213,12 +213,13 @@ def _bounded(
     lock: bool,
     prefix: str,
 ) -> tuple[Award, dict[str, int]]:
-    """Evaluate; where capped rules fire, find what their caps leave and evaluate again."""
+    """Evaluate; where capped rules may give points, find what their caps leave and
+    evaluate again."""
     first = _evaluate(compiled, basket, facts, None)
     capped: dict[str, EarningRule] = {
         c.rule.id: c.rule for c in compiled if c.rule.caps is not None or c.rule.budget is not None
     }
-    firing = sorted(item.rule for item in first.items if item.rule in capped and item.wanted > 0)
+    firing = sorted(rule for rule in _may_give(compiled, basket, facts, first) if rule in capped)
     if not firing:
         return first, {}
     bounds = {
@@ -241,6 +242,29 @@ def _bounded(
         for bound in bounds.get(item.rule, []):
             usage[bound.key] = usage.get(bound.key, 0) + item.points
     return award, usage
+
+
+def _may_give(
+    compiled: Sequence[CompiledRule], basket: Basket, facts: MemberFacts, first: Award
+) -> set[str]:
+    """The rules that may give points once allowances cut some of them. Without best_of
+    groups that is the rules of the unbounded award. A best_of group, though, is decided
+    after the bounds: a rule that loses it unbounded wins it once the winner's cap or
+    budget is spent (and a multiplier may then apply to other base rules), so every rule
+    of a group that fires counts — found by evaluating with the groups dissolved, which
+    gives every rule, multipliers included, at least what it could give in any outcome."""
+    found = {item.rule for item in first.items}
+    if any(c.rule.stacking == Stacking.BEST_OF for c in compiled):
+        dissolved = compile_rules(
+            [
+                c.rule.model_copy(update={"stacking": Stacking.STACK, "group": None})
+                if c.rule.stacking == Stacking.BEST_OF
+                else c.rule
+                for c in compiled
+            ]
+        )
+        found |= {item.rule for item in _evaluate(dissolved, basket, facts, None).items}
+    return found
 
 
 def _evaluate(
