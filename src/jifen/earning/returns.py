@@ -316,11 +316,14 @@ def _loss(
         return {}
     if everything:
         return kept
+    # every rule of the award counts, also one left with nothing: a multiplier multiplies
+    # the base rate of a rule whose cap or budget let it give nothing
+    fired = {item["rule"] for item in breakdown or []}
     now_gives = evaluate(
         compiled,
         remaining_basket(book, purchase, lines),
         facts_from_json(purchase.facts),
-        only=set(kept),
+        only=fired,
     ).by_rule()
     loss = {rule: points - min(points, now_gives.get(rule, 0)) for rule, points in kept.items()}
     return {rule: n for rule, n in loss.items() if n > 0}
