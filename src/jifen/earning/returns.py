@@ -208,11 +208,10 @@ def _same_return(earlier: PurchaseReturn, data: ReturnIn) -> PurchaseReturn:
             )
             for line in earlier.lines
         )
-        # a line given by quantity only was stored with its computed amount
-        asked = [
-            (no, q, a if a is not None else next(s[2] for s in seen if s[0] == no))
-            for no, q, a in asked
-        ]
+        # a line given by quantity only was stored with its computed amount (a line the
+        # first refund did not name cannot match, whatever its amount)
+        amounts = {s[0]: s[2] for s in seen}
+        asked = [(no, q, a if a is not None else amounts.get(no)) for no, q, a in asked]
     if asked != seen:
         raise Conflict(
             reason=f"refund {earlier.external_id} was already recorded (return {earlier.id}) "
