@@ -304,7 +304,8 @@ def _award(
         facts,
         lock=True,
     )
-    purchase.status = PurchaseStatus.AWARDED
+    if purchase.status != PurchaseStatus.RETURNED:  # claimed after it all came back
+        purchase.status = PurchaseStatus.AWARDED
     purchase.rule_set_version = result.rules.version
     purchase.facts = _facts_json(facts)
     purchase.points = result.points.points
