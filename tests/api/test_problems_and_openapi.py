@@ -185,6 +185,10 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         "/v1/purchases/claims": {"post"},
         "/v1/simulate": {"post"},
         "/v1/jobs/{name}": {"post"},
+        "/v1/rules": {"get", "put"},
+        "/v1/rules/versions/{version}": {"get"},
+        "/v1/stores": {"get"},
+        "/v1/channels": {"get"},
         "/problems": {"get"},
         "/problems/{code}": {"get"},
     }
@@ -208,7 +212,7 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
                 assert "403" in operation["responses"], (method, path)
                 assert operation.get("security"), (method, path)
             writes = path.startswith("/v1/") and path != "/v1/simulate"  # simulate writes nothing
-            if method in ("post", "patch", "delete") and writes:
+            if method in ("post", "put", "patch", "delete") and writes:
                 assert "400" in operation["responses"], (method, path)  # no Idempotency-Key
                 params = {p["name"] for p in operation.get("parameters", [])}
                 assert "Idempotency-Key" in params, (method, path)
@@ -218,6 +222,11 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
     capture = paths["/v1/holds/{hold_id}/capture"]["post"]["responses"]
     assert "`hold-expired`" in capture["409"]["description"]
     assert "`capture-exceeds-hold`" in capture["422"]["description"]
+    put_rules = paths["/v1/rules"]["put"]
+    assert "`rules-version-mismatch`" in put_rules["responses"]["412"]["description"]
+    assert "If-Match" in {p["name"] for p in put_rules["parameters"]}
+    rules = paths["/v1/rules"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert rules["schema"]["$ref"].endswith("/RulesOut")
     transfer = paths["/v1/transfers"]["post"]["responses"]
     assert "`transfers-disabled`" in transfer["409"]["description"]
 

@@ -29,7 +29,7 @@ class Route:
     path: str
     """With placeholders, each filled with a fresh object for every call: {m} a member with
     1000 points, {o} another member, {txn} an earn transaction, {hold} an active hold,
-    {key} an API key's id."""
+    {key} an API key's id, {v} the current rules version."""
     allowed: frozenset[Scope]
     ok: int
     body: Any = None
@@ -108,6 +108,11 @@ MATRIX = [
     Route("POST", "/v1/jobs/expire", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/release", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/lapse", frozenset({ADMIN}), 200),
+    Route("GET", "/v1/rules", EVERYONE, 200),
+    Route("GET", "/v1/rules/versions/{v}", EVERYONE, 200),
+    Route("PUT", "/v1/rules", frozenset({ADMIN}), 200, {"earning_rules": []}),
+    Route("GET", "/v1/stores", EVERYONE, 200),
+    Route("GET", "/v1/channels", EVERYONE, 200),
 ]
 
 
@@ -141,6 +146,7 @@ class Fresh:
             "now": lambda: self.t.api.clock.now().isoformat(),
             "purchase": lambda: self.t.post("/v1/purchases", self.fill(ORDER)).json()["id"],
             "unclaimed": self._unclaimed,
+            "v": lambda: self.t.get("/v1/rules").json()["version"],
         }
         if name not in self.made:
             self.made[name] = makers[name]()
@@ -186,6 +192,7 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{hold}": "{hold_id}",
         "{key}": "{key_id}",
         "{purchase}": "{purchase_id}",
+        "{v}": "{version}",
     }
     in_matrix = set()
     for route in MATRIX:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from jifen import __version__
-from jifen.api import health, jobs, keys, ledger, members, programs, purchases
+from jifen.api import health, jobs, keys, ledger, members, programs, purchases, rules
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -38,7 +38,7 @@ points ledger with lots and expiry, holds for checkouts, transfers and reversals
 apps: enrol, profile, spend, transfers, holds) or `read` (reads only). Another programme's
 members, holds and transactions do not exist for it (404).
 
-**Writes.** Every POST, PATCH and DELETE needs an `Idempotency-Key` header. Retrying with
+**Writes.** Every POST, PUT, PATCH and DELETE needs an `Idempotency-Key` header. Retrying with
 the same key and body returns the first response (`Idempotent-Replayed: true`) with one
 effect; the same key with a different body is refused. A refused request writes nothing.
 
@@ -51,12 +51,16 @@ effect; the same key with a different body is refused. A refused request writes 
 
 TAGS = [
     {"name": "health", "description": "Liveness and database reachability."},
-    {"name": "programmes", "description": "Programmes (tenants) and their settings."},
+    {
+        "name": "programmes",
+        "description": "Programmes (tenants), their settings, stores and channels.",
+    },
     {"name": "keys", "description": "API keys of a programme."},
     {"name": "members", "description": "Enrolment, identifiers, profile, status."},
     {"name": "ledger", "description": "Balances, history, lots, earn, spend, holds…"},
     {"name": "purchases", "description": "Purchases, their awards, returns, claims, simulation."},
     {"name": "jobs", "description": "Scheduled ledger jobs, run on demand."},
+    {"name": "rules", "description": "Earning, growth, event and birthday rules, versioned."},
     {"name": "problems", "description": "What each problem `type` means."},
 ]
 
@@ -96,7 +100,7 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     app.state.clock = clock
     app.state.settings = settings if settings is not None else Settings()
     install(app)
-    for module in (health, programs, keys, members, ledger, purchases, jobs):
+    for module in (health, programs, keys, members, ledger, purchases, jobs, rules):
         app.include_router(module.router)
     app.include_router(catalogue)
 

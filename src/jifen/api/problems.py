@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -200,8 +201,13 @@ def problem_response(
     )
 
 
+_UNION_MEMBER = re.compile(r"^[a-z][a-z-]*\[.*\]$")
+"""How pydantic names a union's member in an error's location (`str-enum[Period]`,
+`literal['ever']`): no field of the request, so left out of the field's name."""
+
+
 def _field_name(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc]
+    parts = [str(p) for p in loc if not _UNION_MEMBER.match(str(p))]
     if len(parts) > 1 and parts[0] in {"body", "query", "path", "header", "cookie"}:
         parts = parts[1:]
     return ".".join(parts) or "body"
