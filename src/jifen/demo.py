@@ -1,22 +1,28 @@
 """The demo programme: the brief's retail chain, with members whose history spans a year.
 
-`seed_demo(db, clock)` creates programme `demo-retail` (积分超市（演示）: CNY, Asia/Shanghai,
-1 元 = 1 积分 on purchases, 100 积分 = 10 元, a 7-day return window, points expiring 12
-months after earning rounded up to the end of the month, transfers allowed), five members
-and an admin API key, all in one write transaction: either the whole demo is there or
-none of it. It does nothing when the programme already exists, so it is safe to run on
-every start.
+`seed_demo(db, clock)` creates programme `demo-retail` (积分超市（演示）) from the shipped
+`retail-chain` example programme (its stores, channels and earning rules: 1 元 = 1 积分,
+double points on fresh food and dairy, a member day on the 8th, 满额送积分), with demo
+settings of its own (100 积分 = 10 元, a 7-day return window, points expiring 12 months
+after earning rounded up to the end of the month, transfers allowed), five members and an
+admin API key, all in one write transaction: either the whole demo is there or none of
+it. It does nothing when the programme already exists, so it is safe to run on every
+start.
 
-The history is written through the ledger's own services with the clock moved back in
-time (purchases 14 months, 6 months, 3 days ago…), and then the due jobs run at "now", so
-what a member has is exact relative to `clock.now()`: some lots have already expired, one
-expires within 30 days, some points are still pending, one member has an open hold, one
-a spend and its reversal, one is frozen.
+The history is written through the services themselves — purchases through the earning
+service and its rules, returns, spends, holds and transfers through the ledger — with the
+clock moved back in time (purchases 14 months, 6 months, 3 days ago…), and then the due
+jobs run at "now", so what a member has is exact relative to `clock.now()`: some lots
+have already expired, one expires within 30 days, some points are still pending, one
+member has an open hold, one a spend and its reversal, one a partly returned order, one
+is frozen.
 
 What each member should have is worked out alongside, by a small independent model of
 lots (`_Wallet`: spend earliest expiry first, pending until the return window closes,
 expire at the policy's date), not read back from the ledger, so a test that compares the
-ledger (or the HTTP API) with `DemoInfo` checks the ledger against a second opinion.
+ledger (or the HTTP API) with `DemoInfo` checks the ledger against a second opinion. The
+points each purchase earns come from the pure rules evaluator (`jifen.rules`), which has
+tests of its own.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from sqlalchemy.orm import Session
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import Clock
 from jifen.db.uow import Database
+from jifen.earning import purchases
+from jifen.earning.returns import record_return
+from jifen.earning.schemas import PurchaseIn, ReturnIn
 from jifen.ledger import service as ledger
 from jifen.ledger.expiry import expires_at
 from jifen.ledger.jobs import Step, run_batch
@@ -42,9 +51,12 @@ from jifen.ledger.posting import Book
 from jifen.ledger.queries import EXPIRING_SOON_DAYS
 from jifen.members import service as members
 from jifen.members.schemas import MemberCreate, MemberStatus
+from jifen.programs import examples
+from jifen.programs.apply import apply
+from jifen.programs.config import load_program_file
 from jifen.programs.models import Program
 from jifen.programs.schemas import ProgramCreate
-from jifen.programs.service import book_for, create_program
+from jifen.programs.service import book_for, get_program
 
 DEMO_CODE = "demo-retail"
 DEMO_ACTOR = "demo:seed"
@@ -158,8 +170,10 @@ class _Wallet:
             if lot.pending_until is None and lot.expires is not None and lot.expires <= at:
                 lot.remaining = 0
 
-    def add(self, amount: int, expires: datetime | None, pending_until: datetime | None) -> None:
-        self.lots.append(_Lot(amount, amount, expires, pending_until))
+    def add(self, amount: int, expires: datetime | None, pending_until: datetime | None) -> _Lot:
+        lot = _Lot(amount, amount, expires, pending_until)
+        self.lots.append(lot)
+        return lot
 
     def take(self, points: int, at: datetime) -> list[tuple[_Lot, int]]:
         spendable = [
@@ -233,7 +247,8 @@ PEOPLE = (
     _Person("13800138005", "陈静", date(1995, 5, 18), "新会员：收到转赠，另有待生效积分"),
 )
 DEMO_PHONES = tuple(person.phone for person in PEOPLE)
-STORES = ("上海·南京东路店", "北京·三里屯店", "广州·天河店", "线上商城")
+STORES = ("sh-001", "sh-002", "bj-001")
+"""Store codes of the retail-chain example."""
 
 
 def _days(n: float, hours: float = 0) -> timedelta:
@@ -243,15 +258,17 @@ def _days(n: float, hours: float = 0) -> timedelta:
 class _Seeder:
     """Plays the script against the ledger (one session) and the model side by side."""
 
-    def __init__(self, session: Session, book: Book, now: datetime) -> None:
+    def __init__(self, session: Session, program: Program, now: datetime) -> None:
         self.session = session
-        self.book = book
+        self.program = program
+        self.book = book_for(session, program)
         self.now = now
         self.ids: dict[str, int] = {}
         self.wallets: dict[str, _Wallet] = {p.phone: _Wallet() for p in PEOPLE}
         self.statuses: dict[str, str] = {p.phone: MemberStatus.ACTIVE for p in PEOPLE}
         self.orders = count(1)
         self.last_spend: dict[str, tuple[int, list[tuple[_Lot, int]]]] = {}
+        self.last_purchase: dict[str, tuple[int, _Lot]] = {}
 
     def _wallet(self, phone: str, at: datetime) -> _Wallet:
         wallet = self.wallets[phone]
@@ -267,33 +284,58 @@ class _Seeder:
         )
         self.ids[person.phone] = members.enrol(self.session, self.book, data, now=at).id
 
-    def purchase(self, at: datetime, phone: str, points: int, *, pending: bool = False) -> None:
-        """A purchase of `points` 元 earns `points` 积分 and as much growth value."""
+    def purchase(self, at: datetime, phone: str, amount: int, category: str = "grocery") -> None:
+        """An order of `amount` 元 of one line of `category`, through the earning service:
+        its points are pending for the return window, then available."""
         order = next(self.orders)
-        member_id = self.ids[phone]
-        details = {
-            "channel": "pos",
-            "store": STORES[order % len(STORES)],
-            "order_amount": f"{points}.00",
-        }
-        ledger.credit(
+        data = PurchaseIn.model_validate(
+            {
+                "member": {"id": self.ids[phone]},
+                "external_id": f"DEMO-{order:04d}",
+                "occurred_at": at,
+                "channel": "store",
+                "store": STORES[order % len(STORES)],
+                "payment_method": "wechat",
+                "lines": [{"sku": f"SKU-{order:04d}", "category": category, "unit_price": amount}],
+                "total": amount,
+            }
+        )
+        done = purchases.record(
+            self.session, self.program, self.book, data, now=at, actor=DEMO_ACTOR
+        )
+        bought = done.purchase
+        wallet = self._wallet(phone, at)
+        release = self.book.release_at(at)
+        expiry = expires_at(self.book.expiry, earned_at=at, tz=self.book.tz)
+        lot = wallet.add(
+            bought.points, expiry, release if release is not None and release > at else None
+        )
+        wallet.lifetime += bought.points
+        wallet.growth += bought.growth
+        self.last_purchase[phone] = (bought.id, lot)
+
+    def partial_return(self, at: datetime, phone: str, amount: int) -> None:
+        """Refund `amount` 元 of the member's last order while its points are pending
+        (one line, no threshold crossed: the points shrink by the base and category rates)."""
+        purchase_id, lot = self.last_purchase[phone]
+        done = record_return(
             self.session,
+            self.program,
             self.book,
-            member_id,
-            points,
+            purchase_id,
+            ReturnIn.model_validate(
+                {"external_id": f"DEMO-RETURN-{purchase_id}", "amount": amount}
+            ),
             now=at,
             actor=DEMO_ACTOR,
-            pending=pending,
-            reference=f"DEMO-{order:04d}",
-            details=details,
         )
-        ledger.credit_growth(self.session, self.book, member_id, points, now=at, actor=DEMO_ACTOR)
+        if lot.pending_until is None or lot.pending_until <= at:
+            raise AssertionError("the demo script returns an order after its points released")
+        lot.amount -= done.row.points
+        lot.remaining -= done.row.points
         wallet = self._wallet(phone, at)
-        release = self.book.release_at(at) if pending else None
-        expiry = expires_at(self.book.expiry, earned_at=at, tz=self.book.tz)
-        wallet.add(points, expiry, release if release is not None and release > at else None)
-        wallet.lifetime += points
-        wallet.growth += points
+        wallet.lifetime -= done.row.points
+        wallet.growth -= done.row.growth
 
     def spend(self, at: datetime, phone: str, points: int, reason: str) -> None:
         txn = ledger.debit(
@@ -387,12 +429,12 @@ class _Seeder:
         at(now - _days(180), self.purchase, zhang.phone, 1500)
         at(now - _days(30, hours=2), self.spend, zhang.phone, 300, "兑换：咖啡券")
         at(now - _days(25), self.transfer, zhang.phone, chen.phone, 200)
-        at(now - _days(3), self.purchase, zhang.phone, 268, pending=True)
+        at(now - _days(3), self.purchase, zhang.phone, 268, "fresh")
         # 李娜: a redemption, then another that was cancelled (reversed).
         at(now - _days(300), self.enrol, li)
         at(now - _days(270), self.purchase, li.phone, 2000)
         at(now - _days(100), self.spend, li.phone, 400, "兑换：帆布袋")
-        at(now - _days(20), self.purchase, li.phone, 600, pending=True)
+        at(now - _days(20), self.purchase, li.phone, 600)
         at(now - _days(5), self.spend, li.phone, 1000, "兑换：电饭煲")
         at(now - _days(4), self.reverse_last_spend, li.phone, "订单取消，积分退回")
         # 王芳: points set aside for a checkout that is still open.
@@ -405,9 +447,11 @@ class _Seeder:
         at(now - _days(210), self.purchase, liu.phone, 3000)
         at(now - _days(120), self.spend, liu.phone, 1200, "兑换：蓝牙耳机")
         at(now - _days(7), self.freeze, liu.phone, "可疑交易，待核查")
-        # 陈静: joined a month ago, received a gift, a purchase still pending.
+        # 陈静: joined a month ago, received a gift, a purchase still pending and partly
+        # returned the next day.
         at(now - _days(30), self.enrol, chen)
-        at(now - _days(2), self.purchase, chen.phone, 150, pending=True)
+        at(now - _days(2), self.purchase, chen.phone, 150, "dairy")
+        at(now - _days(1), self.partial_return, chen.phone, 50)
 
         order = sorted(range(len(script)), key=lambda i: (script[i][0], i))
         for when, action, args, kwargs in (script[i] for i in order):
@@ -459,10 +503,11 @@ def seed_demo(db: Database, clock: Clock) -> DemoInfo:
         if existing is not None:
             return DemoInfo(program_id=existing.id, program_code=DEMO_CODE, seeded=False, as_of=now)
         # The programme and its first members date from before the oldest history.
-        program = create_program(
-            session, ProgramCreate.model_validate(DEMO_SETTINGS), now=now - _days(500)
-        )
-        seeder = _Seeder(session, book_for(session, program), now)
+        example = load_program_file(examples.text("retail-chain"), "retail-chain.yaml")
+        demo = example.model_copy(update={"program": ProgramCreate.model_validate(DEMO_SETTINGS)})
+        applied = apply(session, demo, now=now - _days(500), actor=DEMO_ACTOR)
+        program = get_program(session, applied.program_id)
+        seeder = _Seeder(session, program, now)
         seeder.play()
         return seeder.result(program.id, create_demo_key(session, program.id, now))
 
