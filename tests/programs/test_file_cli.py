@@ -195,3 +195,17 @@ def test_usage_errors(run: Run) -> None:
         result = run(*args)
         assert result.exit_code == 2
         assert "Missing argument" in result.stderr
+
+
+def test_the_file_from_standard_input(url: str, run: Run, database: Database) -> None:
+    from typer.testing import CliRunner
+
+    from jifen.cli import app
+
+    env = {"JIFEN_LANG": "en", "JIFEN_DATABASE_URL": url, "COLUMNS": "250"}
+    result = CliRunner().invoke(app, ["programs", "apply", "-"], input=SHOP, env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "applied: programme shop (id 1), rules version 1"
+    bad = CliRunner().invoke(app, ["programs", "apply", "-"], input="program: [\n", env=env)
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("error: <stdin>:2: YAML syntax: ")

@@ -180,7 +180,7 @@ def programs_apply(
     """Make a programme what its file says (creating it if its code is new): prints the
     changes, then applies them all at once. A file with mistakes changes nothing: each
     mistake is one line, with its line number and field."""
-    source = str(file)
+    source = "<stdin>" if str(file) == "-" else str(file)
     state = state_of(ctx)
     try:
         loaded = load_program_file(_read(file), source)
