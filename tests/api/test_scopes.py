@@ -96,7 +96,9 @@ MATRIX = [
     Route("POST", "/v1/purchases", frozenset({ADMIN, POS}), 201, ORDER),
     Route("GET", "/v1/purchases/{purchase}", EVERYONE, 200),
     Route("GET", "/v1/members/{m}/purchases", EVERYONE, 200),
-    Route("POST", "/v1/purchases/{purchase}/returns", frozenset({ADMIN, POS}), 201, {"amount": "1"}),
+    Route(
+        "POST", "/v1/purchases/{purchase}/returns", frozenset({ADMIN, POS}), 201, {"amount": "1"}
+    ),
     Route(
         "POST",
         "/v1/purchases/claims",
