@@ -99,18 +99,23 @@ class Award:
 
 
 @dataclass(frozen=True)
-class _Firing:
-    position: int
-    rule: EarningRule
-    lines: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class CompiledRule:
     rule: EarningRule
     position: int
     order: tuple[OrderCondition, ...]
     line: tuple[LineCondition, ...]
+    kind: EffectKind
+    rate: Fraction | None = None
+    """Base rates: points per unit of basis, exactly."""
+    extra: Fraction | None = None
+    """Multipliers: m − 1, the share of the base points they add."""
+
+
+@dataclass(frozen=True)
+class _Firing:
+    rule: EarningRule
+    compiled: CompiledRule
+    lines: tuple[int, ...]
 
 
 def compile_rules(rules: Sequence[EarningRule]) -> tuple[CompiledRule, ...]:
@@ -120,7 +125,16 @@ def compile_rules(rules: Sequence[EarningRule]) -> tuple[CompiledRule, ...]:
 
 def _compile(position: int, rule: EarningRule) -> CompiledRule:
     order, line = compile_when(rule.when)
-    return CompiledRule(rule, position, tuple(order), tuple(line))
+    effect = rule.effect
+    return CompiledRule(
+        rule,
+        position,
+        tuple(order),
+        tuple(line),
+        kind=effect.kind,
+        rate=effect.rate if effect.kind in BASE_EFFECTS else None,
+        extra=Fraction(effect.multiplier) - 1 if effect.multiplier is not None else None,
+    )
 
 
 def evaluate(
@@ -141,22 +155,24 @@ def evaluate(
     firing = _exclusive_cut(firing)
     allowances = allowances or {}
 
-    base = [f for f in firing if f.rule.effect.kind in BASE_EFFECTS]
-    base_items = _best_of([_base_item(f, basket, allowances) for f in base], base)
+    base = [f for f in firing if f.compiled.rate is not None]
+    computed = {f.rule.id: _base_of(f, basket) for f in base}
+    base_items = _best_of([_base_item(f, computed[f.rule.id], allowances) for f in base], base)
     kept_base = {item.rule for item in base_items}
-    surviving = [f for f in base if f.rule.id in kept_base]
+    surviving = [computed[f.rule.id] for f in base if f.rule.id in kept_base]
+    whole = sum((b.exact for b in surviving), Fraction(0))
 
-    others = [f for f in firing if f.rule.effect.kind not in BASE_EFFECTS]
+    others = [f for f in firing if f.compiled.rate is None]
     other_items = _best_of(
         [
-            _multiplier_item(f, surviving, basket, allowances)
-            if f.rule.effect.kind == EffectKind.MULTIPLIER
+            _multiplier_item(f, surviving, whole, allowances)
+            if f.compiled.extra is not None
             else _bonus_item(f, allowances)
             for f in others
         ],
         others,
     )
-    order = {f.rule.id: f.position for f in firing}
+    order = {f.rule.id: f.compiled.position for f in firing}
     items = sorted(base_items + other_items, key=lambda item: order[item.rule])
     return Award(tuple(item for item in items if item.wanted > 0))
 
@@ -167,26 +183,42 @@ def _fire(
     member: MemberFacts,
     only: Collection[str] | None,
 ) -> list[_Firing]:
+    every_line = tuple(range(len(basket.lines)))
     firing = []
     for c in compiled:
         rule = c.rule
         if not rule.active or (only is not None and rule.id not in only):
             continue
-        if not all(condition.holds(basket, member) for condition in c.order):
+        if not _holds(c.order, basket, member):
             continue
-        lines = tuple(
-            i
-            for i, line in enumerate(basket.lines)
-            if all(condition.matches(line) for condition in c.line)
-        )
-        if c.line and not lines:
-            continue
-        firing.append(_Firing(c.position, rule, lines))
+        if c.line:
+            lines = tuple([i for i, line in enumerate(basket.lines) if _matches(c.line, line)])
+            if not lines:
+                continue
+        else:
+            lines = every_line
+        firing.append(_Firing(rule, c, lines))
     return firing
 
 
+# Loops rather than all() over a generator: these run for every rule on every purchase,
+# and a loop is two to three times faster for the one or two conditions a rule has.
+def _holds(conditions: tuple[OrderCondition, ...], basket: Basket, member: MemberFacts) -> bool:
+    for condition in conditions:  # noqa: SIM110 (see above)
+        if not condition.holds(basket, member):
+            return False
+    return True
+
+
+def _matches(conditions: tuple[LineCondition, ...], line: Line) -> bool:
+    for condition in conditions:  # noqa: SIM110 (see above)
+        if not condition.matches(line):
+            return False
+    return True
+
+
 def _exclusive_cut(firing: list[_Firing]) -> list[_Firing]:
-    ranked = sorted(firing, key=lambda f: (-f.rule.priority, f.position))
+    ranked = sorted(firing, key=lambda f: (-f.rule.priority, f.compiled.position))
     cutoff: int | None = None
     kept = []
     for f in ranked:
@@ -207,13 +239,19 @@ def _round(value: Fraction, rounding: Rounding) -> int:
     return math.floor(value + HALF) if value >= 0 else -math.floor(-value + HALF)
 
 
+def _exact(rate: Fraction, basis: Decimal) -> Fraction:
+    """rate × basis, exactly; built from integers, it is 2.5 times as fast as
+    `rate * Fraction(basis)`."""
+    numerator, denominator = basis.as_integer_ratio()
+    return Fraction(rate.numerator * numerator, rate.denominator * denominator)
+
+
 def _decimal(value: Fraction) -> Decimal:
     """A fraction as shown in an explanation (exact unless it does not end, as 1/3)."""
     return Decimal(value.numerator) / Decimal(value.denominator)
 
 
-def _basis(rule: EarningRule, line: Line, index: int) -> Decimal:
-    kind = rule.effect.kind
+def _basis(kind: EffectKind, rule: EarningRule, line: Line, index: int) -> Decimal:
     if kind == EffectKind.PER_AMOUNT:
         return line.amount
     if kind == EffectKind.PER_QUANTITY:
@@ -232,17 +270,25 @@ def _basis(rule: EarningRule, line: Line, index: int) -> Decimal:
     return value
 
 
-def _exact_by_line(
-    rule: EarningRule, basket: Basket, lines: tuple[int, ...]
-) -> dict[int, Fraction]:
-    rate = rule.effect.rate
-    return {i: Fraction(_basis(rule, basket.lines[i], i)) * rate for i in lines}
+@dataclass(frozen=True)
+class _Base:
+    """A base rule's rate and its basis on each of its lines: its exact points on a line
+    are rate × basis. Computed once, for the rule and for every multiplier."""
+
+    rate: Fraction
+    bases: dict[int, Decimal]
+    basis: Decimal
+    """The sum of `bases`."""
+    exact: Fraction
+    """Its exact points on all its lines."""
 
 
-def _points(rule: EarningRule, exact: dict[int, Fraction]) -> int:
-    if rule.scope == Scope.LINE:
-        return sum(_round(value, rule.rounding) for value in exact.values())
-    return _round(sum(exact.values(), Fraction(0)), rule.rounding)
+def _base_of(f: _Firing, basket: Basket) -> _Base:
+    rate, kind = f.compiled.rate, f.compiled.kind
+    assert rate is not None
+    bases = {i: _basis(kind, f.rule, basket.lines[i], i) for i in f.lines}
+    basis = sum(bases.values(), Decimal(0))
+    return _Base(rate, bases, basis, _exact(rate, basis))
 
 
 def _bounded(f: _Firing, basis: Decimal, wanted: int, allowances: Allowances) -> Item:
@@ -256,7 +302,7 @@ def _bounded(f: _Firing, basis: Decimal, wanted: int, allowances: Allowances) ->
     return Item(
         rule=rule.id,
         name=rule.name,
-        effect=rule.effect.kind,
+        effect=f.compiled.kind,
         basis=basis,
         lines=f.lines,
         wanted=max(wanted, 0),
@@ -265,28 +311,42 @@ def _bounded(f: _Firing, basis: Decimal, wanted: int, allowances: Allowances) ->
     )
 
 
-def _base_item(f: _Firing, basket: Basket, allowances: Allowances) -> Item:
+def _base_item(f: _Firing, base: _Base, allowances: Allowances) -> Item:
     rule = f.rule
-    basis = sum((_basis(rule, basket.lines[i], i) for i in f.lines), Decimal(0))
-    return _bounded(f, basis, _points(rule, _exact_by_line(rule, basket, f.lines)), allowances)
+    if rule.scope == Scope.LINE:
+        wanted = sum(_round(_exact(base.rate, b), rule.rounding) for b in base.bases.values())
+    else:
+        wanted = _round(base.exact, rule.rounding)
+    return _bounded(f, base.basis, wanted, allowances)
 
 
 def _multiplier_item(
-    f: _Firing, base: list[_Firing], basket: Basket, allowances: Allowances
+    f: _Firing, surviving: list[_Base], whole: Fraction, allowances: Allowances
 ) -> Item:
-    rule = f.rule
-    assert rule.effect.multiplier is not None
-    extra = Fraction(rule.effect.multiplier) - 1
-    mine = set(f.lines)
-    exact: dict[int, Fraction] = {}
-    for b in base:
-        for i, value in _exact_by_line(
-            b.rule, basket, tuple(i for i in b.lines if i in mine)
-        ).items():
-            exact[i] = exact.get(i, Fraction(0)) + value
-    basis = _decimal(sum(exact.values(), Fraction(0)))
-    wanted = _points(rule, {i: value * extra for i, value in exact.items()})
-    return _bounded(f, basis, wanted, allowances)
+    """(m − 1) × the exact points the surviving base rules give on the lines both match
+    (`whole`: all their points, for a multiplier on every line)."""
+    rule, extra = f.rule, f.compiled.extra
+    assert extra is not None
+    if rule.scope == Scope.LINE:
+        by_line = [
+            sum((_exact(b.rate, b.bases[i]) for b in surviving if i in b.bases), Fraction(0))
+            for i in f.lines
+        ]
+        exact = sum(by_line, Fraction(0))
+        wanted = sum(_round(extra * points, rule.rounding) for points in by_line)
+    elif not f.compiled.line:  # on every line: all the base points
+        exact = whole
+        wanted = _round(extra * exact, rule.rounding)
+    else:
+        exact = sum(
+            (
+                _exact(b.rate, sum((b.bases[i] for i in f.lines if i in b.bases), Decimal(0)))
+                for b in surviving
+            ),
+            Fraction(0),
+        )
+        wanted = _round(extra * exact, rule.rounding)
+    return _bounded(f, _decimal(exact), wanted, allowances)
 
 
 def _bonus_item(f: _Firing, allowances: Allowances) -> Item:
@@ -317,4 +377,4 @@ def _beats(item: Item, f: _Firing, best: Item, g: _Firing) -> bool:
         return item.points > best.points
     if f.rule.priority != g.rule.priority:
         return f.rule.priority > g.rule.priority
-    return f.position < g.position
+    return f.compiled.position < g.compiled.position

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 
 from jifen.rules.schemas import Period
 
@@ -36,8 +37,9 @@ class Basket:
         if self.at.tzinfo is None:
             raise ValueError("Basket.at must be an aware local time")
 
-    @property
+    @cached_property
     def total(self) -> Decimal:
+        """The order's net amount (every rule with min_amount asks: summed once)."""
         return sum((line.amount for line in self.lines), Decimal(0))
 
 
