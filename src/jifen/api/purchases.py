@@ -180,7 +180,9 @@ def claim_purchase(data: ClaimIn, call: Write) -> JSONResponse:
     summary="What a purchase would earn now, with the breakdown; writes nothing",
     description="Evaluates the programme's current rules exactly as a real purchase would "
     "(caps and budgets as they stand), without recording anything. No Idempotency-Key.",
-    responses=problems(*READ, InvalidInput, UnknownCode, OutsideClaimWindow),
+    responses=problems(
+        *READ, InvalidInput, UnknownCode, OutsideClaimWindow, MemberFrozen, MemberClosed
+    ),
 )
 def simulate(data: SimulateIn, call: ReadCall) -> JSONResponse:
     return render(

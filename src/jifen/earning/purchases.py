@@ -49,6 +49,7 @@ from jifen.earning.schemas import (
     ReturnSummary,
 )
 from jifen.ledger import service as ledger
+from jifen.ledger.models import Account, AccountKind
 from jifen.ledger.posting import Book, ensure_writable, lock_account
 from jifen.members import service as members
 from jifen.members.models import Member
@@ -153,8 +154,11 @@ def claim(
 def simulate(
     session: Session, program: Program, book: Book, data: PurchaseIn, *, now: datetime
 ) -> Earned:
-    """What recording `data` now would award, without writing or locking anything."""
+    """What recording `data` now would award, without writing or locking anything (and
+    refused as the purchase would be, a frozen or closed member's included)."""
     member = members.resolve(session, program.id, data.member) if data.member else None
+    if member is not None:
+        ensure_writable(_account(session, program.id, member.id))
     _check(session, program, data, now, attach=member is not None)
     lines = [_line(i, line) for i, line in enumerate(data.lines)]
     basket = _basket(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
@@ -346,6 +350,17 @@ def _award(
 
 def _lock_member(session: Session, book: Book, member: Member, now: datetime) -> None:
     ensure_writable(lock_account(session, book, member.id, now))
+
+
+def _account(session: Session, program_id: int, member_id: int) -> Account:
+    """The member's points account, read without a lock."""
+    return session.execute(
+        select(Account).where(
+            Account.program_id == program_id,
+            Account.member_id == member_id,
+            Account.kind == AccountKind.POINTS,
+        )
+    ).scalar_one()
 
 
 def _by_external_id(session: Session, program_id: int, external_id: str) -> Purchase | None:
