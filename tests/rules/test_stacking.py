@@ -47,20 +47,32 @@ def test_the_highest_exclusive_rule_decides() -> None:
     assert points(rules, HUNDRED) == {"top": 1, "peer": 100}
 
 
-def test_exclusive_multiplier_above_the_base_cuts_what_it_would_multiply() -> None:
-    # documented: exclusivity cuts by priority before anything is computed, so a
-    # multiplier that outranks the base rate exclusively has nothing left to multiply
+def test_exclusive_multiplier_above_the_base_has_nothing_to_multiply_and_steps_aside() -> None:
+    # exclusivity cuts by priority, so a multiplier that outranks the base rate exclusively
+    # would have nothing left to multiply; giving nothing, it cuts nothing
     rules = [base(priority=0), rule("x", {"multiplier": 2}, priority=5, stacking="exclusive")]
-    assert points(rules, HUNDRED) == {}
+    assert points(rules, HUNDRED) == {"base": 100}
     kept = [base(priority=5), rule("x", {"multiplier": 2}, priority=5, stacking="exclusive")]
     assert points(kept, HUNDRED) == {"base": 100, "x": 100}
 
 
-def test_an_exclusive_rule_giving_nothing_still_cuts() -> None:
-    rules = [base(), rule("spent", {"bonus": 50}, priority=1, stacking="exclusive")]
-    result = award(rules, HUNDRED, allowances={"spent": 0})
-    assert result.by_rule() == {"spent": 0}
-    assert result.points == 0
+def test_an_exclusive_rule_whose_budget_is_spent_steps_aside() -> None:
+    rules = [
+        base(),
+        rule("spent", {"bonus": 50}, priority=1, stacking="exclusive"),
+        rule("low", {"bonus": 5}, priority=-1),
+    ]
+    assert award(rules, HUNDRED, allowances={"spent": 0}).by_rule() == {"base": 100, "low": 5}
+    assert award(rules, HUNDRED, allowances={"spent": 10}).by_rule() == {"spent": 10}
+
+
+def test_the_next_exclusive_rule_cuts_when_the_first_steps_aside() -> None:
+    rules = [
+        base(),
+        rule("first", {"bonus": 50}, priority=9, stacking="exclusive"),
+        rule("second", {"bonus": 30}, priority=5, stacking="exclusive"),
+    ]
+    assert award(rules, HUNDRED, allowances={"first": 0}).by_rule() == {"second": 30}
 
 
 # --- best_of -----------------------------------------------------------------------------

@@ -252,22 +252,23 @@ def _may_give(
     compiled: Sequence[CompiledRule], basket: Basket, facts: MemberFacts, first: Award
 ) -> set[str]:
     """The rules that may give points once allowances cut some of them. Without best_of
-    groups that is the rules of the unbounded award. A best_of group, though, is decided
-    after the bounds: a rule that loses it unbounded wins it once the winner's cap or
-    budget is spent (and a multiplier may then apply to other base rules), so every rule
-    of a group that fires counts — found by evaluating with the groups dissolved, which
-    gives every rule, multipliers included, at least what it could give in any outcome."""
+    groups and exclusive rules that is the rules of the unbounded award. But a best_of
+    group is decided after the bounds (a rule that loses it unbounded wins it once the
+    winner's cap or budget is spent, and a multiplier may then apply to other base
+    rules), and an exclusive rule whose budget is spent steps aside for the rules it cut.
+    So they are found by evaluating with every rule stacking, which gives every rule,
+    multipliers included, at least what it could give in any outcome."""
     found = {item.rule for item in first.items}
-    if any(c.rule.stacking == Stacking.BEST_OF for c in compiled):
-        dissolved = compile_rules(
+    if any(c.rule.stacking != Stacking.STACK for c in compiled):
+        stacked = compile_rules(
             [
                 c.rule.model_copy(update={"stacking": Stacking.STACK, "group": None})
-                if c.rule.stacking == Stacking.BEST_OF
+                if c.rule.stacking != Stacking.STACK
                 else c.rule
                 for c in compiled
             ]
         )
-        found |= {item.rule for item in _evaluate(dissolved, basket, facts, None).items}
+        found |= {item.rule for item in _evaluate(stacked, basket, facts, None).items}
     return found
 
 

@@ -9,7 +9,9 @@ How an award is made, in order (docs/rules.md tells it for programme staff):
    line conditions, at least one line matches them. Its lines are the matching lines
    (all lines when it names none).
 2. **Exclusivity.** Firing rules are taken by priority (higher first, then file order);
-   once an `exclusive` rule fires, no rule of lower priority applies.
+   once an `exclusive` rule fires, no rule of lower priority applies — unless, all
+   computed, it gives nothing (budget or cap spent, best_of lost, nothing to multiply):
+   then it steps aside and the award is decided again without it.
 3. **Base rates** (points per amount / quantity / attribute) are computed on their lines:
    rounded per line (`scope: line`) or once on the sum (`scope: order`). Points are
    exact fractions until they are rounded (1 point per 3 元 on 3 元 is exactly 1).
@@ -151,10 +153,22 @@ def evaluate(
         rule if isinstance(rule, CompiledRule) else _compile(position, rule)
         for position, rule in enumerate(rules)
     ]
+    if not basket.lines:
+        return Award(())  # nothing bought (everything returned): nothing earned, not even a bonus
     firing = _fire(compiled, basket, member, only)
-    firing = _exclusive_cut(firing)
     allowances = allowances or {}
+    # An exclusive rule that ends up giving nothing (its budget or cap spent, its best_of
+    # group lost, nothing to multiply) cuts nothing: it steps aside and the rest is decided
+    # again without it.
+    while True:
+        kept, cutter = _exclusive_cut(firing)
+        award = _award(kept, basket, allowances)
+        if cutter is None or award.by_rule().get(cutter, 0) > 0:
+            return award
+        firing = [f for f in firing if f.rule.id != cutter]
 
+
+def _award(firing: list[_Firing], basket: Basket, allowances: Allowances) -> Award:
     base = [f for f in firing if f.compiled.rate is not None]
     computed = {f.rule.id: _base_of(f, basket) for f in base}
     base_items = _best_of([_base_item(f, computed[f.rule.id], allowances) for f in base], base)
@@ -217,17 +231,20 @@ def _matches(conditions: tuple[LineCondition, ...], line: Line) -> bool:
     return True
 
 
-def _exclusive_cut(firing: list[_Firing]) -> list[_Firing]:
+def _exclusive_cut(firing: list[_Firing]) -> tuple[list[_Firing], str | None]:
+    """The rules left once the highest exclusive rule has cut those of lower priority,
+    and that rule's id (None when no exclusive rule fired)."""
     ranked = sorted(firing, key=lambda f: (-f.rule.priority, f.compiled.position))
     cutoff: int | None = None
+    cutter: str | None = None
     kept = []
     for f in ranked:
         if cutoff is not None and f.rule.priority < cutoff:
             break
         kept.append(f)
         if f.rule.stacking == Stacking.EXCLUSIVE and cutoff is None:
-            cutoff = f.rule.priority
-    return kept
+            cutoff, cutter = f.rule.priority, f.rule.id
+    return kept, cutter
 
 
 def _round(value: Fraction, rounding: Rounding) -> int:

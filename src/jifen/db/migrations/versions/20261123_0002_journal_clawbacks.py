@@ -34,7 +34,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_journal_transactions_clawback_of_id"), table_name="journal_transactions"
-    )
+    op.drop_index(op.f("ix_journal_transactions_clawback_of_id"), table_name="journal_transactions")
     op.drop_column("journal_transactions", "clawback_of_id")
