@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -469,7 +469,8 @@ def _insert(
         member_id=None,
         external_id=data.external_id,
         status=PurchaseStatus.UNCLAIMED,
-        occurred_at=data.occurred_at,
+        # in UTC, as it reads back: the first answer and its repeats render it alike
+        occurred_at=data.occurred_at.astimezone(UTC),
         channel=data.channel,
         store=data.store,
         payment_method=data.payment_method,
