@@ -22,6 +22,7 @@ from earning.shop import (
     add_store,
     add_to_segment,
     buy,
+    claim,
     counters,
     dump,
     item,
@@ -36,6 +37,7 @@ from earning.strategies import baskets, rule_sets
 from factories import make_member, make_program
 from jifen.core.clock import FrozenClock
 from jifen.core.errors import (
+    AlreadyClaimed,
     InvalidInput,
     MemberClosed,
     MemberFrozen,
@@ -427,6 +429,83 @@ def test_member_day_follows_the_shanghai_day_through_real_purchases(db, clock):
         )
     }
     assert got == {"07 23:59": 100, "08 00:01": 200, "08 23:59": 200, "09 00:01": 100}
+
+
+# -- claims ---------------------------------------------------------------------------------
+
+
+def test_an_unclaimed_order_is_claimed_within_the_window_and_awarded_once(db, clock):
+    book = make_program(db, clock, pending_days=7, claim_days=30)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    recorded = buy(db, book, clock, order("POS-1", *BASKET))
+    assert (recorded.member_id, recorded.status, recorded.points, recorded.growth) == (
+        None,
+        "unclaimed",
+        0,
+        0,
+    )
+    assert (recorded.rule_set_version, recorded.pending_until, recorded.breakdown) == (
+        None,
+        None,
+        [],
+    )
+    clock.advance(days=2)
+    claimed, created = claim(db, book, clock, "POS-1", member)
+    assert created
+    assert (claimed.id, claimed.member_id, claimed.status, claimed.points) == (
+        recorded.id,
+        member,
+        "awarded",
+        210,
+    )
+    assert claimed.claimed_at == clock.now()
+    # the return window runs from the purchase, not from the claim
+    assert claimed.pending_until == datetime(2026, 1, 22, 16, 0, tzinfo=UTC)
+    assert points(db, book, member, clock) == (0, 210, 210)
+    before = dump(db)
+    again, created = claim(db, book, clock, "POS-1", member)
+    assert not created
+    assert again == claimed
+    assert dump(db) == before
+
+
+def test_an_order_claimed_after_its_return_window_is_available_at_once(db, clock):
+    book = make_program(db, clock, pending_days=7, claim_days=30)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    buy(db, book, clock, order("POS-1", *BASKET, at=local(2026, 1, 1, 9)))
+    claimed, _ = claim(db, book, clock, "POS-1", member)
+    assert claimed.pending_until is None
+    assert points(db, book, member, clock) == (210, 0, 210)
+
+
+def test_claims_that_are_refused_change_nothing(db, clock):
+    book = make_program(db, clock, claim_days=30)
+    set_rules(db, book, clock, PER_YUAN)
+    member, other, frozen = (make_member(db, book, clock) for _ in range(3))
+    db.write(
+        lambda s: members.set_status(
+            s, book, frozen, MemberStatus.FROZEN, reason="review", now=clock.now()
+        )
+    )
+    buy(db, book, clock, order("old", *BASKET, at=clock.now() - timedelta(days=30, seconds=1)))
+    buy(db, book, clock, order("edge", *BASKET, at=clock.now() - timedelta(days=30)))
+    mine = buy(db, book, clock, order("mine", *BASKET, member=member))
+    before = dump(db)
+    for external_id, who, error, params in [
+        ("old", member, OutsideClaimWindow, {"days": 30}),
+        ("mine", other, AlreadyClaimed, {"external_id": "mine", "member_id": member}),
+        ("nowhere", member, NotFound, {"what": "order", "key": "nowhere"}),
+        ("edge", frozen, MemberFrozen, {"member_id": frozen}),
+    ]:
+        with pytest.raises(error) as refused:
+            claim(db, book, clock, external_id, who)
+        assert params.items() <= refused.value.params.items()
+    assert dump(db) == before
+    # the same member claiming their own order gets it back
+    assert claim(db, book, clock, "mine", member) == (mine, False)
+    assert claim(db, book, clock, "edge", member)[0].points == 210
 
 
 # -- caps and budgets ---------------------------------------------------------------------
