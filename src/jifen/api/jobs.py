@@ -1,4 +1,5 @@
-"""Scheduled ledger jobs on demand, for the caller's programme (admin keys only).
+"""Scheduled jobs (the ledger's, birthday points) on demand, for the caller's programme
+(admin keys only).
 
 The jobs run in batches of their own transactions, so idempotency here is by nature:
 every job only does what is due and not yet done, and a retry with the same
@@ -37,15 +38,19 @@ class JobName(StrEnum):
     """make pending points available when their return window has closed"""
     LAPSE = "lapse"
     """return the points of holds past their deadline"""
+    BIRTHDAY = "birthday"
+    """give birthday points to members whose birthday (or birthday month) it is, once a year"""
 
 
 @router.post(
     "/jobs/{name}",
     response_model=JobOut,
-    summary="Run a ledger job now for this programme (admin)",
+    summary="Run a scheduled job now for this programme (admin)",
     description="`expire`: lots past their expiry date; `release`: pending points whose "
-    "return window has closed; `lapse`: holds past their deadline. Each does only what is "
-    "due at the service's current time and is safe to repeat.",
+    "return window has closed; `lapse`: holds past their deadline; `birthday`: the birthday "
+    "rule's points to members whose birthday it is (accounts: members awarded, items: "
+    "birthday events). Each does only what is due at the service's current time and is "
+    "safe to repeat.",
     responses=problems(
         Unauthorized, Forbidden, IdempotencyKeyMissing, IdempotencyKeyReused, InvalidInput
     ),

@@ -1,4 +1,4 @@
-"""`jifen jobs`: the ledger's scheduled jobs (expire, release, lapse), run by hand."""
+"""`jifen jobs`: the scheduled jobs (expire, release, lapse, birthday), run by hand."""
 
 from __future__ import annotations
 
@@ -21,10 +21,21 @@ class JobName(StrEnum):
     EXPIRE = "expire"
     RELEASE = "release"
     LAPSE = "lapse"
+    BIRTHDAY = "birthday"
 
 
-JOB_NOUNS = {JobName.EXPIRE: "lot", JobName.RELEASE: "lot", JobName.LAPSE: "hold"}
-JOB_VERBS = {JobName.EXPIRE: "expired", JobName.RELEASE: "released", JobName.LAPSE: "lapsed"}
+JOB_NOUNS = {
+    JobName.EXPIRE: "lot",
+    JobName.RELEASE: "lot",
+    JobName.LAPSE: "hold",
+    JobName.BIRTHDAY: "birthday award",
+}
+JOB_VERBS = {
+    JobName.EXPIRE: "expired",
+    JobName.RELEASE: "released",
+    JobName.LAPSE: "lapsed",
+    JobName.BIRTHDAY: "given",
+}
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -35,14 +46,17 @@ def plural(n: int, word: str, words: str | None = None) -> str:
 def jobs_run(
     ctx: typer.Context,
     job: Annotated[
-        JobName, typer.Argument(help="expire lots, release pending points, lapse holds")
+        JobName,
+        typer.Argument(
+            help="expire lots, release pending points, lapse holds, give birthday points"
+        ),
     ],
     program: Annotated[
         str | None, typer.Option("--program", help="Only this programme (default: all).")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Accounts per batch.")] = 2000,
 ) -> None:
-    """Run a ledger job now, in batches, until nothing is due."""
+    """Run a scheduled job now, in batches, until nothing is due."""
     from jifen.jobs.ledger import run_job
     from jifen.ledger.jobs import StepResult
 

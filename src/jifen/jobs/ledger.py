@@ -1,4 +1,5 @@
-"""The ledger's scheduled jobs: lapse holds, release pending points, expire lots."""
+"""The scheduled jobs by name: the ledger's (lapse holds, release pending points, expire
+lots) and earning's birthday points."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from jifen.db.uow import Database
+from jifen.earning.jobs import birthday_points
 from jifen.ledger.jobs import Step, StepResult, run_batch
 from jifen.programs.service import book_for, get_program, list_programs
 
 JOBS: dict[str, Step] = {"lapse": Step.LAPSE, "release": Step.RELEASE, "expire": Step.EXPIRE}
+BIRTHDAY = "birthday"
 
 
 @dataclass
@@ -32,8 +35,8 @@ def run_job(
     batch_size: int = 2000,
     on_batch: Callable[[StepResult], None] | None = None,
 ) -> JobReport:
-    """Run `job` ('lapse', 'release' or 'expire') until nothing is due at `now`."""
-    step = JOBS[job]
+    """Run `job` ('lapse', 'release', 'expire' or 'birthday') until nothing is due at `now`."""
+    step = None if job == BIRTHDAY else JOBS[job]
     if program_id is None:
         program_ids = db.read(lambda s: [p.id for p in list_programs(s)])
     else:
@@ -44,6 +47,8 @@ def run_job(
         done = StepResult()
 
         def batch(session: Session, pid: int = pid) -> StepResult:
+            if step is None:
+                return birthday_points(session, get_program(session, pid), now, limit=batch_size)
             return run_batch(
                 session, book_for(session, get_program(session, pid)), step, now, batch_size
             )
