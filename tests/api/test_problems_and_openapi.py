@@ -189,6 +189,12 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         "/v1/rules/versions/{version}": {"get"},
         "/v1/stores": {"get"},
         "/v1/channels": {"get"},
+        "/v1/events": {"post"},
+        "/v1/events/{event_id}": {"get"},
+        "/v1/members/{member_id}/events": {"get"},
+        "/v1/segments/{code}/members": {"get"},
+        "/v1/segments/{code}/members/{member_id}": {"put", "delete"},
+        "/v1/members/{member_id}/segments": {"get"},
         "/problems": {"get"},
         "/problems/{code}": {"get"},
     }

@@ -17,6 +17,8 @@ import pytest
 
 from api.harness import Api, Tenant, assert_problem
 from jifen.access.service import Scope
+from jifen.programs.rulesets import save_rules
+from jifen.rules.schemas import RuleSet
 
 ADMIN, POS, APP, READ = Scope.ADMIN, Scope.POS, Scope.APP, Scope.READ
 EVERYONE = frozenset(Scope)
@@ -115,6 +117,20 @@ MATRIX = [
     Route("PUT", "/v1/rules", frozenset({ADMIN}), 200, {"earning_rules": []}),
     Route("GET", "/v1/stores", EVERYONE, 200),
     Route("GET", "/v1/channels", EVERYONE, 200),
+    Route("POST", "/v1/jobs/birthday", frozenset({ADMIN}), 200),
+    Route(
+        "POST",
+        "/v1/events",
+        frozenset({ADMIN, POS, APP}),
+        201,
+        {"type": "{etype}", "member": {"id": "{m}"}, "external_id": "{ext}"},
+    ),
+    Route("GET", "/v1/events/{event}", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/events", EVERYONE, 200),
+    Route("PUT", "/v1/segments/{seg}/members/{m}", frozenset({ADMIN}), 200),
+    Route("DELETE", "/v1/segments/{seg}/members/{on_seg}", frozenset({ADMIN}), 200),
+    Route("GET", "/v1/segments/{seg}/members", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/segments", EVERYONE, 200),
 ]
 
 
@@ -135,6 +151,16 @@ class Fresh:
         self.t.post("/v1/purchases", order)
         return str(order["external_id"])
 
+    def _event_rule(self) -> str:
+        rules = RuleSet.model_validate(
+            {"event_rules": [{"type": "check_in", "name": "签到", "points": 1}]}
+        )
+        api = self.t.api
+        api.db.write(
+            lambda s: save_rules(s, self.t.book.program_id, rules, now=api.clock.now(), actor="t")
+        )
+        return "check_in"
+
     def get(self, name: str) -> Any:
         makers: dict[str, Callable[[], Any]] = {
             "m": self._member,
@@ -149,6 +175,16 @@ class Fresh:
             "purchase": lambda: self.t.post("/v1/purchases", self.fill(ORDER)).json()["id"],
             "unclaimed": self._unclaimed,
             "v": lambda: self.t.get("/v1/rules").json()["version"],
+            "etype": self._event_rule,
+            "ext": lambda: f"ev-{next(_phones)}",
+            "event": lambda: self.t.post(
+                "/v1/events",
+                {"type": self.get("etype"), "member": {"id": self.get("m")}, "external_id": "e"},
+            ).json()["id"],
+            "seg": lambda: "vip",
+            "on_seg": lambda: self.t.send(
+                "PUT", f"/v1/segments/{self.get('seg')}/members/{self.get('m')}"
+            ).json()["member_id"],
         }
         if name not in self.made:
             self.made[name] = makers[name]()
@@ -195,6 +231,9 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{key}": "{key_id}",
         "{purchase}": "{purchase_id}",
         "{v}": "{version}",
+        "{event}": "{event_id}",
+        "{seg}": "{code}",
+        "{on_seg}": "{member_id}",
     }
     in_matrix = set()
     for route in MATRIX:

@@ -8,8 +8,10 @@ after it was cancelled."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
+from threading import Barrier
 from typing import Any
 
 import pytest
@@ -444,6 +446,22 @@ def test_a_partial_return_of_spent_points_under_withhold(db, clock):
     assert points(db, book, member, clock) == (0, 0, 0)
 
 
+def test_a_return_after_the_orders_points_expired_costs_the_member_nothing(db, clock):
+    book, member = _program(
+        db, clock, pending_days=0, expiry_policy={"kind": "after_months", "months": 1}
+    )
+    purchase = buy(db, book, clock, order("o1", *BASKET, member=member))
+    clock.set(datetime(2026, 3, 1, tzinfo=UTC))
+    run_job(db, "expire", now=clock.now())
+    _credit(db, book, member, 40, clock)
+    assert points(db, book, member, clock) == (40, 0, 210)
+    back, _ = give_back(db, book, clock, purchase.id, lines=[{"line_no": 1, "quantity": 1}])
+    # the 60 points had expired: they come back from the expired account, not the member
+    assert (back.points, back.points_taken, back.points_not_taken) == (60, 60, 0)
+    assert back.withhold_amount == 0
+    assert points(db, book, member, clock) == (40, 0, 150)
+
+
 def test_returns_apply_to_frozen_members(db, clock):
     book, member = _program(db, clock)
     purchase = buy(db, book, clock, order("o1", *BASKET, member=member))
@@ -478,6 +496,39 @@ def test_a_return_gives_its_points_back_to_the_member_cap(db, clock):
     give_back(db, book, clock, first.id, amount="80")
     assert counters(db, book) == {}
     assert buy(db, book, clock, order("o2", item("x", 120), member=member)).points == 100
+
+
+@pytest.mark.postgres
+def test_concurrent_returns_of_the_last_items_take_each_item_once(pg_db, clock):
+    db = pg_db
+    book, member = _program(db, clock, pending_days=0)
+    purchase = buy(db, book, clock, order("o1", item("x", "10.00", 5), member=member))
+    start = Barrier(8)
+
+    def one_item(i: int) -> str:
+        start.wait()
+        try:
+            give_back(db, book, clock, purchase.id, lines=[{"line_no": 1, "quantity": 1}])
+        except ReturnExceedsPurchase:
+            return "refused"
+        return "returned"
+
+    def the_same_refund(i: int) -> bool:
+        start.wait()
+        return give_back(db, book, clock, again.id, external_id="RF-1", amount="5.00")[1]
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(one_item, range(8)))
+    assert sorted(outcomes) == ["refused"] * 3 + ["returned"] * 5
+    after = shown(db, book, purchase.id)
+    assert (after.status, after.points_returned, len(after.returns)) == ("returned", 50, 5)
+    assert points(db, book, member, clock) == (0, 0, 0)
+
+    again = buy(db, book, clock, order("o2", item("x", "10.00", 5), member=member))
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(the_same_refund, range(8)))
+    assert sorted(created) == [False] * 7 + [True]
+    assert points(db, book, member, clock) == (45, 0, 45)
 
 
 # -- retries and the known failures ---------------------------------------------------------

@@ -13,7 +13,18 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
 from jifen import __version__
-from jifen.api import health, jobs, keys, ledger, members, programs, purchases, rules
+from jifen.api import (
+    events,
+    health,
+    jobs,
+    keys,
+    ledger,
+    members,
+    programs,
+    purchases,
+    rules,
+    segments,
+)
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -59,7 +70,9 @@ TAGS = [
     {"name": "members", "description": "Enrolment, identifiers, profile, status."},
     {"name": "ledger", "description": "Balances, history, lots, earn, spend, holds…"},
     {"name": "purchases", "description": "Purchases, their awards, returns, claims, simulation."},
-    {"name": "jobs", "description": "Scheduled ledger jobs, run on demand."},
+    {"name": "events", "description": "Behaviour events (sign-up, check-in…) and their points."},
+    {"name": "segments", "description": "Named member lists that rules can target."},
+    {"name": "jobs", "description": "Scheduled jobs (ledger, birthdays), run on demand."},
     {"name": "rules", "description": "Earning, growth, event and birthday rules, versioned."},
     {"name": "problems", "description": "What each problem `type` means."},
 ]
@@ -100,7 +113,18 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     app.state.clock = clock
     app.state.settings = settings if settings is not None else Settings()
     install(app)
-    for module in (health, programs, keys, members, ledger, purchases, jobs, rules):
+    for module in (
+        health,
+        programs,
+        keys,
+        members,
+        ledger,
+        purchases,
+        events,
+        segments,
+        jobs,
+        rules,
+    ):
         app.include_router(module.router)
     app.include_router(catalogue)
 
