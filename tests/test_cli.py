@@ -210,8 +210,19 @@ def test_ledger_history(run: Run, demo: DemoInfo) -> None:
     out = ok(run("ledger", "history", "--program", DEMO_CODE, str(li.id)))
     lines = [line for line in out.splitlines() if re.match(r"│ \d+ ", line)]
     kinds = [line.split("│")[3].strip() for line in lines]
-    # the pending purchase was released by the next write to the member, the spend
-    assert kinds == ["reversal", "spend", "release", "growth", "earn", "spend", "growth", "earn"]
+    # each purchase's points were pending for the 7-day return window and released by the
+    # next write to the member after it (a spend); newest first
+    assert kinds == [
+        "reversal",
+        "spend",
+        "release",
+        "growth",
+        "earn",
+        "spend",
+        "release",
+        "growth",
+        "earn",
+    ]
     assert "订单取消，积分退回" in out
     assert "+1,000" in out  # the reversal gives the spend back
     assert "demo:seed" in out
