@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
-from jifen.earning import purchases, returns
+from jifen.earning import events, purchases, returns
+from jifen.earning.event_schemas import EventIn, EventOut
 from jifen.earning.schemas import (
     ClaimIn,
     Earned,
@@ -183,6 +184,34 @@ class Journey:
             )
         )
 
+    # -- behaviour ----------------------------------------------------------------------
+
+    def event(
+        self,
+        member: int,
+        event_type: str,
+        external_id: str,
+        *,
+        points: int | None = None,
+        attributes: dict[str, str] | None = None,
+    ) -> EventOut:
+        """A behaviour (POST /v1/events) happening now."""
+        data = EventIn.model_validate(
+            {
+                "type": event_type,
+                "member": {"id": member},
+                "external_id": external_id,
+                "points": points,
+                "attributes": attributes or {},
+            }
+        )
+
+        def run(s: Session, program: Program) -> EventOut:
+            done = events.record_event(s, program, self.book, data, now=self.clock.now(), actor="t")
+            return events.describe(s, done.event, repeat=done.repeat)
+
+        return self._unit(run)
+
     # -- points -------------------------------------------------------------------------
 
     def spend(self, member: int, points: int, reason: str) -> None:
@@ -194,7 +223,7 @@ class Journey:
         )
 
     def run(self, job: str) -> int:
-        """Run a ledger job ('release', 'expire') now; the points it moved."""
+        """Run a job ('release', 'expire', 'birthday') now; the points it moved."""
         report = run_job(self.db, job, now=self.clock.now(), program_id=self.book.program_id)
         return report.totals.points
 

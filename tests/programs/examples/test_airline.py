@@ -40,6 +40,7 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
 
     j.move(2026, 3, 1, 10)
     wei = j.enrol("13900000003", name="张伟", card_number="YC88001234")
+    assert j.event(wei, "sign_up", "FFP-YC88001234").points == 1000  # 入会奖励
 
     # 2 March, on the website: a round trip, business out, discounted economy back,
     # and 20 kg of extra baggage (no distance, no fare class: no miles)
@@ -61,7 +62,8 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
         "segments": 20,  # two segments × 10 (the baggage is no segment)
         "premium-cabin": 5,  # the business segment: (1.5 − 1) × 10
     }
-    assert j.points(wei) == Points(available=2356, pending=0, lifetime=2356, growth=25)
+    # 1000 (sign-up) + 2356
+    assert j.points(wei) == Points(available=3356, pending=0, lifetime=3356, growth=25)
 
     # 5 March, in the app: Beijing–Guangzhou on the new route, full-fare economy
     j.move(2026, 3, 5, 21)
@@ -73,12 +75,12 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
     )
     assert by_rule(t2) == {"miles-full-economy": 1967, "new-route-pek-can": 500}
     assert growth_by_rule(t2) == {"segments": 10}
-    # 2356 + 2467; growth 25 + 10
-    assert j.points(wei) == Points(available=4823, pending=0, lifetime=4823, growth=35)
+    # 3356 + 2467; growth 25 + 10
+    assert j.points(wei) == Points(available=5823, pending=0, lifetime=5823, growth=35)
 
-    # 6 March: 4000 miles for an upgrade voucher
+    # 6 March: 5000 miles for an upgrade voucher
     j.move(2026, 3, 6, 9)
-    j.spend(wei, 4000, "升舱券")
+    j.spend(wei, 5000, "升舱券")
     assert j.points(wei).available == 823
 
     # 10 March: the Guangzhou trip is cancelled and the ticket refunded. Its 2467 miles
@@ -88,8 +90,8 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
     assert by_rule(r1) == {"miles-full-economy": 1967, "new-route-pek-can": 500}
     assert (r1.points, r1.points_taken, r1.points_not_taken) == (2467, 2467, 0)
     assert r1.policy == "debt"
-    # 823 − 2467; lifetime 4823 − 2467; growth 35 − 10
-    assert j.points(wei) == Points(available=-1644, pending=0, lifetime=2356, growth=25)
+    # 823 − 2467; lifetime 5823 − 2467; growth 35 − 10
+    assert j.points(wei) == Points(available=-1644, pending=0, lifetime=3356, growth=25)
 
     # 12 March: the unused return leg of the round trip is refunded (a partial return)
     j.move(2026, 3, 12, 9)
@@ -99,8 +101,8 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
         "segments": 10  # one segment less; the business segment keeps its 5
     }
     assert r2.purchase_status == "awarded"  # the ticket is not all returned
-    # −1644 − 589; lifetime 2356 − 589; growth 25 − 10
-    assert j.points(wei) == Points(available=-2233, pending=0, lifetime=1767, growth=15)
+    # −1644 − 589; lifetime 3356 − 589; growth 25 − 10
+    assert j.points(wei) == Points(available=-2233, pending=0, lifetime=2767, growth=15)
 
     # 20 March: he claims the January flight (missing miles, within 180 days); its miles
     # repay part of the debt
@@ -108,8 +110,8 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
     claimed = j.claim("TKT-781-0001", wei)
     assert by_rule(claimed) == {"miles-full-economy": 1178}
     assert growth_by_rule(claimed) == {"segments": 10}
-    # −2233 + 1178; lifetime 1767 + 1178; growth 15 + 10
-    assert j.points(wei) == Points(available=-1055, pending=0, lifetime=2945, growth=25)
+    # −2233 + 1178; lifetime 2767 + 1178; growth 15 + 10
+    assert j.points(wei) == Points(available=-1055, pending=0, lifetime=3945, growth=25)
 
     # 1 April: first class out, a deep-discount fare (V) back: V earns no miles, but the
     # segment still counts for growth
@@ -123,5 +125,5 @@ def test_a_frequent_flyer(db: Database, clock: FrozenClock) -> None:
     )
     assert by_rule(t3) == {"miles-premium": 1767}
     assert growth_by_rule(t3) == {"segments": 20, "premium-cabin": 5}
-    # the debt is repaid: −1055 + 1767; lifetime 2945 + 1767; growth 25 + 25
-    assert j.points(wei) == Points(available=712, pending=0, lifetime=4712, growth=50)
+    # the debt is repaid: −1055 + 1767; lifetime 3945 + 1767; growth 25 + 25
+    assert j.points(wei) == Points(available=712, pending=0, lifetime=5712, growth=50)

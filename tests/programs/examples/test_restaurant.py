@@ -1,6 +1,7 @@
 """The restaurant group (examples/restaurant.yaml): points per 10 元, double at weekday
 lunch, the dish of the month per bill line, a new branch's opening bonus on a daily
-budget shared by all members, a refunded dish, a receipt claimed late."""
+budget shared by all members, a refunded dish, a receipt claimed late, reviews twice a
+month, birthday points in the birthday month, expiry at the end of the next year."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
     jing = j.enrol("13900000004", name="陈静", birthday="1988-03-12")
     yang = j.enrol("13900000005", name="刘洋")
     min_ = j.enrol("13900000006", name="赵敏")
+    assert j.event(jing, "sign_up", "WX-jing").points == 30
+    # March is 陈静's birthday month (window: month): the job gives her 100 on the 1st
+    j.move(2026, 3, 1, 11, 5)
+    assert j.run("birthday") == 100  # nobody else has a birthday in March
 
     # Tuesday 3 March, 12:30 at 春熙路: lunch for two
     j.move(2026, 3, 3, 12, 30)
@@ -39,7 +44,10 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
         "dish-of-the-month": 5,  # one bill line of the fish
     }
     assert lunch.points == 31  # 13 + 13 + 5
-    assert j.points(jing) == Points(available=31, pending=0, lifetime=31, growth=138)
+    # 30 (sign-up) + 100 (birthday) + 31
+    assert j.points(jing) == Points(available=161, pending=0, lifetime=161, growth=138)
+    j.move(2026, 3, 3, 13, 30)
+    assert j.event(jing, "review", "REVIEW-SX-0303-017").points == 20  # March's first
 
     # 14:00 sharp, 刘洋 pays at the next table: lunch is over
     j.move(2026, 3, 3, 14, 0)
@@ -54,7 +62,8 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
         "weekday-lunch": 4,  # 13 → 9
     }  # the fish's 5 stays
     assert (refund.points, refund.growth) == (8, 44)
-    assert j.points(jing) == Points(available=23, pending=0, lifetime=23, growth=94)
+    # 161 + 20 − 8
+    assert j.points(jing) == Points(available=173, pending=0, lifetime=173, growth=94)
 
     # Thursday 5 March, dinner in 重庆: 刘洋 does not scan the receipt's code
     j.move(2026, 3, 5, 19)
@@ -75,6 +84,8 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
         "dish-of-the-month": 10,  # two lines of the fish × 5
         "gaoxin-opening": 50,  # 满 100; no weekday lunch on a Saturday
     }
+    j.move(2026, 3, 7, 12, 50)
+    assert j.event(jing, "review", "REVIEW-SX-0307-001").points == 20  # March's second
     j.move(2026, 3, 7, 13)
     second = j.buy(yang, "SX-0307-002", item("hotpot", "120.00"), store="cd-gaoxin")
     assert by_rule(second) == {"base": 12, "gaoxin-opening": 50}  # the day's last 50
@@ -93,6 +104,11 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
     assert by_rule(sunday) == {"base": 10, "gaoxin-opening": 50}
     # 15 + 9 + 60
     assert j.points(min_) == Points(available=84, pending=0, lifetime=84, growth=349)
+    # a third review in March earns nothing (2 a month)
+    j.move(2026, 3, 8, 19)
+    assert j.event(jing, "review", "REVIEW-SX-0308-x").status == "limited"
+    # 173 + 80 (Saturday) + 20 (review)
+    assert j.points(jing) == Points(available=273, pending=0, lifetime=273, growth=294)
 
     # Tuesday 10 March 19:00 in 重庆: 刘洋 forgets to scan; on Thursday he claims the
     # receipt (within 3 days); the one from 5 March is too old by then
@@ -105,10 +121,16 @@ def test_a_month_of_meals(db: Database, clock: FrozenClock) -> None:
         j.claim("SX-0305-044", yang)
     # 5 (Tue) + 62 (Sat) + 26 (claimed)
     assert j.points(yang) == Points(available=93, pending=0, lifetime=93, growth=436)
+    # her birthday itself (12 March): the job has given this year's already
+    assert j.run("birthday") == 0
+
+    # April: reviews earn again
+    j.move(2026, 4, 1, 20)
+    assert j.event(jing, "review", "REVIEW-SX-0401-003").points == 20
 
     # Points earned in 2026 expire at the end of 2027
     j.move(2027, 12, 10, 10)
-    assert j.expiring(jing) == {j.at(2027, 12, 31).date(): 103}  # 23 + 80
+    assert j.expiring(jing) == {j.at(2027, 12, 31).date(): 293}  # 273 + 20
     j.move(2028, 1, 1, 0, 1)
-    assert j.run("expire") == 103 + 93 + 84
-    assert j.points(jing) == Points(available=0, pending=0, lifetime=103, growth=294)
+    assert j.run("expire") == 293 + 93 + 84  # 陈静, 刘洋, 赵敏
+    assert j.points(jing) == Points(available=0, pending=0, lifetime=293, growth=294)
