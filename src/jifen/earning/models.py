@@ -91,7 +91,8 @@ class PurchaseLine(Base):
             name="returned_quantity_in_range",
         ),
         CheckConstraint(
-            "returned_amount >= 0 AND returned_amount <= amount - discount",
+            # in cents: SQLite keeps NUMERIC as floating point, where 99.99 - 0.01 < 99.98
+            "returned_amount >= 0 AND round(returned_amount * 100) <= round((amount - discount) * 100)",
             name="returned_amount_in_range",
         ),
     )
@@ -119,7 +120,7 @@ class PurchaseReturn(Base):
     __tablename__ = "purchase_returns"
     __table_args__ = (
         UniqueConstraint("purchase_id", "external_id"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
         CheckConstraint("points >= 0 AND points_not_taken >= 0", name="points_not_negative"),
     )
 

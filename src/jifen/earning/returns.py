@@ -94,15 +94,6 @@ def record_return(
     )
     refunds = _refunds(lines, purchase, data)
     refunded = sum((amount for _, amount in refunds.values()), Decimal(0))
-    if refunded == 0:
-        # a return row records money refunded (CHECK amount > 0): items whose lines have no
-        # money left (free gifts, or already refunded in full) can only come back together
-        # with something that refunds money
-        raise InvalidInput(
-            field="lines",
-            reason="refunds no money: what these lines have left is 0; "
-            "return the items together with a paid item",
-        )
     for line in lines:
         quantity, amount = refunds.get(line.line_no, (Decimal(0), Decimal(0)))
         line.returned_quantity += quantity

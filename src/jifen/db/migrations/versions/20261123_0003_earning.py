@@ -298,7 +298,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("quantity > 0", name=op.f("ck_purchase_lines_quantity_positive")),
         sa.CheckConstraint(
-            "returned_amount >= 0 AND returned_amount <= amount - discount",
+            # in cents: SQLite keeps NUMERIC as floating point, where 99.99 - 0.01 < 99.98
+            "returned_amount >= 0 AND round(returned_amount * 100) <= round((amount - discount) * 100)",
             name=op.f("ck_purchase_lines_returned_amount_in_range"),
         ),
         sa.CheckConstraint(
@@ -354,7 +355,7 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("actor", sa.String(length=100), nullable=False),
-        sa.CheckConstraint("amount > 0", name=op.f("ck_purchase_returns_amount_positive")),
+        sa.CheckConstraint("amount >= 0", name=op.f("ck_purchase_returns_amount_not_negative")),
         sa.CheckConstraint(
             "points >= 0 AND points_not_taken >= 0",
             name=op.f("ck_purchase_returns_points_not_negative"),
