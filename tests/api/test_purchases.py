@@ -148,7 +148,7 @@ def test_a_members_purchases_newest_first_in_pages(api: Api) -> None:
 
 
 BAD = [
-    pytest.param({"total": "210.49"}, "body", id="total-does-not-add-up"),
+    pytest.param({"total": "210.49"}, "total", id="total-does-not-add-up"),
     pytest.param({"lines": [item("x", "10", -1)]}, "lines.0.quantity", id="negative-quantity"),
     pytest.param({"lines": [item("x", "10", 0)]}, "lines.0.quantity", id="zero-quantity"),
     pytest.param({"lines": [item("x", "10", 2, amount="21")]}, "lines.0", id="amount-not-q-x-p"),

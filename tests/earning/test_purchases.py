@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from earning.shop import (
     PER_YUAN,
@@ -56,6 +56,7 @@ from jifen.ledger.posting import Book
 from jifen.ledger.queries import balance as read_balance
 from jifen.members import service as members
 from jifen.members.schemas import MemberStatus
+from jifen.programs.models import Program
 from jifen.programs.rulesets import save_rules
 from jifen.programs.service import get_program
 from jifen.rules.facts import period_key
@@ -765,3 +766,48 @@ def test_caps_and_budgets_are_never_exceeded_and_counted_exactly(db, document, d
                     limits[key] = limit
     assert all(used[key] <= limits[key] for key in used), (used, limits)
     assert counters(db, book) == {key: n for key, n in used.items() if n}
+
+
+def test_the_till_resending_an_order_a_member_has_since_claimed_gets_the_claimed_order(db, clock):
+    book = make_program(db, clock, pending_days=7, claim_days=30)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    buy(db, book, clock, order("POS-1", *BASKET))
+    claimed, _ = claim(db, book, clock, "POS-1", member)
+    before = dump(db)
+    again, created = record(db, book, clock, order("POS-1", *BASKET))
+    assert not created
+    assert (again.id, again.member_id, again.points) == (claimed.id, member, 210)
+    assert dump(db) == before
+
+
+def test_a_frozen_member_resending_a_recorded_order_gets_the_first_result(db, clock):
+    book = make_program(db, clock, pending_days=7)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    first = buy(db, book, clock, order("POS-1", *BASKET, member=member))
+    db.write(
+        lambda s: members.set_status(
+            s, book, member, MemberStatus.FROZEN, reason="check", now=clock.now()
+        )
+    )
+    before = dump(db)
+    again, created = record(db, book, clock, order("POS-1", *BASKET, member=member))
+    assert (created, again.id, again.points) == (False, first.id, 210)
+    assert dump(db) == before
+
+
+def test_pending_until_is_when_the_points_really_release(db, clock):
+    book = make_program(db, clock, pending_days=7)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    first = buy(db, book, clock, order("POS-1", *BASKET, member=member))
+    assert first.pending_until is not None
+    # the programme's window changes later: the order's release stays as booked
+    db.write(
+        lambda s: s.execute(
+            update(Program).where(Program.id == book.program_id).values(pending_days=1)
+        )
+    )
+    again, _ = record(db, book, clock, order("POS-1", *BASKET, member=member))
+    assert again.pending_until == first.pending_until

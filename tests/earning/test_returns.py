@@ -654,3 +654,33 @@ def test_nothing_is_clawed_back_twice_in_the_journal(db, clock):
         ("earn", 210),
         ("growth", 210),
     ]
+
+
+def test_an_order_falling_from_one_threshold_to_the_next_keeps_the_lower_bonus(db, clock):
+    book = make_program(db, clock, pending_days=0)
+    set_rules(
+        db,
+        book,
+        clock,
+        PER_YUAN,
+        rule("spend-200", {"bonus": 20}, when={"min_amount": 200}, stacking="best_of", group="t"),
+        rule("spend-500", {"bonus": 80}, when={"min_amount": 500}, stacking="best_of", group="t"),
+    )
+    member = make_member(db, book, clock)
+    purchase = buy(db, book, clock, order("o1", item("x", 10, 51), member=member))
+    assert purchase.points == 510 + 80
+    back, _ = give_back(db, book, clock, purchase.id, lines=[{"line_no": 1, "quantity": 2}])
+    # 490 left: 490 base + 满200送20 = 510 kept, so 590 - 510 = 80 go back
+    assert back.points == 80
+    assert {(b["rule"], b["points"]) for b in back.breakdown if b["kind"] == "points"} == {
+        ("base", 20),
+        ("spend-500", 80),
+        ("spend-200", -20),
+    }
+    back, _ = give_back(db, book, clock, purchase.id, lines=[{"line_no": 1, "quantity": 34}])
+    # 150 left: below every threshold, 150 base kept; 510 - 150 = 360 go back
+    assert back.points == 360
+    back, _ = give_back(db, book, clock, purchase.id, amount="150")
+    assert back.points == 150
+    assert shown(db, book, purchase.id).points_returned == 590
+    assert current_balance(db, book, member, clock.now()).available == 0

@@ -92,7 +92,8 @@ class PurchaseLine(Base):
         ),
         CheckConstraint(
             # in cents: SQLite keeps NUMERIC as floating point, where 99.99 - 0.01 < 99.98
-            "returned_amount >= 0 AND round(returned_amount * 100) <= round((amount - discount) * 100)",
+            "returned_amount >= 0 "
+            "AND round(returned_amount * 100) <= round((amount - discount) * 100)",
             name="returned_amount_in_range",
         ),
     )

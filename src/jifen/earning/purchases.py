@@ -49,7 +49,7 @@ from jifen.earning.schemas import (
     ReturnSummary,
 )
 from jifen.ledger import service as ledger
-from jifen.ledger.models import Account, AccountKind
+from jifen.ledger.models import Account, AccountKind, Lot
 from jifen.ledger.posting import Book, ensure_writable, lock_account
 from jifen.members import service as members
 from jifen.members.models import Member
@@ -94,11 +94,11 @@ def record(
     actor: str,
 ) -> Recorded:
     member = members.resolve(session, program.id, data.member) if data.member else None
+    existing = _by_external_id(session, program.id, data.external_id)
+    if existing is not None:  # a repeat gets the first result, whatever the member is now
+        return Recorded(_same_order(existing, data, member), created=False)
     if member is not None:
         _lock_member(session, book, member, now)
-    existing = _by_external_id(session, program.id, data.external_id)
-    if existing is not None:
-        return Recorded(_same_order(existing, data, member), created=False)
     _check(session, program, data, now, attach=member is not None)
     purchase = _insert(session, program, data, now=now, actor=actor)
     if purchase is None:  # a concurrent request recorded the same order id first
@@ -373,8 +373,11 @@ def _by_external_id(session: Session, program_id: int, external_id: str) -> Purc
 
 
 def _same_order(existing: Purchase, data: PurchaseIn, member: Member | None) -> Purchase:
+    """The recorded order, when `data` is the same order sent again: same member (or, from
+    the till that sent it without one, a member who has since claimed it) and total."""
     member_id = member.id if member else None
-    if existing.member_id != member_id:
+    claimed_since = member_id is None and existing.claimed_at is not None
+    if existing.member_id != member_id and not claimed_since:
         raise OrderConflict(
             external_id=data.external_id, purchase_id=existing.id, difference="member"
         )
@@ -630,7 +633,13 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
         .where(PurchaseReturn.purchase_id == purchase.id)
         .order_by(PurchaseReturn.id)
     ).scalars()
-    release = book.release_at(purchase.occurred_at) if purchase.earn_txn_id else None
+    release = (
+        session.execute(
+            select(Lot.available_at).where(Lot.transaction_id == purchase.earn_txn_id)
+        ).scalar_one_or_none()
+        if purchase.earn_txn_id
+        else None
+    )
     return PurchaseOut(
         id=purchase.id,
         external_id=purchase.external_id,
@@ -646,9 +655,7 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
         growth=purchase.growth,
         points_returned=purchase.points_returned,
         growth_returned=purchase.growth_returned,
-        pending_until=release
-        if release is not None and release > (purchase.claimed_at or purchase.created_at)
-        else None,
+        pending_until=release,
         rule_set_version=purchase.rule_set_version,
         breakdown=_items(purchase.breakdown),
         growth_breakdown=_items(purchase.growth_breakdown),

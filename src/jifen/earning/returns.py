@@ -3,10 +3,12 @@ part of an order earned, whatever order the partial returns come in.
 
 The rule (docs/earning.md): after each return the order is re-evaluated as it now stands —
 the lines and amounts not yet returned, with the rule-set version and member facts of the
-original award, considering only the rules that fired then. Each rule keeps the smaller
-of what it kept so far and what it gives now; the difference is taken back. So:
+original award, considering only the rules that fired then and the other rules of their
+best_of groups. Each rule (each best_of group, as a whole) keeps the smaller of what it
+kept so far and what it gives now; the difference is taken back. So:
 - points per amount/line shrink in proportion to what was returned;
-- a threshold bonus (满额送积分) is lost once the net order falls below its threshold;
+- a threshold bonus (满额送积分) is lost once the net order falls below its threshold, and
+  a best_of group of thresholds falls back to the best bonus the order still reaches;
 - a rule never gives more after a return than before, and returning everything takes
   back everything (partial returns in any order sum to a full return).
 Where the points are still pending they are simply cancelled. Where the member has spent
@@ -306,26 +308,37 @@ def _loss(
     book: Book,
     everything: bool,
 ) -> dict[str, int]:
-    kept = {
-        item["rule"]: item["points"] - returned.get(item["rule"], 0)
-        for item in breakdown or []
-        if item["points"] - returned.get(item["rule"], 0) > 0
-    }
+    awarded: dict[str, int] = {item["rule"]: item["points"] for item in breakdown or []}
+    kept = {rule: awarded.get(rule, 0) - returned.get(rule, 0) for rule in {*awarded, *returned}}
+    kept = {rule: n for rule, n in kept.items() if n > 0}
     if not kept:
         return {}
     if everything:
         return kept
-    # every rule of the award counts, also one left with nothing: a multiplier multiplies
-    # the base rate of a rule whose cap or budget let it give nothing
-    fired = {item["rule"] for item in breakdown or []}
+    # Every rule of the award counts, also one left with nothing (a multiplier multiplies
+    # the base rate of a rule whose cap or budget let it give nothing), and every rule of a
+    # best_of group the award drew on: an order that falls from 满500 to 满200 keeps 满200's
+    # bonus instead of losing the group's whole.
+    groups = {c.rule.id: c.rule.group for c in compiled if c.rule.group is not None}
+    drawn = {groups[rule] for rule in awarded if rule in groups}
+    considered = set(awarded) | set(returned) | {r for r, g in groups.items() if g in drawn}
     now_gives = evaluate(
         compiled,
         remaining_basket(book, purchase, lines),
         facts_from_json(purchase.facts),
-        only=fired,
+        only=considered,
     ).by_rule()
-    loss = {rule: points - min(points, now_gives.get(rule, 0)) for rule, points in kept.items()}
-    return {rule: n for rule, n in loss.items() if n > 0}
+    target = {rule: min(points, now_gives.get(rule, 0)) for rule, points in kept.items()}
+    for group in drawn:
+        members = [rule for rule, g in groups.items() if g == group]
+        kept_group = sum(kept.get(rule, 0) for rule in members)
+        now_group = sum(now_gives.get(rule, 0) for rule in members)
+        for rule in members:  # the group keeps the smaller of its two totals, as now split
+            target[rule] = kept.get(rule, 0) if now_group >= kept_group else now_gives.get(rule, 0)
+    loss = {rule: kept.get(rule, 0) - points for rule, points in target.items()}
+    # a rule of a group that changed hands may gain (a negative loss); the return as a
+    # whole never gives more than the order kept
+    return {rule: n for rule, n in loss.items() if n != 0}
 
 
 def _give_back_caps(
@@ -336,7 +349,8 @@ def _give_back_caps(
     growth_loss: dict[str, int],
     book: Book,
 ) -> None:
-    """Points a return took back no longer count against their rules' caps and budgets."""
+    """Points a return took back no longer count against their rules' caps and budgets
+    (and a best_of rule that took over its group counts what it now gives)."""
     if purchase.rule_set_version is None or purchase.member_id is None:
         return
     rules = rules_at(session, program_id, purchase.rule_set_version)
@@ -360,7 +374,9 @@ def _give_back_caps(
                 prefix=prefix,
             ):
                 amounts[bound.key] += n
-    caps.give_back(session, program_id, amounts)
+    caps.give_back(session, program_id, {k: n for k, n in amounts.items() if n > 0})
+    # a best_of rule that took over its group on the return now counts what it gives
+    caps.use(session, program_id, {k: -n for k, n in amounts.items() if n < 0})
 
 
 def describe_return(row: PurchaseReturn, purchase: Purchase) -> ReturnOut:

@@ -6,7 +6,15 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from jifen.members.schemas import MemberRef
 
@@ -70,14 +78,18 @@ class PurchaseIn(BaseModel):
     total: Money = Field(description="what the customer paid: Σ (line amount − line discount)")
     attributes: dict[Code, AttributeValue] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _total_adds_up(self) -> PurchaseIn:
-        net = sum((line.net for line in self.lines), Decimal(0))
-        if net != self.total:
+    @field_validator("total")
+    @classmethod
+    def _total_adds_up(cls, total: Decimal, info: ValidationInfo) -> Decimal:
+        lines: list[LineIn] | None = info.data.get("lines")
+        if lines is None:  # the lines themselves were refused; that error says enough
+            return total
+        net = sum((line.net for line in lines), Decimal(0))
+        if net != total:
             raise ValueError(
-                f"total {self.total} does not equal the lines' amounts less discounts ({net})"
+                f"total {total} does not equal the lines' amounts less discounts ({net})"
             )
-        return self
+        return total
 
 
 class SimulateIn(PurchaseIn):
