@@ -209,3 +209,29 @@ def test_the_file_from_standard_input(url: str, run: Run, database: Database) ->
     bad = CliRunner().invoke(app, ["programs", "apply", "-"], input="program: [\n", env=env)
     assert bad.exit_code == 1
     assert bad.stderr.startswith("error: <stdin>:2: YAML syntax: ")
+
+
+def test_examples_are_listed_printed_and_applied(run: Run, database: Database, tmp_path: Path):
+    assert ok(run("programs example")).split() == [
+        "airline",
+        "coffee-chain",
+        "e-commerce",
+        "employee-incentive",
+        "restaurant",
+        "retail-chain",
+    ]
+    mine = tmp_path / "mine.yaml"
+    ok(run(f"programs example retail-chain -o {mine}"))
+    assert "满 200 元送 20 积分" in mine.read_text(encoding="utf-8")
+    assert "applied: programme retail-chain" in ok(run(f"programs apply {mine}"))
+    assert (
+        database.read(lambda s: get_program_by_code(s, "retail-chain").name) == "乐家超市会员积分"
+    )
+    unknown = run("programs example nope")
+    refused_with(
+        unknown,
+        [
+            "no example programme 'nope' (examples: airline, coffee-chain, e-commerce, "
+            "employee-incentive, restaurant, retail-chain)"
+        ],
+    )

@@ -19,6 +19,7 @@ from jifen.cli.output import err, out
 from jifen.cli.state import actor, state_of
 from jifen.core.errors import NotFound
 from jifen.ledger.expiry import EXPIRY_POLICY
+from jifen.programs import examples
 from jifen.programs.apply import apply, plan
 from jifen.programs.config import export, load_program_file
 from jifen.programs.errors import ProgramFileInvalid
@@ -226,6 +227,36 @@ def programs_export(
         return
     output.write_text(text, encoding="utf-8")
     out().print(f"exported programme {code} to {output}")
+
+
+@app.command("example")
+def programs_example(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="An example's name; leave out to list them."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write to this file instead of standard output."),
+    ] = None,
+) -> None:
+    """The example programmes shipped with jifen: list them, or print one as a programme
+    file to start your own from (`jifen programs example retail-chain -o mine.yaml`)."""
+    if name is None:
+        for known in examples.names():
+            out().print(known)
+        return
+    try:
+        text = examples.text(name)
+    except KeyError:
+        raise Failure(
+            f"no example programme {name!r} (examples: {', '.join(examples.names())})"
+        ) from None
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    out().print(f"wrote example {name} to {output}")
 
 
 def _read(file: Path) -> str:
