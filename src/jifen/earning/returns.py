@@ -314,7 +314,10 @@ def _loss(
     if not kept:
         return {}
     if everything:
-        return kept
+        order = {c.rule.id: c.position for c in compiled}
+        return dict(
+            sorted(kept.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+        )
     # Every rule of the award counts, also one left with nothing (a multiplier multiplies
     # the base rate of a rule whose cap or budget let it give nothing), and every rule of a
     # best_of group the award drew on: an order that falls from 满500 to 满200 keeps 满200's
@@ -335,7 +338,9 @@ def _loss(
         now_group = sum(now_gives.get(rule, 0) for rule in members)
         for rule in members:  # the group keeps the smaller of its two totals, as now split
             target[rule] = kept.get(rule, 0) if now_group >= kept_group else now_gives.get(rule, 0)
-    loss = {rule: kept.get(rule, 0) - points for rule, points in target.items()}
+    position = {c.rule.id: c.position for c in compiled}
+    ordered = sorted(target, key=lambda rule: (position.get(rule, len(position)), rule))
+    loss = {rule: kept.get(rule, 0) - target[rule] for rule in ordered}
     # a rule of a group that changed hands may gain (a negative loss); the return as a
     # whole never gives more than the order kept
     return {rule: n for rule, n in loss.items() if n != 0}
