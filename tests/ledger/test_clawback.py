@@ -6,7 +6,9 @@ Every test ends by checking the ledger's laws on the raw rows (the state machine
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from threading import Barrier
 from typing import Any
 
 import pytest
@@ -648,4 +650,38 @@ def test_growth_value_is_clawed_back_in_parts_up_to_the_credit(db, clock):
             s, book, txn.id, 1, shortfall=Shortfall.DEBT, now=clock.now(), actor="t"
         ),
     )
+    assert_laws(db, book)
+
+
+# -- concurrency ---------------------------------------------------------------------------
+
+
+def test_concurrent_clawbacks_and_a_reversal_never_take_more_than_the_award(db, clock):
+    book = make_program(db, clock)
+    member = make_member(db, book, clock)
+    txn = earn(db, book, member, 100, clock)
+    earn(db, book, member, 1000, clock)
+    workers = 16
+    start = Barrier(workers)
+
+    def attempt(i: int) -> str:
+        if i < workers:
+            start.wait()
+        try:
+            if i == 5:
+                db.write(lambda s: ledger.reverse(s, book, txn, now=clock.now(), actor="w"))
+                return "reversed"
+            claw(db, book, txn, 10, clock)
+        except (InvalidInput, NotReversible) as exc:
+            return type(exc).__name__
+        return "clawed"
+
+    with ThreadPoolExecutor(workers) as pool:
+        outcomes = list(pool.map(attempt, range(40)))
+    if "reversed" in outcomes:
+        # the reversal came first: every clawback was refused
+        assert outcomes.count("clawed") == 0
+    else:
+        assert outcomes.count("clawed") == 10
+    assert balance(db, book, member, clock) == (1000, 0, 1000)
     assert_laws(db, book)

@@ -53,6 +53,8 @@ from jifen.ledger.models import (
 )
 from jifen.ledger.posting import Book, Posting, check_points, lock_account
 
+CANCELLABLE = (LotStatus.PENDING, LotStatus.AVAILABLE)
+
 
 class Shortfall(StrEnum):
     """What to do with points of the award the member has already spent."""
@@ -112,6 +114,7 @@ def claw_back(
     if lot.status == LotStatus.PENDING:
         # Nothing but clawbacks touches a pending lot, so what is left of it is the
         # unclaimed award: all of this claim.
+        assert lot.remaining >= points, f"pending lot {lot.id} lost track of its clawbacks"
         from_lot, from_expired, from_spent = points, 0, 0
     else:
         from_lot = min(points, lot.remaining)
@@ -152,16 +155,9 @@ def claw_back(
     assert charged == chargeable, f"clawback {posting.id}: {chargeable} chargeable, {charged} found"
     if taken:
         posting.move(posting.program(AccountKind.ISSUED), Bucket.AVAILABLE, taken)
-    if (
-        points == left
-        and lot.remaining == 0
-        and lot.status
-        in (
-            LotStatus.PENDING,
-            LotStatus.AVAILABLE,
-        )
-    ):
-        # As a reversal leaves it: points given back to it later refund the charges.
+    if points == left and lot.remaining == 0 and lot.status in CANCELLABLE:
+        # As a reversal leaves it (an expired lot stays expired): points given back to it
+        # later refund what the clawbacks charged.
         lot.status = LotStatus.CANCELLED
     posting.finish(
         "points.clawed_back",
