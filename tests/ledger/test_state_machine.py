@@ -4,8 +4,9 @@ A hypothesis state machine drives one fresh programme per example (3 members, a 
 return window, transfers allowed; expiry after 1–3 months, after 1–2 months of inactivity,
 or never; debt allowed or not) through earns (some pending, some into a debt), spends,
 holds (captured whole or in part, voided, lapsed at their deadline), reversals of earlier
-transactions (with and without leave to run into debt), expiry/release/lapse jobs,
-adjustments, transfers and growth value, while the clock moves by minutes to months.
+transactions (with and without leave to run into debt), clawbacks of part or all of an
+earn or growth credit (into debt or forgiving what the member lacks), expiry/release/lapse
+jobs, adjustments, transfers and growth value, while the clock moves by minutes to months.
 
 After every step it reads the programme's ledger tables straight from the database and
 checks the laws in `check_laws` (see the numbered list there), once as they are and once
@@ -46,12 +47,14 @@ from jifen.core.errors import (
     HoldExpired,
     HoldNotActive,
     InsufficientPoints,
+    InvalidInput,
     JifenError,
     NotReversible,
 )
 from jifen.db.uow import Database
 from jifen.jobs.ledger import run_job
 from jifen.ledger import service as ledger
+from jifen.ledger.clawback import Clawback, Shortfall, claw_back, claw_back_growth
 from jifen.ledger.models import (
     Account,
     AccountKind,
@@ -147,7 +150,8 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
        lot a credit created, taken back by its reversal or clawbacks, excepted);
     7. a reversal gives back to each lot exactly what its transaction took from it (for a
        capture: what the hold still held of it); what it gives back to a cancelled lot
-       passes on to the lots that lot's cancellation charged (or a new lot), never more;
+       passes on to the lots that lot's cancellation charged (or a new lot), never more,
+       and those may be lots the transaction took from too;
     8. held == Σ amount of active holds; pending == Σ remaining of pending lots; each hold
        still holds (by its allocations: what its own transaction took, less what its later
        ones gave back, refunds they forwarded from cancelled lots aside) its amount while
@@ -305,13 +309,16 @@ def check_laws(snap: Snapshot, book: Book, *, up_to_date_at: datetime | None = N
             elif x["expired"] and lots[x["lot_id"]]["status"] == "cancelled":
                 passed_on -= x["amount"]
         # Points given back to a cancelled lot pass on to the lots its cancellation
-        # charged, or to a new lot (see Posting._forward_from_cancelled).
-        forwarded = sum(n for lot_id, n in restored.items() if lot_id not in expected)
-        forwarded += sum(
+        # charged (which the original may have taken from too), or to a new lot (see
+        # Posting._forward_from_cancelled).
+        extra = {
+            lot_id: restored.get(lot_id, 0) - expected.get(lot_id, 0)
+            for lot_id in restored.keys() | expected.keys()
+        }
+        forwarded = sum(extra.values()) + sum(
             lot["amount"] for lot in snap.lots if lot["transaction_id"] == reversal["id"]
         )
-        given = {lot_id: restored.get(lot_id, 0) for lot_id in expected}
-        if given != expected or forwarded > passed_on:
+        if any(n < 0 for n in extra.values()) or forwarded > passed_on:
             bad(
                 f"law 7: reversal {reversal['id']} of {original['kind']} {original_id} gave "
                 f"back {dict(restored)} (lot: points), the original took {expected}; "
@@ -444,6 +451,8 @@ class TxnModel:
     to: int | None = None
     hold: int | None = None
     reversed: bool = False
+    clawed: int = 0
+    """Points of an earn or growth credit claimed by clawbacks so far."""
 
 
 OK = "ok"
@@ -802,7 +811,7 @@ class LedgerMachine(RuleBasedStateMachine):
             "growth",
         ):
             expect: set[Any] = {NotReversible}
-        elif txn.reversed:
+        elif txn.reversed or txn.clawed:
             expect = {NotReversible}
         else:
             if txn.kind == "earn":
@@ -870,6 +879,103 @@ class LedgerMachine(RuleBasedStateMachine):
             return multiple()
         self.spend(m, points, None, ZERO)
         return self._reverse(earned, True, "earn")
+
+    # -- clawbacks ------------------------------------------------------------------------------
+    @rule(
+        target=txns,
+        txn_id=txns,
+        part=st.one_of(st.none(), st.integers(1, 320)),
+        shortfall=st.sampled_from(list(Shortfall)),
+        wrong=st.integers(0, 9),
+        later=LATER,
+    )
+    def claw_back(
+        self, txn_id: int, part: int | None, shortfall: Shortfall, wrong: int, later: timedelta
+    ) -> Any:
+        """Claw back part of any earlier transaction (`part` None: all that is left), now
+        and then through the wrong function (growth for an earn and the other way round)."""
+        self._advance(later)
+        txn = self.txn_models[txn_id]
+        left = txn.points - txn.clawed if txn.kind in ("earn", "growth") else 0
+        points = max(left, 1) if part is None else part
+        return self._claw_back(txn, points, shortfall, (txn.kind == "growth") != (wrong == 0))
+
+    @rule(
+        target=txns,
+        pick=st.integers(0, 10**6),
+        part=st.one_of(st.none(), st.integers(1, 320)),
+        shortfall=st.sampled_from(list(Shortfall)),
+        later=LATER,
+    )
+    def claw_back_some(
+        self, pick: int, part: int | None, shortfall: Shortfall, later: timedelta
+    ) -> Any:
+        """Claw back part of an earn or growth credit that has some left to take."""
+        self._advance(later)
+        open_ = [
+            t
+            for t in self.txn_models.values()
+            if t.kind in ("earn", "growth") and not t.reversed and t.clawed < t.points
+        ]
+        if not open_:
+            return multiple()
+        txn = open_[pick % len(open_)]
+        left = txn.points - txn.clawed
+        points = left if part is None else min(part, left)
+        return self._claw_back(txn, points, shortfall, txn.kind == "growth")
+
+    def _claw_back(self, txn: TxnModel, points: int, shortfall: Shortfall, growth: bool) -> Any:
+        book, now, txn_id = self._bk(), self.now, txn.id
+        model = self.model[txn.member]
+        left = txn.points - txn.clawed if txn.kind in ("earn", "growth") else 0
+        pending = txn.id in model.pending
+        taken: int | None = None  # what the model knows will be taken, where it knows
+        if txn.kind != ("growth" if growth else "earn") or txn.reversed:
+            expect: set[Any] = {NotReversible}
+        elif points > left:
+            expect = {InvalidInput}
+        elif growth or pending:
+            expect, taken = {OK}, points
+        elif shortfall == Shortfall.FORGIVE:
+            # Where nothing expires, the member's other lots and this one hold available.
+            expect, taken = {OK}, min(points, max(model.available, 0))
+        elif book.allow_negative:
+            expect, taken = {OK}, points
+        elif not self.exact:
+            expect = {OK, InsufficientPoints}
+        else:
+            expect = {InsufficientPoints} if model.available < points else {OK}
+            taken = points
+
+        def write(s: Session) -> Any:
+            if growth:
+                return claw_back_growth(s, book, txn_id, points, now=now, actor="sm")
+            return claw_back(s, book, txn_id, points, shortfall=shortfall, now=now, actor="sm")
+
+        how = "growth" if growth else shortfall
+        what = f"claw back {points} of {txn.kind} {txn_id} ({how})"
+        result = self._attempt(what, write, expect)
+        if isinstance(result, JifenError):
+            return multiple()
+        txn.clawed += points
+        if growth:
+            model.growth -= points
+            return self._record(TxnModel(result, "clawback", txn.member, points))
+        assert isinstance(result, Clawback)
+        assert result.taken + result.not_taken == points, f"{what}: {result}"
+        assert shortfall == Shortfall.FORGIVE or result.not_taken == 0, f"{what}: {result}"
+        if taken is not None and (self.exact or pending):
+            assert result.taken == taken, f"{what}: {result}, model says {taken} taken"
+        model.lifetime -= result.taken
+        if pending:
+            rest, release_at = model.pending[txn.id]
+            if rest == points:
+                del model.pending[txn.id]
+            else:
+                model.pending[txn.id] = (rest - points, release_at)
+        else:
+            model.available -= result.taken  # exact only where nothing expires
+        return self._record(TxnModel(result.transaction_id, "clawback", txn.member, points))
 
     # -- time and jobs --------------------------------------------------------------------------
     @rule(job=st.sampled_from(["expire", "release", "lapse"]), later=LATER)
