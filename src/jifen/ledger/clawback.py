@@ -51,7 +51,14 @@ from jifen.ledger.models import (
     LotStatus,
     TxnKind,
 )
-from jifen.ledger.posting import Book, Posting, check_points, lock_account
+from jifen.ledger.posting import (
+    Book,
+    Posting,
+    check_points,
+    clawed_back,
+    lock_account,
+    refuse_reversed,
+)
 
 CANCELLABLE = (LotStatus.PENDING, LotStatus.AVAILABLE)
 
@@ -232,23 +239,8 @@ def _original(
 def _claimable(session: Session, original: JournalTransaction, points: int) -> int:
     """What is left of the award to claw back (refusing a claim beyond it); under the
     member's lock, so concurrent clawbacks of one earn are counted one after the other."""
-    reversal = session.execute(
-        select(JournalTransaction.id).where(
-            JournalTransaction.kind == TxnKind.REVERSAL,
-            JournalTransaction.reverses_id == original.id,
-        )
-    ).scalar_one_or_none()
-    if reversal is not None:
-        raise NotReversible(
-            transaction_id=original.id, reason=f"already reversed by transaction {reversal}"
-        )
-    claimed = session.execute(
-        select(func.coalesce(func.sum(JournalTransaction.points), 0)).where(
-            JournalTransaction.kind == TxnKind.CLAWBACK,
-            JournalTransaction.clawback_of_id == original.id,
-        )
-    ).scalar_one()
-    left = original.points - int(claimed)
+    refuse_reversed(session, original)
+    left = original.points - clawed_back(session, original)
     if points > left:
         raise InvalidInput(
             field="points",

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from jifen.core.errors import (
     MemberClosed,
     MemberFrozen,
     NotFound,
+    NotReversible,
 )
 from jifen.db.outbox import emit
 from jifen.ledger.expiry import AfterInactivity, ExpiryPolicy, expires_at, inactivity_deadline
@@ -536,3 +537,29 @@ def open_hold_allocations(session: Session, hold: Hold) -> list[tuple[Lot, int]]
 
 def hold_is_open(hold: Hold) -> bool:
     return hold.status == HoldStatus.ACTIVE
+
+
+def refuse_reversed(session: Session, original: JournalTransaction) -> None:
+    """A reversed transaction can be neither reversed again nor clawed back."""
+    reversal = session.execute(
+        select(JournalTransaction.id).where(
+            JournalTransaction.kind == TxnKind.REVERSAL,
+            JournalTransaction.reverses_id == original.id,
+        )
+    ).scalar_one_or_none()
+    if reversal is not None:
+        raise NotReversible(
+            transaction_id=original.id, reason=f"already reversed by transaction {reversal}"
+        )
+
+
+def clawed_back(session: Session, original: JournalTransaction) -> int:
+    """Points of `original` its clawbacks have claimed so far (taken or let go)."""
+    return int(
+        session.execute(
+            select(func.coalesce(func.sum(JournalTransaction.points), 0)).where(
+                JournalTransaction.kind == TxnKind.CLAWBACK,
+                JournalTransaction.clawback_of_id == original.id,
+            )
+        ).scalar_one()
+    )

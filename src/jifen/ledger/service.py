@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,10 +54,12 @@ from jifen.ledger.posting import (
     Book,
     Posting,
     check_points,
+    clawed_back,
     ensure_writable,
     lock_account,
     lock_accounts,
     open_hold_allocations,
+    refuse_reversed,
     refuse_used_reference,
 )
 
@@ -567,22 +569,8 @@ def _refuse_undone(session: Session, original: JournalTransaction) -> None:
     """A transaction is reversed once, and not once clawbacks have taken part of it (they
     may take the rest). Checked under the member's lock, so a concurrent reversal or
     clawback has either committed or waits."""
-    already = session.execute(
-        select(JournalTransaction.id).where(
-            JournalTransaction.kind == TxnKind.REVERSAL,
-            JournalTransaction.reverses_id == original.id,
-        )
-    ).scalar_one_or_none()
-    if already is not None:
-        raise NotReversible(
-            transaction_id=original.id, reason=f"already reversed by transaction {already}"
-        )
-    clawed = session.execute(
-        select(func.coalesce(func.sum(JournalTransaction.points), 0)).where(
-            JournalTransaction.kind == TxnKind.CLAWBACK,
-            JournalTransaction.clawback_of_id == original.id,
-        )
-    ).scalar_one()
+    refuse_reversed(session, original)
+    clawed = clawed_back(session, original)
     if clawed:
         reason = (
             "clawed back in full"
