@@ -259,6 +259,22 @@ def _may_give(
     So they are found by evaluating with every rule stacking, which gives every rule,
     multipliers included, at least what it could give in any outcome."""
     found = {item.rule for item in first.items}
+    stacked = _all_stacking(compiled)
+    if stacked is not None:
+        found |= {item.rule for item in _evaluate(stacked, basket, facts, None).items}
+    return found
+
+
+_STACKED: dict[int, tuple[Sequence[CompiledRule], tuple[CompiledRule, ...] | None]] = {}
+
+
+def _all_stacking(compiled: Sequence[CompiledRule]) -> tuple[CompiledRule, ...] | None:
+    """The rules with every rule stacking (None when they all do already), compiled once
+    per rule set: rule sets are cached and immutable, and each entry keeps its key alive."""
+    cached = _STACKED.get(id(compiled))
+    if cached is not None and cached[0] is compiled:
+        return cached[1]
+    stacked = None
     if any(c.rule.stacking != Stacking.STACK for c in compiled):
         stacked = compile_rules(
             [
@@ -268,8 +284,10 @@ def _may_give(
                 for c in compiled
             ]
         )
-        found |= {item.rule for item in _evaluate(stacked, basket, facts, None).items}
-    return found
+    if len(_STACKED) > 4096:
+        _STACKED.clear()
+    _STACKED[id(compiled)] = (compiled, stacked)
+    return stacked
 
 
 def _evaluate(
