@@ -7,6 +7,8 @@ from jifen.earning import models as earning_models
 from jifen.ledger import models as ledger_models
 from jifen.members import models as member_models
 from jifen.programs import models as program_models
+from jifen.rewards import models as reward_models
+from jifen.tiers import models as tier_models
 
 __all__ = [
     "Base",
@@ -17,4 +19,6 @@ __all__ = [
     "member_models",
     "outbox",
     "program_models",
+    "reward_models",
+    "tier_models",
 ]

@@ -75,6 +75,17 @@ class Purchase(Base):
     earn_txn_id: Mapped[int | None] = mapped_column(Id, ForeignKey("journal_transactions.id"))
     growth_txn_id: Mapped[int | None] = mapped_column(Id, ForeignKey("journal_transactions.id"))
     attributes: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # hold_id and capture_txn_id have no foreign key: SQLite adds a column to an existing
+    # table only without one (and the journal's triggers rule out a table rebuild).
+    hold_id: Mapped[int | None] = mapped_column(Id)
+    """Points as payment: the checkout hold this purchase captured."""
+    paid_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Points spent on this order (captured from the hold)."""
+    paid_points_value: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal(0), server_default="0"
+    )
+    """What those points paid, in money: the order earns on the rest (the cash part)."""
+    capture_txn_id: Mapped[int | None] = mapped_column(Id)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(String(100))
@@ -114,6 +125,8 @@ class PurchaseLine(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(Json)
     returned_quantity: Mapped[Decimal] = mapped_column(Quantity, default=Decimal(0))
     returned_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    points_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    """The part of this line's net amount paid with points (earns nothing)."""
     """Net money refunded for the line so far."""
 
 

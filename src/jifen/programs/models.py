@@ -54,6 +54,10 @@ class Program(Base):
     """What a return does with points the member already spent: debt, deduct or withhold."""
     claim_days: Mapped[int] = mapped_column(Integer, server_default="30")
     """How old a purchase may be when it is attached to a member (late upload, retro-claim)."""
+    points_payment: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    """`jifen.programs.schemas.PointsPayment` as JSON; None: points cannot pay at a checkout."""
+    tiers: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    """`jifen.programs.tiers.TierPolicy` as JSON; None: the programme has no tiers."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

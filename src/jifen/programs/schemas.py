@@ -29,6 +29,24 @@ class ReturnPolicy(StrEnum):
     WITHHOLD = "withhold"
 
 
+class PointsPayment(BaseModel):
+    """Points as payment at a checkout (积分抵现, PRODUCT.md R4): how much of an order points
+    may pay. What a point is worth is the programme's `point_value_*`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_share: Annotated[Decimal, Field(gt=0, le=1, max_digits=5, decimal_places=4)] = Decimal(
+        "0.5"
+    )
+    """The largest part of the eligible amount points may pay (0.5: half)."""
+    min_points: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+    """Fewer points than this cannot be used at all."""
+    step: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    """Points are used in multiples of this (100: whole 10-元 units at 100 = 10 元)."""
+    excluded_categories: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    """Lines of these categories cannot be paid with points (tobacco, gift cards…)."""
+
+
 CODE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
@@ -62,6 +80,9 @@ class ProgramSettings(BaseModel):
     )
     claim_days: Annotated[int, Field(ge=0, le=366)] = Field(
         30, description="how old a purchase may be when it is attached to a member"
+    )
+    points_payment: PointsPayment | None = Field(
+        None, description="points as payment at a checkout; None: points cannot pay"
     )
 
     @model_validator(mode="after")
