@@ -29,7 +29,7 @@ from jifen.access.service import Scope, authenticate
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
 from jifen.demo import DEMO_CODE, DemoInfo, seed_demo
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger.models import JournalTransaction
 from jifen.ledger.queries import current_balance
 from jifen.ledger.schemas import Balance

@@ -20,7 +20,7 @@ from jifen.db.uow import Database
 from jifen.earning import events
 from jifen.earning.jobs import birthday_points
 from jifen.earning.models import BehaviourEvent
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger.models import JournalTransaction
 from jifen.ledger.posting import Book
 from jifen.ledger.queries import current_balance

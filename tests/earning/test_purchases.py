@@ -50,7 +50,7 @@ from jifen.db.uow import Database
 from jifen.earning import purchases
 from jifen.earning.models import Purchase
 from jifen.earning.schemas import PurchaseIn
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger.models import JournalTransaction
 from jifen.ledger.posting import Book
 from jifen.ledger.queries import balance as read_balance

@@ -40,7 +40,7 @@ from jifen.core.clock import FrozenClock
 from jifen.core.errors import Conflict, InvalidInput, ReturnExceedsPurchase
 from jifen.db.uow import Database
 from jifen.earning.schemas import PurchaseOut
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger import service as ledger
 from jifen.ledger.models import JournalTransaction
 from jifen.ledger.posting import Book

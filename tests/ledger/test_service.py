@@ -23,7 +23,7 @@ from jifen.core.errors import (
     TransfersDisabled,
 )
 from jifen.db.uow import Database
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger import service as ledger
 from jifen.ledger.models import JournalEntry, JournalTransaction, Lot, LotAllocation
 from jifen.ledger.queries import current_balance, history, lots

@@ -52,7 +52,7 @@ from jifen.core.errors import (
     NotReversible,
 )
 from jifen.db.uow import Database
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger import service as ledger
 from jifen.ledger.clawback import Clawback, Shortfall, claw_back, claw_back_growth
 from jifen.ledger.models import (

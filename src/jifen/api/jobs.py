@@ -26,31 +26,25 @@ from jifen.core.errors import (
     InvalidInput,
     Unauthorized,
 )
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import JOBS, run_job
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
-class JobName(StrEnum):
-    EXPIRE = "expire"
-    """expire lots past their date"""
-    RELEASE = "release"
-    """make pending points available when their return window has closed"""
-    LAPSE = "lapse"
-    """return the points of holds past their deadline"""
-    BIRTHDAY = "birthday"
-    """give birthday points to members whose birthday (or birthday month) it is, once a year"""
+JobName = StrEnum(  # type: ignore[misc]
+    "JobName", {name: name for name in JOBS}
+)
+"""The jobs of `jifen.jobs.runner.JOBS`."""
+
+JOBS_HELP = "; ".join(f"`{job.name}`: {job.summary}" for job in JOBS.values())
 
 
 @router.post(
     "/jobs/{name}",
     response_model=JobOut,
     summary="Run a scheduled job now for this programme (admin)",
-    description="`expire`: lots past their expiry date; `release`: pending points whose "
-    "return window has closed; `lapse`: holds past their deadline; `birthday`: the birthday "
-    "rule's points to members whose birthday it is (accounts: members awarded, items: "
-    "birthday events). Each does only what is due at the service's current time and is "
-    "safe to repeat.",
+    description=f"{JOBS_HELP}. Each does only what is due at the service's current time "
+    "and is safe to repeat (accounts: member accounts touched, items: what the job counts).",
     responses=problems(
         Unauthorized, Forbidden, IdempotencyKeyMissing, IdempotencyKeyReused, InvalidInput
     ),

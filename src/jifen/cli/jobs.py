@@ -1,4 +1,4 @@
-"""`jifen jobs`: the scheduled jobs (expire, release, lapse, birthday), run by hand."""
+"""`jifen jobs`: the scheduled jobs of `jifen.jobs.runner.JOBS`, run by hand."""
 
 from __future__ import annotations
 
@@ -12,30 +12,13 @@ from rich.table import Table
 from jifen.cli.output import err, out
 from jifen.cli.programs import program_named
 from jifen.cli.state import state_of
+from jifen.jobs.runner import JOBS
 from jifen.programs.service import list_programs
 
 app = typer.Typer(help="Scheduled jobs, run by hand.", no_args_is_help=True)
 
 
-class JobName(StrEnum):
-    EXPIRE = "expire"
-    RELEASE = "release"
-    LAPSE = "lapse"
-    BIRTHDAY = "birthday"
-
-
-JOB_NOUNS = {
-    JobName.EXPIRE: "lot",
-    JobName.RELEASE: "lot",
-    JobName.LAPSE: "hold",
-    JobName.BIRTHDAY: "birthday award",
-}
-JOB_VERBS = {
-    JobName.EXPIRE: "expired",
-    JobName.RELEASE: "released",
-    JobName.LAPSE: "lapsed",
-    JobName.BIRTHDAY: "given",
-}
+JobName = StrEnum("JobName", {name: name for name in JOBS})  # type: ignore[misc]
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -47,9 +30,7 @@ def jobs_run(
     ctx: typer.Context,
     job: Annotated[
         JobName,
-        typer.Argument(
-            help="expire lots, release pending points, lapse holds, give birthday points"
-        ),
+        typer.Argument(help="; ".join(f"{job.name}: {job.summary}" for job in JOBS.values())),
     ],
     program: Annotated[
         str | None, typer.Option("--program", help="Only this programme (default: all).")
@@ -57,7 +38,7 @@ def jobs_run(
     batch_size: Annotated[int, typer.Option(min=1, max=100_000, help="Accounts per batch.")] = 2000,
 ) -> None:
     """Run a scheduled job now, in batches, until nothing is due."""
-    from jifen.jobs.ledger import run_job
+    from jifen.jobs.runner import run_job
     from jifen.ledger.jobs import StepResult
 
     state = state_of(ctx)
@@ -66,7 +47,8 @@ def jobs_run(
     if program is not None:
         program_id = database.read(lambda s: program_named(s, program).id)
     codes = database.read(lambda s: {p.id: p.code for p in list_programs(s)})
-    noun = JOB_NOUNS[job]
+    spec = JOBS[job.value]
+    noun = spec.noun
     console = err()
     seen = StepResult()
     with Progress(
@@ -95,7 +77,7 @@ def jobs_run(
             on_batch=on_batch,
         )
     if len(report.by_program) > 1:
-        table = Table("programme", f"{noun}s {JOB_VERBS[job]}", "points", "member accounts")
+        table = Table("programme", f"{noun}s {spec.verb}", "points", "member accounts")
         for pid, done in report.by_program.items():
             table.add_row(
                 codes.get(pid, str(pid)),
@@ -106,7 +88,7 @@ def jobs_run(
         out().print(table)
     totals = report.totals
     out().print(
-        f"{job}: {plural(totals.items, noun)} {JOB_VERBS[job]}, {totals.points:,} points, "
+        f"{job}: {plural(totals.items, noun)} {spec.verb}, {totals.points:,} points, "
         f"{plural(totals.accounts, 'member account')}, "
         f"{plural(report.batches, 'batch', 'batches')}"
     )

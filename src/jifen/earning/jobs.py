@@ -6,7 +6,7 @@ birthday month when the rule's window is `month`; on 28 February in a common yea
 those born on 29 February) and who have no birthday event for this local year yet, locks
 their points accounts (skipping any another worker holds), and gives each the rule's
 points and growth value as a `birthday` event with external id
-`birthday:<member>:<year>`. The job runner (`jifen.jobs.ledger.run_job`) commits each
+`birthday:<member>:<year>`. The job runner (`jifen.jobs.runner.run_job`) commits each
 batch and calls again until a batch finds nobody.
 
 Idempotent by construction: the unique (programme, external id) of events means a member

@@ -29,7 +29,7 @@ from jifen.earning.schemas import (
     ReturnIn,
     ReturnOut,
 )
-from jifen.jobs.ledger import run_job
+from jifen.jobs.runner import run_job
 from jifen.ledger import service as ledger
 from jifen.ledger.posting import Book
 from jifen.ledger.queries import balance as read_balance
