@@ -151,6 +151,7 @@ def describe_program(program: Any) -> ProgramOut:
         language=program.language,
         return_policy=program.return_policy,
         claim_days=program.claim_days,
+        points_payment=program.points_payment,
         created_at=program.created_at,
         expiry_description=policy.describe(program.language),
         point_value_description=(

@@ -58,6 +58,9 @@ def create_program(
         language=data.language,
         return_policy=data.return_policy,
         claim_days=data.claim_days,
+        points_payment=(
+            data.points_payment.model_dump(mode="json") if data.points_payment else None
+        ),
         created_at=now,
     )
     session.add(program)
