@@ -29,6 +29,35 @@ class RewardUnavailable(JifenError):
         "zh-CN": "奖励 {code} 现在不可兑换：{reason}。",
         "en": "Reward {code!r} cannot be redeemed now: {reason}.",
     }
+    reasons = {
+        "inactive": {"zh-CN": "已下架", "en": "it was withdrawn"},
+        "not-yet": {
+            "zh-CN": "{available_from} 起才可兑换",
+            "en": "it is on offer from {available_from}",
+        },
+        "ended": {
+            "zh-CN": "兑换已于 {available_until} 结束",
+            "en": "its offer ended at {available_until}",
+        },
+        "started": {
+            "zh-CN": "活动已于 {starts_at} 开始",
+            "en": "the event started at {starts_at}",
+        },
+        "benefit-only": {
+            "zh-CN": "仅作为会员权益发放，不可用积分兑换",
+            "en": "it is only given as a benefit, never redeemed",
+        },
+    }
+
+    def message(self, lang: str = "zh-CN") -> str:
+        """`reason` is a key of `reasons` (its text in the caller's language), or free text."""
+        known = self.reasons.get(str(self.params.get("reason")))
+        if known is None:
+            return super().message(lang)
+        reason = (known.get(lang) or known["en"]).format(**self.params)
+        return (self.template.get(lang) or self.template["en"]).format(
+            **(self.params | {"reason": reason})
+        )
 
 
 class OutOfStock(JifenError):
@@ -65,6 +94,18 @@ class LimitReached(JifenError):
         "zh-CN": "奖励 {code} 每位会员{period}限兑 {limit} 个，已兑 {used} 个。",
         "en": "Reward {code!r} is limited to {limit} per member {period}; {used} already redeemed.",
     }
+    periods = {
+        "day": {"zh-CN": "每天", "en": "a day"},
+        "ever": {"zh-CN": "", "en": "in all"},
+    }
+
+    def message(self, lang: str = "zh-CN") -> str:
+        """`period` is `day` (a programme-local day) or `ever`."""
+        words = self.periods.get(str(self.params.get("period")))
+        period = (words.get(lang) or words["en"]) if words else self.params.get("period")
+        return (self.template.get(lang) or self.template["en"]).format(
+            **(self.params | {"period": period})
+        )
 
 
 class RedemptionState(JifenError):
@@ -78,6 +119,19 @@ class RedemptionState(JifenError):
         "zh-CN": "兑换单 {redemption_id} 当前为 {status}，不能{action}。",
         "en": "Redemption {redemption_id} is {status}: it cannot be {action}.",
     }
+    actions = {
+        "ship": {"zh-CN": "发货", "en": "shipped"},
+        "deliver": {"zh-CN": "确认送达", "en": "marked delivered"},
+        "cancel": {"zh-CN": "取消", "en": "cancelled"},
+    }
+
+    def message(self, lang: str = "zh-CN") -> str:
+        """`action` is a key of `actions` (ship, deliver, cancel), or free text."""
+        words = self.actions.get(str(self.params.get("action")))
+        action = (words.get(lang) or words["en"]) if words else self.params.get("action")
+        return (self.template.get(lang) or self.template["en"]).format(
+            **(self.params | {"action": action})
+        )
 
 
 class CouponCodeInvalid(JifenError):
@@ -152,3 +206,46 @@ class PointsPaymentRefused(JifenError):
         "zh-CN": "不能使用 {points} 积分抵现：{reason}。",
         "en": "{points} points cannot pay for this order: {reason}.",
     }
+
+
+class StockBelowRedeemed(JifenError):
+    """A reward's stock (what may ever be redeemed) cannot fall below what live
+    redemptions already hold: restock, or cancel redemptions first."""
+
+    code = "stock-below-redeemed"
+    status = 409
+    title = {"zh-CN": "库存低于已兑数量", "en": "Stock below what is redeemed"}
+    template = {
+        "zh-CN": "奖励 {code} 已兑出 {redeemed} 个，库存总量不能设为 {stock}。",
+        "en": "Reward {code!r} has {redeemed} redeemed: its stock cannot be {stock}.",
+    }
+
+
+class CancelRefused(JifenError):
+    """The redemption cannot be cancelled: a coupon of it was used, or the experience has
+    started."""
+
+    code = "cancel-refused"
+    status = 409
+    title = {"zh-CN": "兑换单不能取消", "en": "Cannot be cancelled"}
+    template = {
+        "zh-CN": "兑换单 {redemption_id} 不能取消：{reason}。",
+        "en": "Redemption {redemption_id} cannot be cancelled: {reason}.",
+    }
+    reasons = {
+        "coupon-used": {
+            "zh-CN": "券 {coupon} 已被使用",
+            "en": "its coupon {coupon} was already used",
+        },
+        "started": {
+            "zh-CN": "活动已于 {starts_at} 开始",
+            "en": "the event started at {starts_at}",
+        },
+    }
+
+    def message(self, lang: str = "zh-CN") -> str:
+        known = self.reasons[str(self.params["reason"])]
+        reason = (known.get(lang) or known["en"]).format(**self.params)
+        return (self.template.get(lang) or self.template["en"]).format(
+            **(self.params | {"reason": reason})
+        )

@@ -121,6 +121,8 @@ class Redemption(Base):
     """Goods: the address (name, phone, lines, city, postcode…)."""
     fulfilment: Mapped[dict[str, Any] | None] = mapped_column(Json)
     """Goods: carrier, tracking number, shipped/delivered times; a cancellation's reason."""
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    """What the caller of a gift says about it (the benefit and period, the birthday year)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(String(100))

@@ -1,0 +1,755 @@
+"""Redemption, gifts, cancellation and fulfilment (PRODUCT.md R2, R5).
+
+A redemption is one transaction's worth of work, in this order:
+1. the member's points account is locked (`ledger.posting.lock_account`): from here on,
+   this member's redemptions, spends and earnings wait for ours, so the per-member
+   limits below are counted over rows nobody else can add to meanwhile;
+2. the reward is read and checked: active, inside its window, an experience not yet
+   started, the member's tier allowed, the limits per programme-local day and ever
+   (units of the member's live redemptions), stock left (a first look), points enough;
+3. the redemption row is written, the ledger debits the price (earliest-expiring lots
+   first, reference `redemption:<id>`), coupons are issued;
+4. last, the stock is taken by one atomic UPDATE (`redeemed = redeemed + q WHERE stock
+   IS NULL OR redeemed + q <= stock`): the reward's row is the one row every redeemer
+   of the reward shares, so it is locked as late and as briefly as possible; if the
+   UPDATE finds too little left, the whole transaction is refused (`OutOfStock`).
+Every refusal is raised before the caller commits, so it changes nothing. Locks are
+always taken in the same order (member account, then redemption, coupons, reward), so
+redemptions, cancellations and fulfilment steps cannot deadlock each other.
+
+A cancellation reverses the spend (`ledger.service.reverse`: the points go back to the
+very lots they came from, each with its original expiry; a lot that has expired
+meanwhile returns them expired), gives the units back to the stock, cancels the
+redemption's unused coupons (refused if one was used), and is idempotent: cancelling a
+cancelled redemption returns it unchanged.
+
+`give` is a redemption the member does not pay for (a tier's periodic benefit or a
+birthday gift): no points, no tier check, no per-member limit, but the same stock rule
+and the same issue.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import distinct, func, select, update
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import Forbidden, InsufficientPoints, InvalidInput, JifenError, NotFound
+from jifen.db.outbox import emit
+from jifen.ledger import service as ledger
+from jifen.ledger.models import Account, AccountKind, Lot, LotStatus
+from jifen.ledger.posting import Book, ensure_writable, lock_account
+from jifen.members import service as members
+from jifen.programs.models import Program
+from jifen.programs.rewards import RewardKind
+from jifen.rewards import catalog, codes, coupons
+from jifen.rewards.errors import (
+    CancelRefused,
+    LimitReached,
+    OutOfStock,
+    RedemptionState,
+    RewardUnavailable,
+    TierNotAllowed,
+)
+from jifen.rewards.models import (
+    Coupon,
+    CouponStatus,
+    Redemption,
+    RedemptionStatus,
+    Reward,
+)
+from jifen.rewards.schemas import (
+    MAX_QUANTITY,
+    CauseTotal,
+    CharityTotals,
+    CouponOut,
+    Fulfilment,
+    MemberOffer,
+    RedemptionIn,
+    RedemptionOut,
+    Refusal,
+    ShippingAddress,
+)
+from jifen.tiers.standing import policy_of, tier_of
+
+REDEEMED = "redeemed"
+GIFT_SOURCES = frozenset({"benefit", "birthday"})
+
+
+# ---------------------------------------------------------------- redeeming
+
+
+def redeem(
+    session: Session,
+    program: Program,
+    book: Book,
+    data: RedemptionIn,
+    *,
+    now: datetime,
+    actor: str,
+) -> Redemption:
+    """Spend the member's points on a reward and issue it, or refuse and change nothing."""
+    member = members.resolve(session, program.id, data.member)
+    quantity = _quantity(data.quantity)
+    account = lock_account(session, book, member.id, now)
+    ensure_writable(account)
+    reward = catalog.get_reward(session, program.id, data.reward)
+    _check_request(reward, data)
+    refused = catalog.unavailable(reward, now)
+    if refused is not None:
+        raise refused
+    tier = tier_of(session, program, member.id)
+    _check_tier(program, reward, tier)
+    _check_limits(session, book, reward, member.id, quantity, now)
+    _check_stock(reward, quantity)
+    points = catalog.price_for(reward, tier) * quantity
+    if account.available < points:
+        raise InsufficientPoints(needed=points, available=max(account.available, 0))
+    redemption = _insert(
+        session,
+        program,
+        reward,
+        member.id,
+        quantity,
+        points=points,
+        cash=reward.cash * quantity if reward.cash is not None else None,
+        payment_reference=data.payment_reference,
+        source=REDEEMED,
+        tier=tier,
+        shipping=data.shipping,
+        details=None,
+        now=now,
+        actor=actor,
+    )
+    if points > 0:
+        redemption.spend_txn_id = ledger.debit(
+            session,
+            book,
+            member.id,
+            points,
+            now=now,
+            actor=actor,
+            reference=f"redemption:{redemption.id}",
+            details={
+                "redemption_id": redemption.id,
+                "reward": reward.code,
+                "name": reward.name,
+                "quantity": quantity,
+            },
+        ).id
+    _issue(session, book, redemption, reward, now=now)
+    _take(session, reward, quantity)
+    emit(
+        session,
+        program_id=program.id,
+        member_id=member.id,
+        type="reward.redeemed",
+        payload=_event(redemption),
+        at=now,
+    )
+    session.flush()
+    return redemption
+
+
+def give(
+    session: Session,
+    program: Program,
+    book: Book,
+    member_id: int,
+    reward_code: str,
+    *,
+    source: str,
+    quantity: int = 1,
+    now: datetime,
+    actor: str,
+    details: dict[str, Any] | None = None,
+    shipping: ShippingAddress | None = None,
+) -> Redemption:
+    """Give the member a reward free (`source`: "benefit", a tier's periodic benefit, or
+    "birthday", a birthday gift), issued exactly as a redemption would issue it.
+
+    No points, no tier check, no per-member limit, no availability window (a benefit's
+    reward is often withdrawn from the mall, or priced 0, precisely because it is only
+    given). Refused like a redemption: an unknown reward, one withdrawn (`active:
+    false`), an experience already started, too little stock (taken atomically), a
+    frozen or closed member. Goods wait as `pending` (with `shipping` when given)."""
+    if source not in GIFT_SOURCES:
+        raise InvalidInput(field="source", reason="must be benefit or birthday")
+    quantity = _quantity(quantity)
+    ensure_writable(lock_account(session, book, member_id, now))
+    reward = catalog.get_reward(session, program.id, reward_code)
+    if not reward.active:
+        raise RewardUnavailable(code=reward.code, reason="inactive")
+    started = catalog.started_at(reward, now)
+    if started is not None:
+        raise RewardUnavailable(code=reward.code, reason="started", starts_at=started.isoformat())
+    _check_stock(reward, quantity)
+    redemption = _insert(
+        session,
+        program,
+        reward,
+        member_id,
+        quantity,
+        points=0,
+        cash=None,
+        payment_reference=None,
+        source=source,
+        tier=tier_of(session, program, member_id),
+        shipping=shipping,
+        details=details,
+        now=now,
+        actor=actor,
+    )
+    _issue(session, book, redemption, reward, now=now)
+    _take(session, reward, quantity)
+    emit(
+        session,
+        program_id=program.id,
+        member_id=member_id,
+        type="reward.given",
+        payload=_event(redemption),
+        at=now,
+    )
+    session.flush()
+    return redemption
+
+
+def _quantity(quantity: Any) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise InvalidInput(field="quantity", reason="must be a whole number")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidInput(field="quantity", reason=f"must be from 1 to {MAX_QUANTITY}")
+    return quantity
+
+
+def _check_request(reward: Reward, data: RedemptionIn) -> None:
+    """What the request must carry for this kind of reward."""
+    if reward.kind == RewardKind.GOODS and data.shipping is None:
+        raise InvalidInput(field="shipping", reason="goods need a shipping address")
+    if reward.kind != RewardKind.GOODS and data.shipping is not None:
+        raise InvalidInput(
+            field="shipping", reason=f"a {reward.kind} reward is not shipped: leave it out"
+        )
+    if reward.cash is not None and data.payment_reference is None:
+        raise InvalidInput(
+            field="payment_reference",
+            reason=f"reward {reward.code!r} costs points and {reward.cash} in money: give the "
+            "reference of the money's payment",
+        )
+    if reward.cash is None and data.payment_reference is not None:
+        raise InvalidInput(
+            field="payment_reference", reason=f"reward {reward.code!r} is paid in points only"
+        )
+
+
+def _tier_names(program: Program, codes_: list[str]) -> str:
+    policy = policy_of(program)
+    names = []
+    for code in codes_:
+        tier = policy.get(code) if policy is not None else None
+        names.append(f"{tier.name} ({code})" if tier is not None else code)
+    return ", ".join(names) or "—"
+
+
+def _check_tier(program: Program, reward: Reward, tier: str | None) -> None:
+    if reward.tiers is not None and tier not in reward.tiers:
+        raise TierNotAllowed(
+            code=reward.code,
+            allowed=_tier_names(program, list(reward.tiers)),
+            tier=_tier_names(program, [tier]) if tier is not None else "—",
+            member_tier=tier,
+        )
+
+
+def local_day(book: Book, now: datetime) -> tuple[datetime, datetime]:
+    """The programme-local day containing `now`, as [start, end) instants."""
+    day = now.astimezone(book.tz).date()
+    start = datetime.combine(day, time(0), tzinfo=book.tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=book.tz)
+    return start, end
+
+
+def _used(
+    session: Session, reward: Reward, member_id: int, since: datetime | None, until: datetime
+) -> int:
+    """Units of the reward in the member's live redemptions (gifts do not count)."""
+    query = select(func.coalesce(func.sum(Redemption.quantity), 0)).where(
+        Redemption.program_id == reward.program_id,
+        Redemption.member_id == member_id,
+        Redemption.reward_id == reward.id,
+        Redemption.status != RedemptionStatus.CANCELLED,
+        Redemption.source == REDEEMED,
+        Redemption.created_at < until,
+    )
+    if since is not None:
+        query = query.where(Redemption.created_at >= since)
+    return int(session.execute(query).scalar_one())
+
+
+def _check_limits(
+    session: Session, book: Book, reward: Reward, member_id: int, quantity: int, now: datetime
+) -> None:
+    """Counted under the member's lock (by `redeem`): no concurrent redemption of this
+    member can add a row between the count and our insert."""
+    if reward.limit_per_day is not None:
+        start, end = local_day(book, now)
+        used = _used(session, reward, member_id, start, end)
+        if used + quantity > reward.limit_per_day:
+            raise LimitReached(
+                code=reward.code, period="day", limit=reward.limit_per_day, used=used
+            )
+    if reward.limit_per_member is not None:
+        used = _used(session, reward, member_id, None, now + timedelta(days=36500))
+        if used + quantity > reward.limit_per_member:
+            raise LimitReached(
+                code=reward.code, period="ever", limit=reward.limit_per_member, used=used
+            )
+
+
+def _check_stock(reward: Reward, quantity: int) -> None:
+    """A first look (the atomic UPDATE at the end decides): refuse early what is
+    plainly out of stock, before anything is written."""
+    remaining = catalog.left(reward)
+    if remaining is not None and remaining < quantity:
+        raise OutOfStock(code=reward.code, quantity=quantity, left=max(remaining, 0))
+
+
+def _take(session: Session, reward: Reward, quantity: int) -> None:
+    if not catalog.take_stock(session, reward.id, quantity):
+        session.refresh(reward)
+        raise OutOfStock(
+            code=reward.code, quantity=quantity, left=max(catalog.left(reward) or 0, 0)
+        )
+
+
+def _insert(
+    session: Session,
+    program: Program,
+    reward: Reward,
+    member_id: int,
+    quantity: int,
+    *,
+    points: int,
+    cash: Decimal | None,
+    payment_reference: str | None,
+    source: str,
+    tier: str | None,
+    shipping: ShippingAddress | None,
+    details: dict[str, Any] | None,
+    now: datetime,
+    actor: str,
+) -> Redemption:
+    goods = reward.kind == RewardKind.GOODS
+    cause = (reward.details or {}).get("cause") if reward.kind == RewardKind.CHARITY else None
+    redemption = Redemption(
+        program_id=program.id,
+        member_id=member_id,
+        reward_id=reward.id,
+        reward_code=reward.code,
+        kind=reward.kind,
+        quantity=quantity,
+        points=points,
+        cash=cash,
+        payment_reference=payment_reference,
+        status=RedemptionStatus.PENDING if goods else RedemptionStatus.ISSUED,
+        source=source,
+        tier=tier,
+        cause=cause,
+        shipping=shipping.model_dump(mode="json", exclude_none=True) if shipping else None,
+        fulfilment=None,
+        details=details,
+        created_at=now,
+        updated_at=now,
+        actor=actor,
+    )
+    session.add(redemption)
+    session.flush()
+    return redemption
+
+
+def _issue(
+    session: Session, book: Book, redemption: Redemption, reward: Reward, *, now: datetime
+) -> None:
+    """Coupons get their codes now; goods wait (pending) for shipping; a donation records
+    its cause (on the row); services and experiences are the member's (issued)."""
+    if reward.kind == RewardKind.COUPON:
+        coupons.issue(session, redemption, reward, tz=book.tz, now=now)
+
+
+def _event(redemption: Redemption) -> dict[str, Any]:
+    return {
+        "redemption_id": redemption.id,
+        "reward": redemption.reward_code,
+        "kind": redemption.kind,
+        "quantity": redemption.quantity,
+        "points": redemption.points,
+        "source": redemption.source,
+        "status": redemption.status,
+    }
+
+
+# ---------------------------------------------------------------- a member's offer
+
+
+def offer(
+    session: Session, program: Program, book: Book, reward: Reward, member_id: int, now: datetime
+) -> MemberOffer:
+    """What the member would pay for one unit now, and the refusal a redemption of one
+    unit would get (read without locks: a redemption decides for real)."""
+    account = _points_account(session, book, member_id)
+    tier = tier_of(session, program, member_id)
+    price = catalog.price_for(reward, tier)
+    refusal: JifenError | None = None
+    try:
+        ensure_writable(account)
+        refused = catalog.unavailable(reward, now)
+        if refused is not None:
+            raise refused
+        _check_tier(program, reward, tier)
+        _check_limits(session, book, reward, member_id, 1, now)
+        _check_stock(reward, 1)
+        spendable = _spendable(session, account, now)
+        if spendable < price:
+            raise InsufficientPoints(needed=price, available=max(spendable, 0))
+    except JifenError as exc:
+        refusal = exc
+    return MemberOffer(
+        member_id=member_id,
+        tier=tier,
+        points=price,
+        cash=reward.cash,
+        may_redeem=refusal is None,
+        refusal=(
+            Refusal(type=f"/problems/{refusal.code}", code=refusal.code, detail=refusal.message())
+            if refusal is not None
+            else None
+        ),
+    )
+
+
+def _points_account(session: Session, book: Book, member_id: int) -> Account:
+    account = session.execute(
+        select(Account).where(
+            Account.program_id == book.program_id,
+            Account.member_id == member_id,
+            Account.kind == AccountKind.POINTS,
+        )
+    ).scalar_one_or_none()
+    if account is None:
+        raise NotFound(what="member", key=member_id)
+    return account
+
+
+def _spendable(session: Session, account: Account, now: datetime) -> int:
+    """Available points at `now` without a write: the cached balance, or, when lots have
+    fallen due since (expired, released), what the lots hold at `now`."""
+    if account.next_due_at is None or account.next_due_at > now or account.available < 0:
+        return account.available
+    lots = session.execute(
+        select(func.coalesce(func.sum(Lot.remaining), 0)).where(
+            Lot.account_id == account.id,
+            (
+                (Lot.status == LotStatus.AVAILABLE)
+                | ((Lot.status == LotStatus.PENDING) & (Lot.available_at <= now))
+            ),
+            (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
+        )
+    ).scalar_one()
+    return int(lots)
+
+
+# ---------------------------------------------------------------- cancel and fulfil
+
+
+def _locked(session: Session, program_id: int, redemption_id: int) -> Redemption:
+    redemption = session.execute(
+        select(Redemption)
+        .where(Redemption.id == redemption_id, Redemption.program_id == program_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if redemption is None:
+        raise NotFound(what="redemption", key=redemption_id)
+    return redemption
+
+
+def get(session: Session, program_id: int, redemption_id: int) -> Redemption:
+    redemption = session.execute(
+        select(Redemption).where(
+            Redemption.id == redemption_id, Redemption.program_id == program_id
+        )
+    ).scalar_one_or_none()
+    if redemption is None:
+        raise NotFound(what="redemption", key=redemption_id)
+    return redemption
+
+
+def cancel(
+    session: Session,
+    program: Program,
+    book: Book,
+    redemption_id: int,
+    *,
+    reason: str,
+    now: datetime,
+    actor: str,
+    pending_goods_only: bool = False,
+) -> Redemption:
+    """Undo a redemption: points back to their original lots, stock back, coupons
+    cancelled. Goods only while pending, an experience only before it starts, coupons
+    only while none is used. `pending_goods_only` (a member's app): nothing but goods
+    not yet shipped. Cancelling again returns the cancelled redemption unchanged."""
+    if not reason or not reason.strip():
+        raise InvalidInput(field="reason", reason="a cancellation needs a reason")
+    found = get(session, program.id, redemption_id)
+    lock_account(session, book, found.member_id, now)  # the member first, as everywhere
+    redemption = _locked(session, program.id, redemption_id)
+    if redemption.status == RedemptionStatus.CANCELLED:
+        return redemption
+    if pending_goods_only and redemption.status != RedemptionStatus.PENDING:
+        raise Forbidden(scope="app", needed="admin")
+    if redemption.status in (RedemptionStatus.SHIPPED, RedemptionStatus.DELIVERED):
+        raise RedemptionState(
+            redemption_id=redemption.id, status=redemption.status, action="cancel"
+        )
+    reward = session.get(Reward, redemption.reward_id)
+    assert reward is not None
+    started = catalog.started_at(reward, now)  # only experiences start
+    if started is not None:
+        raise CancelRefused(
+            redemption_id=redemption.id, reason="started", starts_at=started.isoformat()
+        )
+    if redemption.kind == RewardKind.COUPON:
+        _cancel_coupons(session, redemption, now)
+    if redemption.spend_txn_id is not None:
+        redemption.cancel_txn_id = ledger.reverse(
+            session,
+            book,
+            redemption.spend_txn_id,
+            now=now,
+            actor=actor,
+            reason=reason.strip(),
+            reference=f"redemption-cancel:{redemption.id}",
+        ).id
+    catalog.give_back_stock(session, reward.id, redemption.quantity)
+    redemption.status = RedemptionStatus.CANCELLED
+    redemption.fulfilment = (redemption.fulfilment or {}) | {
+        "cancelled_at": now.isoformat(),
+        "cancel_reason": reason.strip(),
+    }
+    redemption.updated_at = now
+    emit(
+        session,
+        program_id=program.id,
+        member_id=redemption.member_id,
+        type="reward.cancelled",
+        payload=_event(redemption) | {"reason": reason.strip()},
+        at=now,
+    )
+    session.flush()
+    return redemption
+
+
+def _cancel_coupons(session: Session, redemption: Redemption, now: datetime) -> None:
+    """Cancel the unused coupons in one UPDATE (each row locked against a concurrent use),
+    then refuse if any was used: the refusal rolls the UPDATE back."""
+    session.execute(
+        update(Coupon)
+        .where(Coupon.redemption_id == redemption.id, Coupon.status == CouponStatus.ISSUED)
+        .values(status=CouponStatus.CANCELLED, closed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    used = session.execute(
+        select(Coupon.code)
+        .where(Coupon.redemption_id == redemption.id, Coupon.status == CouponStatus.USED)
+        .order_by(Coupon.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    if used is not None:
+        raise CancelRefused(
+            redemption_id=redemption.id, reason="coupon-used", coupon=codes.display(used)
+        )
+
+
+def ship(
+    session: Session,
+    program_id: int,
+    redemption_id: int,
+    *,
+    carrier: str,
+    tracking: str,
+    now: datetime,
+    actor: str,
+) -> Redemption:
+    """Goods pending → shipped, with the carrier and tracking number."""
+    redemption = _locked(session, program_id, redemption_id)
+    if redemption.status != RedemptionStatus.PENDING:
+        raise RedemptionState(redemption_id=redemption.id, status=redemption.status, action="ship")
+    redemption.status = RedemptionStatus.SHIPPED
+    redemption.fulfilment = (redemption.fulfilment or {}) | {
+        "carrier": carrier,
+        "tracking": tracking,
+        "shipped_at": now.isoformat(),
+        "shipped_by": actor,
+    }
+    redemption.updated_at = now
+    emit(
+        session,
+        program_id=program_id,
+        member_id=redemption.member_id,
+        type="reward.shipped",
+        payload=_event(redemption) | {"carrier": carrier, "tracking": tracking},
+        at=now,
+    )
+    session.flush()
+    return redemption
+
+
+def deliver(
+    session: Session, program_id: int, redemption_id: int, *, now: datetime, actor: str
+) -> Redemption:
+    """Goods shipped → delivered."""
+    redemption = _locked(session, program_id, redemption_id)
+    if redemption.status != RedemptionStatus.SHIPPED:
+        raise RedemptionState(
+            redemption_id=redemption.id, status=redemption.status, action="deliver"
+        )
+    redemption.status = RedemptionStatus.DELIVERED
+    redemption.fulfilment = (redemption.fulfilment or {}) | {
+        "delivered_at": now.isoformat(),
+        "delivered_by": actor,
+    }
+    redemption.updated_at = now
+    emit(
+        session,
+        program_id=program_id,
+        member_id=redemption.member_id,
+        type="reward.delivered",
+        payload=_event(redemption),
+        at=now,
+    )
+    session.flush()
+    return redemption
+
+
+# ---------------------------------------------------------------- reading
+
+
+def list_for_member(
+    session: Session, program_id: int, member_id: int, *, before: int | None, limit: int
+) -> list[Redemption]:
+    """The member's redemptions and gifts, newest first; `before`: ids below it."""
+    members.get(session, program_id, member_id)
+    query = select(Redemption).where(
+        Redemption.program_id == program_id, Redemption.member_id == member_id
+    )
+    if before is not None:
+        query = query.where(Redemption.id < before)
+    return list(session.execute(query.order_by(Redemption.id.desc()).limit(limit)).scalars())
+
+
+def describe_many(session: Session, found: list[Redemption]) -> list[RedemptionOut]:
+    """Redemptions with their reward's name and coupons, in three queries in all."""
+    if not found:
+        return []
+    rewards = {
+        reward.id: reward
+        for reward in session.execute(
+            select(Reward).where(Reward.id.in_({r.reward_id for r in found}))
+        ).scalars()
+    }
+    by_redemption: dict[int, list[Coupon]] = defaultdict(list)
+    for coupon in session.execute(
+        select(Coupon).where(Coupon.redemption_id.in_([r.id for r in found])).order_by(Coupon.id)
+    ).scalars():
+        by_redemption[coupon.redemption_id].append(coupon)
+    return [_describe(r, rewards[r.reward_id], by_redemption[r.id]) for r in found]
+
+
+def describe(session: Session, redemption: Redemption) -> RedemptionOut:
+    return describe_many(session, [redemption])[0]
+
+
+def _describe(redemption: Redemption, reward: Reward, issued: list[Coupon]) -> RedemptionOut:
+    fulfilment = redemption.fulfilment or {}
+    return RedemptionOut(
+        id=redemption.id,
+        member_id=redemption.member_id,
+        reward=redemption.reward_code,
+        reward_name=reward.name,
+        kind=RewardKind(redemption.kind),
+        quantity=redemption.quantity,
+        points=redemption.points,
+        cash=redemption.cash,
+        payment_reference=redemption.payment_reference,
+        status=redemption.status,
+        source=redemption.source,
+        tier=redemption.tier,
+        cause=redemption.cause,
+        shipping=ShippingAddress.model_validate(redemption.shipping)
+        if redemption.shipping
+        else None,
+        fulfilment=Fulfilment.model_validate(
+            {k: v for k, v in fulfilment.items() if k in Fulfilment.model_fields}
+        ),
+        coupons=[
+            CouponOut(
+                code=codes.display(c.code),
+                kind=c.kind,
+                amount=c.amount,
+                percent=c.percent,
+                cap=c.cap,
+                min_spend=c.min_spend,
+                categories=c.categories,
+                status=c.status,
+                issued_at=c.issued_at,
+                expires_at=c.expires_at,
+            )
+            for c in issued
+        ],
+        experience=catalog.experience_of(reward)
+        if redemption.kind == RewardKind.EXPERIENCE
+        else None,
+        spend_transaction_id=redemption.spend_txn_id,
+        cancel_transaction_id=redemption.cancel_txn_id,
+        details=redemption.details,
+        created_at=redemption.created_at,
+        updated_at=redemption.updated_at,
+        actor=redemption.actor,
+    )
+
+
+def charity_totals(session: Session, program_id: int) -> CharityTotals:
+    """Per cause: live donations, units, points and distinct members."""
+    rows = session.execute(
+        select(
+            Redemption.cause,
+            func.count(),
+            func.coalesce(func.sum(Redemption.quantity), 0),
+            func.coalesce(func.sum(Redemption.points), 0),
+            func.count(distinct(Redemption.member_id)),
+        )
+        .where(
+            Redemption.program_id == program_id,
+            Redemption.kind == RewardKind.CHARITY,
+            Redemption.status != RedemptionStatus.CANCELLED,
+        )
+        .group_by(Redemption.cause)
+        .order_by(Redemption.cause)
+    ).all()
+    return CharityTotals(
+        causes=[
+            CauseTotal(
+                cause=str(cause),
+                donations=int(count),
+                units=int(units),
+                points=int(points),
+                members=int(people),
+            )
+            for cause, count, units, points, people in rows
+        ]
+    )
