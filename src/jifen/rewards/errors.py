@@ -3,7 +3,26 @@ stable code (the problem type over HTTP) and a message a person can act on."""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from jifen.core.errors import JifenError
+
+
+class _Reasons:
+    """A refusal whose `reason` parameter is a key of `reasons`: the message says it in
+    the caller's language (free text is shown as it is), and the problem details carry
+    the key as `reason` for programs to act on."""
+
+    params: dict[str, Any]
+    template: ClassVar[dict[str, str]]
+    reasons: ClassVar[dict[str, dict[str, str]]] = {}
+
+    def message(self, lang: str = "zh-CN") -> str:
+        known = self.reasons.get(str(self.params.get("reason")))
+        params = dict(self.params)
+        if known is not None:
+            params["reason"] = (known.get(lang) or known["en"]).format(**self.params)
+        return (self.template.get(lang) or self.template["en"]).format(**params)
 
 
 class UnknownReward(JifenError):
@@ -134,7 +153,7 @@ class RedemptionState(JifenError):
         )
 
 
-class CouponCodeInvalid(JifenError):
+class CouponCodeInvalid(_Reasons, JifenError):
     """The text is not a well-formed coupon code (a typo, caught before any lookup)."""
 
     code = "coupon-code-invalid"
@@ -143,6 +162,30 @@ class CouponCodeInvalid(JifenError):
     template = {
         "zh-CN": "券码 {code} 有误：{reason}。请核对后重新输入。",
         "en": "Coupon code {code!r} is not valid: {reason}. Please check it and type it again.",
+    }
+    reasons = {
+        "look-alike": {
+            "zh-CN": "券码不含 {char}（{group} 外形相近，都不使用），这里应是别的字母或数字",
+            "en": "codes never contain {char!r} ({group} look alike, so none of them is used); "
+            "it is probably another letter or digit",
+        },
+        "read-as": {
+            "zh-CN": "券码不含 {char}（易与 {instead} 混淆），这里应是 {instead}",
+            "en": "codes never contain {char!r} (it looks like {instead}); it is probably "
+            "{instead}",
+        },
+        "character": {
+            "zh-CN": "{char} 不是券码中的字符",
+            "en": "{char!r} is not a character codes use",
+        },
+        "length": {
+            "zh-CN": "券码共 {length} 位，这里有 {given} 位",
+            "en": "a code has {length} characters, this has {given}",
+        },
+        "check": {
+            "zh-CN": "有一位输错，或相邻两位颠倒",
+            "en": "a character is wrong or two are swapped",
+        },
     }
 
 
@@ -158,7 +201,7 @@ class UnknownCoupon(JifenError):
     }
 
 
-class CouponNotUsable(JifenError):
+class CouponNotUsable(_Reasons, JifenError):
     """The coupon was used (on another order), has expired or was cancelled."""
 
     code = "coupon-not-usable"
@@ -168,9 +211,17 @@ class CouponNotUsable(JifenError):
         "zh-CN": "券 {code} 不可用：{reason}。",
         "en": "Coupon {code} cannot be used: {reason}.",
     }
+    reasons = {
+        "used": {
+            "zh-CN": "已于 {used_at} 用于订单 {order}",
+            "en": "it was used on order {order} at {used_at}",
+        },
+        "expired": {"zh-CN": "已于 {expires_at} 过期", "en": "it expired at {expires_at}"},
+        "cancelled": {"zh-CN": "已于 {closed_at} 作废", "en": "it was cancelled at {closed_at}"},
+    }
 
 
-class CouponNotApplicable(JifenError):
+class CouponNotApplicable(_Reasons, JifenError):
     """The coupon is valid but this basket does not qualify (minimum spend, categories,
     another member's coupon, no delivery fee)."""
 
@@ -180,6 +231,25 @@ class CouponNotApplicable(JifenError):
     template = {
         "zh-CN": "券 {code} 不适用于此订单：{reason}。",
         "en": "Coupon {code} does not apply to this order: {reason}.",
+    }
+    reasons = {
+        "min-spend": {
+            "zh-CN": "需满 {min_spend}，可用券商品合计 {eligible}",
+            "en": "it needs a spend of {min_spend} on eligible lines, which come to {eligible}",
+        },
+        "no-eligible-line": {
+            "zh-CN": "订单中没有 {categories} 类商品",
+            "en": "no line of the order is in {categories}",
+        },
+        "no-delivery-fee": {
+            "zh-CN": "订单没有运费可免",
+            "en": "the order has no delivery fee to waive",
+        },
+        "nothing-off": {
+            "zh-CN": "可用券商品合计 {eligible}，无可减免",
+            "en": "its eligible lines come to {eligible}: there is nothing to take off",
+        },
+        "other-member": {"zh-CN": "这是其他会员的券", "en": "it belongs to another member"},
     }
 
 
@@ -195,7 +265,7 @@ class PointsPaymentDisabled(JifenError):
     }
 
 
-class PointsPaymentRefused(JifenError):
+class PointsPaymentRefused(_Reasons, JifenError):
     """The points asked for break the programme's points-payment rules (minimum, step,
     maximum share of the order)."""
 
@@ -205,6 +275,24 @@ class PointsPaymentRefused(JifenError):
     template = {
         "zh-CN": "不能使用 {points} 积分抵现：{reason}。",
         "en": "{points} points cannot pay for this order: {reason}.",
+    }
+    reasons = {
+        "below-minimum": {
+            "zh-CN": "每单至少使用 {minimum} 积分",
+            "en": "at least {minimum} points must be used",
+        },
+        "step": {
+            "zh-CN": "积分须按 {step} 的整数倍使用",
+            "en": "points are used in multiples of {step}",
+        },
+        "above-maximum": {
+            "zh-CN": "此订单最多可用 {maximum} 积分（可抵现金额 {eligible} 的 {share}）",
+            "en": "this order allows at most {maximum} points ({share} of the eligible {eligible})",
+        },
+        "worthless": {
+            "zh-CN": "这些积分抵不了 0.01 元",
+            "en": "they are worth less than the smallest unit of money",
+        },
     }
 
 
@@ -249,3 +337,53 @@ class CancelRefused(JifenError):
         return (self.template.get(lang) or self.template["en"]).format(
             **(self.params | {"reason": reason})
         )
+
+
+class CheckoutHoldMismatch(_Reasons, JifenError):
+    """The purchase names a checkout hold placed for another member or another order."""
+
+    code = "checkout-hold-mismatch"
+    status = 409
+    title = {"zh-CN": "预授权与订单不符", "en": "Hold does not match the order"}
+    template = {
+        "zh-CN": "预授权 {hold_id} 不能支付此订单：{reason}。",
+        "en": "Hold {hold_id} cannot pay for this order: {reason}.",
+    }
+    reasons = {
+        "member": {
+            "zh-CN": "它冻结的是会员 {held_for} 的积分",
+            "en": "it holds points of member {held_for}",
+        },
+        "order": {
+            "zh-CN": "它是为订单 {held_for} 预授权的",
+            "en": "it was placed for order {held_for}",
+        },
+    }
+
+
+class OrderAlreadyHeld(JifenError):
+    """The order already has an active checkout hold of other points (or of another
+    member): void it before holding a different amount."""
+
+    code = "order-already-held"
+    status = 409
+    title = {"zh-CN": "订单已有积分预授权", "en": "Order already has a hold"}
+    template = {
+        "zh-CN": "订单 {order} 已有预授权 {hold_id}（会员 {member_id}，{points} 积分，"
+        "{expires_at} 到期）；如需改用其他积分数，请先撤销它。",
+        "en": "Order {order} already has hold {hold_id} (member {member_id}, {points} points, "
+        "until {expires_at}); void it to hold a different amount.",
+    }
+
+
+class OrderAlreadyRecorded(JifenError):
+    """The order is already recorded as a purchase: points can no longer pay for it."""
+
+    code = "order-already-recorded"
+    status = 409
+    title = {"zh-CN": "订单已完成", "en": "Order already recorded"}
+    template = {
+        "zh-CN": "订单 {order} 已记录为消费 {purchase_id}，不能再用积分支付。",
+        "en": "Order {order} is already recorded (purchase {purchase_id}): points can no "
+        "longer pay for it.",
+    }
