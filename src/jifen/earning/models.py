@@ -125,9 +125,10 @@ class PurchaseLine(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(Json)
     returned_quantity: Mapped[Decimal] = mapped_column(Quantity, default=Decimal(0))
     returned_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    """Net amount refunded for the line so far (money, and the points share if points paid
+    part of the line)."""
     points_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
     """The part of this line's net amount paid with points (earns nothing)."""
-    """Net money refunded for the line so far."""
 
 
 class PurchaseReturn(Base):
@@ -160,6 +161,14 @@ class PurchaseReturn(Base):
     growth_clawback_txn_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("journal_transactions.id")
     )
+    # Points as payment: what this return gave back of the points the order was paid with
+    # (`jifen.rewards.checkout.refund_returned`). No foreign key, as for purchases.hold_id.
+    paid_points_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    paid_points_value_refunded: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal(0), server_default="0"
+    )
+    """The part of `amount` points had paid: not refunded in money."""
+    refund_txn_id: Mapped[int | None] = mapped_column(Id)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     actor: Mapped[str] = mapped_column(String(100))
 

@@ -144,8 +144,15 @@ class Coupon(Base):
         CheckConstraint(
             "status IN ('issued', 'used', 'expired', 'cancelled')", name="status_known"
         ),
+        CheckConstraint(
+            "(status = 'used') = (used_order IS NOT NULL AND used_at IS NOT NULL "
+            "AND discount IS NOT NULL)",
+            name="used_has_order",
+        ),
+        CheckConstraint("discount IS NULL OR discount >= 0", name="discount_not_negative"),
         Index(None, "program_id", "member_id", "status"),
         Index(None, "program_id", "status", "expires_at"),
+        Index(None, "program_id", "used_order"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -171,3 +178,6 @@ class Coupon(Base):
     """The discount it gave on that order."""
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """When it expired or was cancelled."""
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    """Who used or cancelled it (an API key, a CLI user, `job:coupon-expiry`)."""
