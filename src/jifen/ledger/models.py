@@ -67,6 +67,8 @@ class TxnKind(StrEnum):
     SPEND = "spend"
     HOLD = "hold"
     CAPTURE = "capture"
+    REFUND = "refund"
+    """Points of a capture given back (a return of goods paid partly with points)."""
     VOID = "void"
     LAPSE = "lapse"
     RELEASE = "release"

@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -478,6 +478,91 @@ def _give_back(posting: Posting, account: Account, hold: Hold, amount: int) -> N
     posting.settle_debt(account, available_before, amount)
 
 
+def refund_capture(
+    session: Session,
+    book: Book,
+    transaction_id: int,
+    points: int,
+    *,
+    now: datetime,
+    actor: str,
+    reason: str | None = None,
+    reference: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> JournalTransaction:
+    """Give back `points` of a capture, as often as needed (a return of goods paid partly
+    with points gives back the points share of what came back).
+
+    The points return to the lots the hold took them from, latest-expiring first (so
+    what stays spent is the earliest-expiring part, as a partial capture leaves it), each
+    keeping its expiry; a lot whose expiry passed meanwhile passes them on to the expired
+    account. Together the refunds of a capture never give back more than it captured
+    (what is left is what the hold's lots still miss), and a refunded capture is no
+    longer reversed: refund the rest instead. Frozen and closed members get refunds too,
+    as they get reversals."""
+    check_points(points)
+    original = session.execute(
+        select(JournalTransaction).where(
+            JournalTransaction.id == transaction_id,
+            JournalTransaction.program_id == book.program_id,
+        )
+    ).scalar_one_or_none()
+    if original is None:
+        raise NotFound(what="transaction", key=transaction_id)
+    if original.kind != TxnKind.CAPTURE or original.member_id is None:
+        raise NotReversible(
+            transaction_id=transaction_id, reason=f"a {original.kind} is not a capture to refund"
+        )
+    account = lock_account(session, book, original.member_id, now)
+    refuse_reversed(session, original)
+    hold = session.get(Hold, original.hold_id)
+    assert hold is not None
+    taken = open_hold_allocations(session, hold)
+    left = sum(amount for _, amount in taken)
+    if points > left:
+        raise InvalidInput(
+            field="points", reason=f"only {left} points of capture {original.id} are left to refund"
+        )
+    posting = Posting(
+        session,
+        book,
+        TxnKind.REFUND,
+        now=now,
+        actor=actor,
+        member_id=original.member_id,
+        points=points,
+        reference=reference,
+        reason=reason,
+        details=details,
+        hold_id=hold.id,
+    )
+    posting.move(posting.program(AccountKind.REDEEMED), Bucket.AVAILABLE, -points)
+    available_before = account.available
+    owed = points
+    for lot, held in reversed(taken):
+        if owed == 0:
+            break
+        back = min(held, owed)
+        posting.restore(account, lot, back, None)
+        owed -= back
+    posting.settle_debt(
+        account, available_before, posting.entries.get((account.id, Bucket.AVAILABLE), 0)
+    )
+    return posting.finish("points.refunded", payload={"points": points, "capture_id": original.id})
+
+
+def refunded(session: Session, capture: JournalTransaction) -> int:
+    """Points the refunds of a capture have given back so far."""
+    return int(
+        session.execute(
+            select(func.coalesce(func.sum(JournalTransaction.points), 0)).where(
+                JournalTransaction.kind == TxnKind.REFUND,
+                JournalTransaction.hold_id == capture.hold_id,
+            )
+        ).scalar_one()
+    )
+
+
 # -- reversal ------------------------------------------------------------------------------
 
 
@@ -570,6 +655,14 @@ def _refuse_undone(session: Session, original: JournalTransaction) -> None:
     may take the rest). Checked under the member's lock, so a concurrent reversal or
     clawback has either committed or waits."""
     refuse_reversed(session, original)
+    given_back = refunded(session, original) if original.kind == TxnKind.CAPTURE else 0
+    if given_back:
+        raise NotReversible(
+            transaction_id=original.id,
+            reason="refunded in full"
+            if given_back >= original.points
+            else "partly refunded; refund the rest instead",
+        )
     clawed = clawed_back(session, original)
     if clawed:
         reason = (
