@@ -4,7 +4,8 @@ catalog, members with points (in lots with chosen expiry), and what the database
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from factories import make_member, make_program
 from jifen.core.clock import FrozenClock
+from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
 from jifen.ledger.models import Lot
@@ -62,6 +64,12 @@ class Mall:
             program.tiers = TierPolicy.model_validate(TIERS).model_dump(mode="json")
 
         db.write(set_tiers)
+
+    def using(self, db: Database) -> Mall:
+        """The same programme reached through another `Database` (a wider pool, say)."""
+        other = Mall.__new__(Mall)
+        other.__dict__.update(self.__dict__, db=db)
+        return other
 
     @property
     def program_id(self) -> int:
@@ -201,6 +209,33 @@ class Mall:
                 ).scalar_one()
             )
         )
+
+    # -- "nothing changed"
+    def snapshot(self) -> dict[str, Any]:
+        """Every row of this programme in every table, and each table's count and highest
+        id (so a row written anywhere shows too)."""
+
+        def dump(session: Session) -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            for table in Base.metadata.sorted_tables:
+                owner = table.c.id if table.name == "programs" else table.c.program_id
+                mine = select(table).where(owner == self.program_id).order_by(table.c.id)
+                found[table.name] = (
+                    tuple(session.execute(select(func.count(), func.max(table.c.id))).one()),
+                    [tuple(row) for row in session.execute(mine)],
+                )
+            return found
+
+        return self.read(dump)
+
+    @contextmanager
+    def unchanged(self) -> Iterator[None]:
+        """Assert that the block leaves every table as it found it."""
+        before = self.snapshot()
+        yield
+        after = self.snapshot()
+        changed = [name for name in before if before[name] != after[name]]
+        assert not changed, f"tables written: {changed}"
 
 
 def reward_spec(**fields: Any) -> RewardSpec:

@@ -524,7 +524,7 @@ def cancel(
             redemption_id=redemption.id, reason="started", starts_at=started.isoformat()
         )
     if redemption.kind == RewardKind.COUPON:
-        _cancel_coupons(session, redemption, now)
+        _cancel_coupons(session, redemption, reason=reason.strip(), now=now, actor=actor)
     if redemption.spend_txn_id is not None:
         redemption.cancel_txn_id = ledger.reverse(
             session,
@@ -554,13 +554,15 @@ def cancel(
     return redemption
 
 
-def _cancel_coupons(session: Session, redemption: Redemption, now: datetime) -> None:
+def _cancel_coupons(
+    session: Session, redemption: Redemption, *, reason: str, now: datetime, actor: str
+) -> None:
     """Cancel the unused coupons in one UPDATE (each row locked against a concurrent use),
     then refuse if any was used: the refusal rolls the UPDATE back."""
     session.execute(
         update(Coupon)
         .where(Coupon.redemption_id == redemption.id, Coupon.status == CouponStatus.ISSUED)
-        .values(status=CouponStatus.CANCELLED, closed_at=now)
+        .values(status=CouponStatus.CANCELLED, closed_at=now, cancel_reason=reason, actor=actor)
         .execution_options(synchronize_session=False)
     )
     used = session.execute(
