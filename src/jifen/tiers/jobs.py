@@ -1,0 +1,588 @@
+"""The tier jobs (PRODUCT.md T2–T4, O1): evaluation, periodic benefits, birthday gifts.
+
+Each function does one batch for one programme in the caller's transaction; the job
+runner (`jifen.jobs.runner`) commits batch after batch until one finds nothing. Members'
+points accounts are locked with SKIP LOCKED (a member busy with a purchase is left for the
+next batch or run), and every write is keyed so that a rerun, a crash midway or two
+workers at once never do anything twice.
+
+**Evaluation** (`evaluate`, job `tiers`) — the only place a tier ever goes down. It takes
+the members with a `member_tiers` row not yet evaluated at this instant, reads their
+measures set-based, and for each:
+1. a tier held by a grant that has ended falls to the better of the qualified tier and the
+   grants still in force (`grant_ended`; no grace: the end date was known from the start);
+2. the tier the record supports (`jifen.tiers.qualify.supported`) above the qualified
+   tier: upgrade (`qualified`); equal: a grace period in course is cleared
+   (`grace_cleared`); below: a grace period starts (`grace_started`, outbox
+   `tier.grace_started`: the "facing a downgrade" reminder) until the end of the
+   programme-local day `grace_days` on, and the first evaluation after it downgrades by
+   the policy (`one_down`: max(qualified − 1, supported); `supported`: to the supported
+   tier), history `downgraded`. Never a downgrade inside the grace period; with
+   `grace_days: 0` there is none and the downgrade is immediate;
+3. a member within 10% of the next tier's enter threshold gets an outbox
+   `tier.near_upgrade`, once per tier and period.
+`evaluated_at = now` marks the member done, so a second run at the same instant changes
+nothing.
+
+**Periodic benefits** (`periodic_benefits`, job `tier-benefits`) — each tier's `periodic`
+rewards, given (`jifen.rewards.redemptions.give`, source `benefit`) to each active member
+of the tier once per local month / quarter / year. The unique `tier_benefit_issues` row
+(`<tier>:<reward>:<every>`, period `2027-03` / `2027-Q1` / `2027`) is written in the
+same savepoint as the gift. A reward withdrawn or out of stock is skipped without a
+record, so members get it when it is back within the period; any other refusal of the
+gift is recorded (details `refused`) so the job cannot loop on it.
+
+**Birthday gifts** (`birthday_gifts`, run by the `birthday` job) — the tier's
+`birthday_gift` (points, available at once, and/or a reward with source `birthday`), on
+the local birthday (or any day of the birthday month when the programme's birthday rule
+says `window: month`), once per member per year (`tier_benefit_issues` benefit
+`birthday`, period the year), for the tier the member is in on that day.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, extract, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import JifenError
+from jifen.db.outbox import emit_many
+from jifen.ledger import service as ledger
+from jifen.ledger.jobs import StepResult
+from jifen.ledger.models import Account, AccountKind, AccountStatus
+from jifen.members.models import Member
+from jifen.members.schemas import MemberStatus
+from jifen.programs.models import Program
+from jifen.programs.rulesets import current_rules
+from jifen.programs.service import book_for
+from jifen.programs.tiers import DowngradePolicy, PeriodicBenefit, Tier, TierPolicy
+from jifen.rewards.errors import OutOfStock
+from jifen.rewards.models import Reward
+from jifen.rewards.redemptions import give
+from jifen.tiers.measures import measure
+from jifen.tiers.models import BenefitIssue, MemberTier, TierGrant
+from jifen.tiers.qualify import Measures, better, supported
+from jifen.tiers.service import (
+    Reason,
+    active_grants,
+    best_grant,
+    event,
+    measures_json,
+    move,
+    notify_near,
+    span_json,
+    threshold_json,
+    tz_of,
+)
+from jifen.tiers.standing import policy_of
+from jifen.tiers.windows import Windows, period_key, start_of, windows
+
+ACTOR = "job:tiers"
+BENEFITS_ACTOR = "job:tier-benefits"
+BIRTHDAY_ACTOR = "job:birthday"
+BIRTHDAY_BENEFIT = "birthday"
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 500) -> StepResult:
+    """Evaluate one batch of members (see the module's docstring). Returns the members
+    evaluated (`accounts`) and the history rows written (`items`)."""
+    policy = policy_of(program)
+    if policy is None:
+        return StepResult()
+    due = session.execute(
+        select(MemberTier.member_id, Account.status)
+        .join(
+            Account,
+            and_(
+                Account.program_id == program.id,
+                Account.member_id == MemberTier.member_id,
+                Account.kind == AccountKind.POINTS,
+            ),
+        )
+        .where(
+            MemberTier.program_id == program.id,
+            or_(MemberTier.evaluated_at.is_(None), MemberTier.evaluated_at < now),
+        )
+        .order_by(Account.id)
+        .limit(limit)
+        .with_for_update(of=Account, skip_locked=True)
+    ).all()
+    if not due:
+        return StepResult()
+    ids = [member_id for member_id, _ in due]
+    active = {member_id for member_id, status in due if status == AccountStatus.ACTIVE}
+    rows = {
+        row.member_id: row
+        for row in session.execute(
+            select(MemberTier).where(
+                MemberTier.program_id == program.id, MemberTier.member_id.in_(ids)
+            )
+        ).scalars()
+    }
+    tz = tz_of(program)
+    win = windows(policy.window, now, tz)
+    enter = measure(session, program.id, ids, win.enter)
+    if len(win.keep) == 1:
+        keep: dict[int, Measures] = dict(enter)
+    else:
+        each = [measure(session, program.id, ids, span) for span in win.keep]
+        keep = {member_id: better(*(found[member_id] for found in each)) for member_id in ids}
+    grants = active_grants(session, program.id, ids, now)
+    outbox: list[dict[str, Any]] = []
+    written = 0
+    for member_id in ids:
+        row = rows[member_id]
+        written += _evaluate_one(
+            session,
+            program,
+            policy,
+            row,
+            win,
+            enter[member_id],
+            keep[member_id],
+            grants[member_id],
+            now,
+            outbox,
+        )
+        if member_id in active:
+            notice = notify_near(
+                session,
+                policy,
+                program.id,
+                member_id,
+                policy.rank(row.tier),
+                enter[member_id],
+                win.period,
+                now,
+            )
+            if notice is not None:
+                outbox.append(notice)
+        row.evaluated_at = now
+    emit_many(session, outbox)
+    session.flush()
+    return StepResult(accounts=len(ids), items=written)
+
+
+def _evaluate_one(
+    session: Session,
+    program: Program,
+    policy: TierPolicy,
+    row: MemberTier,
+    win: Windows,
+    enter: Measures,
+    keep: Measures,
+    grants: list[TierGrant],
+    now: datetime,
+    outbox: list[dict[str, Any]],
+) -> int:
+    """Evaluate one member (steps 1 and 2 of the module's docstring): the history rows
+    written."""
+    tz = tz_of(program)
+    written = 0
+    qualified = policy.rank(row.qualified_tier)
+    current = policy.rank(row.tier)
+    grant = best_grant(policy, grants)
+    granted = policy.rank(grant.tier) if grant is not None else 0
+    if current > qualified and current > granted:
+        ended = _ended_grant(session, program.id, row, now)
+        move(
+            session,
+            row,
+            tier=policy.levels[max(qualified, granted)].code,
+            qualified=row.qualified_tier,
+            reason=Reason.GRANT_ENDED,
+            details={"grant": ended},
+            now=now,
+            actor=ACTOR,
+            outbox=outbox,
+        )
+        written += 1
+    record = {
+        "measures": measures_json(enter),
+        "window": span_json(win.enter, tz),
+    }
+    if len(win.keep) > 1:
+        record["keep_measures"] = measures_json(keep)
+    reach = supported(policy, qualified, enter, keep)
+    to = qualified
+    reason: Reason | None = None
+    details: dict[str, Any] = {}
+    if reach > qualified:
+        to, reason = reach, Reason.QUALIFIED
+        details = {**record, "threshold": threshold_json(policy.levels[reach].enter)}
+        row.grace_until = None
+    elif reach == qualified:
+        if row.grace_until is not None:
+            row.grace_until = None
+            move(
+                session,
+                row,
+                tier=row.tier,
+                qualified=row.qualified_tier,
+                reason=Reason.GRACE_CLEARED,
+                details={**record, "threshold": threshold_json(policy.levels[qualified].keep)},
+                now=now,
+                actor=ACTOR,
+                outbox=outbox,
+                always=True,
+            )
+            outbox.append(event(row, "tier.grace_cleared", now, {"tier": row.tier}))
+            written += 1
+    elif row.grace_until is None and policy.grace_days > 0:
+        today = now.astimezone(tz).date()
+        row.grace_until = start_of(today + timedelta(days=policy.grace_days + 1), tz)
+        facing = {
+            "tier": row.tier,
+            "qualified_tier": row.qualified_tier,
+            "supported": policy.levels[reach].code,
+            "grace_until": row.grace_until.isoformat(),
+        }
+        move(
+            session,
+            row,
+            tier=row.tier,
+            qualified=row.qualified_tier,
+            reason=Reason.GRACE_STARTED,
+            details={
+                **record,
+                **facing,
+                "threshold": threshold_json(policy.levels[qualified].keep),
+            },
+            now=now,
+            actor=ACTOR,
+            outbox=outbox,
+            always=True,
+        )
+        outbox.append(event(row, "tier.grace_started", now, facing))
+        written += 1
+    elif row.grace_until is None or now >= row.grace_until:
+        to = max(qualified - 1, reach) if policy.downgrade == DowngradePolicy.ONE_DOWN else reach
+        reason = Reason.DOWNGRADED
+        details = {
+            **record,
+            "threshold": threshold_json(policy.levels[qualified].keep),
+            "supported": policy.levels[reach].code,
+            "policy": policy.downgrade.value,
+            "grace_until": row.grace_until.isoformat() if row.grace_until else None,
+        }
+        row.grace_until = None
+    if reason is not None and to != qualified:
+        move(
+            session,
+            row,
+            tier=policy.levels[max(to, granted)].code,
+            qualified=policy.levels[to].code,
+            reason=reason,
+            details=details,
+            now=now,
+            actor=ACTOR,
+            outbox=outbox,
+        )
+        written += 1
+    return written
+
+
+def _ended_grant(
+    session: Session, program_id: int, row: MemberTier, now: datetime
+) -> dict[str, Any] | None:
+    """The grant that held the member's tier and has ended (for the history row)."""
+    found = session.execute(
+        select(TierGrant)
+        .where(
+            TierGrant.program_id == program_id,
+            TierGrant.member_id == row.member_id,
+            TierGrant.tier == row.tier,
+            TierGrant.ends_at <= now,
+        )
+        .order_by(TierGrant.ends_at.desc(), TierGrant.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if found is None:
+        return None
+    return {"id": found.id, "kind": found.kind, "ends_at": found.ends_at.isoformat()}
+
+
+# -- periodic benefits --------------------------------------------------------------------
+
+
+def benefit_key(tier: Tier, benefit: PeriodicBenefit) -> str:
+    return f"{tier.code}:{benefit.reward}:{benefit.every}"
+
+
+def periodic_benefits(
+    session: Session, program: Program, now: datetime, *, limit: int = 500
+) -> StepResult:
+    """Give one batch of due periodic benefits (see the module's docstring). Returns the
+    members given to or refused (`accounts`) and the rewards given (`items`)."""
+    policy = policy_of(program)
+    if policy is None:
+        return StepResult()
+    book = book_for(session, program)
+    today = now.astimezone(tz_of(program)).date()
+    result = StepResult()
+    for rank, tier in enumerate(policy.levels):
+        for benefit in tier.benefits.periodic:
+            left = limit - result.accounts
+            if left <= 0:
+                return result
+            if not _givable(session, program.id, benefit):
+                continue
+            key = benefit_key(tier, benefit)
+            period = period_key(today, benefit.every)
+            due = session.execute(
+                _members_of(program.id, policy, rank)
+                .where(~_issued(program.id, key, period))
+                .order_by(Account.id)
+                .limit(left)
+                .with_for_update(of=Account, skip_locked=True)
+            ).scalars()
+            for member_id in list(due):
+                try:
+                    with session.begin_nested():
+                        issue = _issue(program.id, member_id, key, period, tier.code, now)
+                        session.add(issue)
+                        session.flush()
+                        redemption = give(
+                            session,
+                            program,
+                            book,
+                            member_id,
+                            benefit.reward,
+                            source="benefit",
+                            quantity=benefit.count,
+                            now=now,
+                            actor=BENEFITS_ACTOR,
+                            details={"benefit": key, "period": period},
+                        )
+                        issue.details = {"redemption_id": redemption.id}
+                        session.flush()
+                except IntegrityError:  # given a moment ago by another worker
+                    continue
+                except OutOfStock:  # gone since the look: the rest wait for a restock
+                    break
+                except JifenError as refused:
+                    _refused(session, program.id, member_id, key, period, tier.code, now, refused)
+                    result.accounts += 1
+                    continue
+                result.accounts += 1
+                result.items += benefit.count
+    return result
+
+
+def _givable(session: Session, program_id: int, benefit: PeriodicBenefit) -> bool:
+    """The reward is on offer with stock enough for one member's share (so that a job
+    run while it is withdrawn or sold out records nothing and gives it when it is back)."""
+    reward = session.execute(
+        select(Reward).where(Reward.program_id == program_id, Reward.code == benefit.reward)
+    ).scalar_one_or_none()
+    if reward is None or not reward.active:
+        return False
+    return reward.stock is None or reward.stock - reward.redeemed >= benefit.count
+
+
+def _members_of(program_id: int, policy: TierPolicy, rank: int) -> Any:
+    """Active members whose tier is the level at `rank` (members without a tier row, or
+    whose row names a tier no longer defined, are in the base tier)."""
+    codes = [tier.code for tier in policy.levels]
+    query = (
+        select(Member.id)
+        .join(
+            Account,
+            and_(
+                Account.program_id == program_id,
+                Account.member_id == Member.id,
+                Account.kind == AccountKind.POINTS,
+            ),
+        )
+        .outerjoin(
+            MemberTier,
+            and_(MemberTier.program_id == program_id, MemberTier.member_id == Member.id),
+        )
+        .where(
+            Member.program_id == program_id,
+            Member.status == MemberStatus.ACTIVE,
+            Account.status == AccountStatus.ACTIVE,
+        )
+    )
+    if rank == 0:
+        return query.where(or_(MemberTier.id.is_(None), MemberTier.tier.not_in(codes[1:])))
+    return query.where(MemberTier.tier == codes[rank])
+
+
+def _issued(program_id: int, benefit: str, period: str) -> ColumnElement[bool]:
+    return exists().where(
+        BenefitIssue.program_id == program_id,
+        BenefitIssue.member_id == Member.id,
+        BenefitIssue.benefit == benefit,
+        BenefitIssue.period == period,
+    )
+
+
+def _issue(
+    program_id: int, member_id: int, benefit: str, period: str, tier: str, now: datetime
+) -> BenefitIssue:
+    return BenefitIssue(
+        program_id=program_id,
+        member_id=member_id,
+        benefit=benefit,
+        period=period,
+        tier=tier,
+        details=None,
+        issued_at=now,
+    )
+
+
+def _refused(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    benefit: str,
+    period: str,
+    tier: str,
+    now: datetime,
+    refused: JifenError,
+) -> None:
+    """Record a gift the rewards refused, so the period's benefit is settled (and the job
+    does not try it again and again)."""
+    issue = _issue(program_id, member_id, benefit, period, tier, now)
+    issue.details = {"refused": refused.code, "reason": refused.message("en")}
+    try:
+        with session.begin_nested():
+            session.add(issue)
+            session.flush()
+    except IntegrityError:
+        return
+    emit_many(
+        session,
+        [
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "type": "tier.benefit_refused",
+                "payload": {"benefit": benefit, "period": period, "refused": refused.code},
+                "occurred_at": now,
+            }
+        ],
+    )
+
+
+# -- birthday gifts ---------------------------------------------------------------------
+
+
+def birthday_gifts(
+    session: Session, program: Program, now: datetime, *, limit: int = 500
+) -> StepResult:
+    """Give one batch of due tier birthday gifts (see the module's docstring). Returns the
+    members given to (`accounts`), gifts recorded (`items`) and points given."""
+    policy = policy_of(program)
+    if policy is None:
+        return StepResult()
+    gifts = {
+        tier.code: tier.benefits.birthday_gift
+        for tier in policy.levels
+        if tier.benefits.birthday_gift is not None
+    }
+    if not gifts:
+        return StepResult()
+    rule = current_rules(session, program.id).rules.birthday
+    window = rule.window if rule is not None else "day"
+    today = now.astimezone(tz_of(program)).date()
+    period = str(today.year)
+    tier_code = func.coalesce(MemberTier.tier, policy.base.code)
+    due = session.execute(
+        select(Member.id, tier_code)
+        .join(
+            Account,
+            and_(
+                Account.program_id == program.id,
+                Account.member_id == Member.id,
+                Account.kind == AccountKind.POINTS,
+            ),
+        )
+        .outerjoin(
+            MemberTier,
+            and_(MemberTier.program_id == program.id, MemberTier.member_id == Member.id),
+        )
+        .where(
+            Member.program_id == program.id,
+            Member.status == MemberStatus.ACTIVE,
+            Account.status == AccountStatus.ACTIVE,
+            Member.birthday.is_not(None),
+            born_on(window, today),
+            tier_code.in_(list(gifts)),
+            ~_issued(program.id, BIRTHDAY_BENEFIT, period),
+        )
+        .order_by(Account.id)
+        .limit(limit)
+        .with_for_update(of=Account, skip_locked=True)
+    ).all()
+    if not due:
+        return StepResult()
+    book = book_for(session, program)
+    result = StepResult()
+    for member_id, code in due:
+        gift = gifts[code]
+        assert gift is not None
+        try:
+            with session.begin_nested():
+                issue = _issue(program.id, member_id, BIRTHDAY_BENEFIT, period, code, now)
+                session.add(issue)
+                session.flush()
+                given: dict[str, Any] = {}
+                if gift.points:
+                    given["transaction_id"] = ledger.credit(
+                        session,
+                        book,
+                        member_id,
+                        gift.points,
+                        now=now,
+                        actor=BIRTHDAY_ACTOR,
+                        reference=f"tier-birthday:{member_id}:{period}",
+                        reason="birthday gift",
+                        details={"tier": code, "year": period},
+                    ).id
+                if gift.reward is not None:
+                    given["redemption_id"] = give(
+                        session,
+                        program,
+                        book,
+                        member_id,
+                        gift.reward,
+                        source="birthday",
+                        now=now,
+                        actor=BIRTHDAY_ACTOR,
+                        details={"benefit": BIRTHDAY_BENEFIT, "tier": code, "year": period},
+                    ).id
+                issue.details = given
+                session.flush()
+        except IntegrityError:  # given a moment ago by another worker
+            continue
+        except JifenError as refused:
+            _refused(session, program.id, member_id, BIRTHDAY_BENEFIT, period, code, now, refused)
+            result.accounts += 1
+            result.items += 1
+            continue
+        result.accounts += 1
+        result.items += 1
+        result.points += gift.points
+    return result
+
+
+def born_on(window: str, today: date) -> ColumnElement[bool]:
+    """Members whose birthday falls on local `today` (any day of the month with window
+    month; 29 February on 28 February in common years), as the birthday job decides."""
+    month = extract("month", Member.birthday)
+    day = extract("day", Member.birthday)
+    if window == "month":
+        return month == today.month
+    on_the_day = and_(month == today.month, day == today.day)
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        return or_(on_the_day, and_(month == 2, day == 29))
+    return on_the_day

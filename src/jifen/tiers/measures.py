@@ -1,0 +1,147 @@
+"""The tier measures of members over a window, read set-based (one query per measure for a
+whole batch of members; one member is a batch of one).
+
+- **growth**: the member's growth-value account movements dated in the window: credits,
+  less the clawbacks and reversals of them. A clawback or reversal is dated by the credit
+  it takes back, so a return takes growth out of the window that counted it, and a
+  return of an order from before the window does not lower today's window. Read from
+  the journal (entries of the growth account joined to their transactions), which is
+  exact at all times and indexed by member.
+- **spend**: the net totals (order total less refunds) of the member's purchases that
+  occurred in the window.
+- **purchases**: the member's purchases that occurred in the window and were not wholly
+  returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+
+from jifen.core.clock import as_utc
+from jifen.earning.models import Purchase, PurchaseStatus
+from jifen.ledger.models import Account, AccountKind, JournalEntry, JournalTransaction
+from jifen.programs.tiers import Measure
+from jifen.tiers.qualify import zero
+from jifen.tiers.windows import Span
+
+CENT = Decimal("0.01")
+
+
+def _in(
+    column: ColumnElement[datetime] | InstrumentedAttribute[datetime], span: Span
+) -> ColumnElement[bool]:
+    inside = column >= span.start
+    return inside if span.end is None else inside & (column < span.end)
+
+
+def measure(
+    session: Session,
+    program_id: int,
+    member_ids: Sequence[int],
+    span: Span,
+    which: Collection[Measure] = tuple(Measure),
+) -> dict[int, dict[Measure, Decimal]]:
+    """Each member's measures in `span` (every member of `member_ids` is in the answer;
+    measures not asked for are 0)."""
+    found = {member_id: zero() for member_id in member_ids}
+    if not member_ids:
+        return found
+    ids = list(member_ids)
+    if Measure.GROWTH in which:
+        original = aliased(JournalTransaction)
+        dated = func.coalesce(original.created_at, JournalTransaction.created_at)
+        growth = session.execute(
+            select(JournalEntry.member_id, func.sum(JournalEntry.amount))
+            .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
+            .join(Account, Account.id == JournalEntry.account_id)
+            .outerjoin(
+                original,
+                original.id
+                == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
+            )
+            .where(
+                JournalEntry.program_id == program_id,
+                JournalEntry.member_id.in_(ids),
+                Account.kind == AccountKind.GROWTH,
+                _in(dated, span),
+            )
+            .group_by(JournalEntry.member_id)
+        ).all()
+        for member_id, total in growth:
+            if member_id is not None:
+                found[member_id][Measure.GROWTH] = Decimal(int(total or 0))
+    if Measure.SPEND in which or Measure.PURCHASES in which:
+        bought = session.execute(
+            select(
+                Purchase.member_id,
+                func.sum(Purchase.net_total),
+                func.count(Purchase.id).filter(Purchase.status != PurchaseStatus.RETURNED),
+            )
+            .where(
+                Purchase.program_id == program_id,
+                Purchase.member_id.in_(ids),
+                _in(Purchase.occurred_at, span),
+            )
+            .group_by(Purchase.member_id)
+        ).all()
+        for member_id, spend, count in bought:
+            if member_id is None:
+                continue
+            found[member_id][Measure.SPEND] = Decimal(spend or 0).quantize(CENT)
+            found[member_id][Measure.PURCHASES] = Decimal(int(count or 0))
+    return found
+
+
+def oldest(
+    session: Session, program_id: int, member_id: int, span: Span
+) -> dict[Measure, datetime | None]:
+    """When the oldest amount each measure counts in `span` is dated (what drops out of a
+    rolling window first)."""
+    original = aliased(JournalTransaction)
+    dated = func.coalesce(original.created_at, JournalTransaction.created_at)
+    growth = session.execute(
+        select(func.min(dated))
+        .select_from(JournalEntry)
+        .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
+        .join(Account, Account.id == JournalEntry.account_id)
+        .outerjoin(
+            original,
+            original.id
+            == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
+        )
+        .where(
+            JournalEntry.program_id == program_id,
+            JournalEntry.member_id == member_id,
+            Account.kind == AccountKind.GROWTH,
+            JournalEntry.amount > 0,
+            _in(dated, span),
+        )
+    ).scalar_one_or_none()
+    bought = session.execute(
+        select(func.min(Purchase.occurred_at)).where(
+            Purchase.program_id == program_id,
+            Purchase.member_id == member_id,
+            Purchase.status != PurchaseStatus.RETURNED,
+            _in(Purchase.occurred_at, span),
+        )
+    ).scalar_one_or_none()
+    return {
+        Measure.GROWTH: _aware(growth),
+        Measure.SPEND: _aware(bought),
+        Measure.PURCHASES: _aware(bought),
+    }
+
+
+def _aware(value: object) -> datetime | None:
+    """min() over a UTC column comes back untyped on SQLite (text) and aware on PostgreSQL."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return as_utc(value)

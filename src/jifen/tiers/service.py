@@ -1,0 +1,606 @@
+"""Tier changes: upgrades on the write that crosses a threshold, grants and revocations.
+
+What this module guarantees:
+- **Upgrade at once, in the crossing write's transaction.** `on_activity` is called by the
+  earning services (a purchase's award, on record and on claim; a behaviour event or the
+  birthday job giving growth value) after they have credited growth value, under the
+  member's points-account lock they already hold. It reads the member's measures over the
+  entering window and moves the member up to the highest qualifiable tier whose enter
+  threshold they meet, several levels at once if so, writing `member_tiers` (created on
+  the first upgrade), a `tier_history` row (reason `qualified`, with the measures, the
+  threshold and the purchase or event that crossed it) and an outbox `tier.changed`. The
+  purchase that crosses earns at the tier the member had before it (its member facts are
+  read before its award). Nothing here ever lowers a tier: downgrades are the evaluation
+  job's (`jifen.tiers.jobs`), so returns, spending and reversals only lower measures.
+- **Grants** lift a member at once to the better of their qualified tier and their active
+  grants; a revocation drops them at once to the better of what is left. A grant's
+  `reference` (a paid membership's payment id) is unique per programme: the same
+  reference sent again returns the first grant.
+- Every change of a member's tier, or of the tier their record holds, is one
+  `tier_history` row; every change of the tier itself is one outbox `tier.changed`.
+- Writers of a member's tier rows hold that member's points-account lock first (the
+  ledger's one lock per member), so one member's tier changes one write at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jifen.core.cursors import decode_cursor, encode_cursor
+from jifen.core.errors import InvalidInput, MemberClosed, NotFound
+from jifen.db.outbox import emit_many
+from jifen.ledger.models import AccountStatus
+from jifen.ledger.posting import Book, lock_account
+from jifen.members import service as members
+from jifen.programs.models import Program
+from jifen.programs.tiers import Measure, Threshold, TierPolicy
+from jifen.tiers.errors import (
+    GrantEndsBeforeStart,
+    GrantNotActive,
+    GrantReferenceConflict,
+    TiersNotConfigured,
+    UnknownTier,
+)
+from jifen.tiers.measures import measure
+from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
+from jifen.tiers.qualify import Measures, entered, near, needed, next_rank, shortfall
+from jifen.tiers.schemas import GrantIn, GrantOut, HistoryItem, HistoryPage
+from jifen.tiers.standing import policy_of
+from jifen.tiers.windows import Span, start_of, windows
+
+CURSOR = "t"
+NEAR_PREFIX = "near-upgrade:"
+"""`tier_benefit_issues.benefit` of a near-upgrade notice: once per tier and period."""
+
+
+class Reason(StrEnum):
+    QUALIFIED = "qualified"
+    DOWNGRADED = "downgraded"
+    GRANTED = "granted"
+    GRANT_ENDED = "grant_ended"
+    GRANT_REVOKED = "grant_revoked"
+    GRACE_STARTED = "grace_started"
+    GRACE_CLEARED = "grace_cleared"
+
+
+# -- small helpers shared with the job and the reads -------------------------------------
+
+
+def require_policy(program: Program) -> TierPolicy:
+    policy = policy_of(program)
+    if policy is None:
+        raise TiersNotConfigured()
+    return policy
+
+
+def tz_of(program: Program) -> ZoneInfo:
+    return ZoneInfo(program.timezone)
+
+
+def row_of(session: Session, program_id: int, member_id: int) -> MemberTier | None:
+    return session.execute(
+        select(MemberTier).where(
+            MemberTier.program_id == program_id, MemberTier.member_id == member_id
+        )
+    ).scalar_one_or_none()
+
+
+def new_row(
+    session: Session, policy: TierPolicy, program_id: int, member_id: int, now: datetime
+) -> MemberTier:
+    """A member's first tier row: the base tier (where everyone starts)."""
+    row = MemberTier(
+        program_id=program_id,
+        member_id=member_id,
+        tier=policy.base.code,
+        qualified_tier=policy.base.code,
+        since=now,
+        grace_until=None,
+        evaluated_at=None,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_grants(
+    session: Session, program_id: int, member_ids: Sequence[int], now: datetime
+) -> dict[int, list[TierGrant]]:
+    """Each member's grants in force at `now` (neither revoked nor ended)."""
+    found: dict[int, list[TierGrant]] = {member_id: [] for member_id in member_ids}
+    if not member_ids:
+        return found
+    for grant in session.execute(
+        select(TierGrant)
+        .where(
+            TierGrant.program_id == program_id,
+            TierGrant.member_id.in_(list(member_ids)),
+            TierGrant.revoked_at.is_(None),
+            TierGrant.starts_at <= now,
+            TierGrant.ends_at > now,
+        )
+        .order_by(TierGrant.id)
+    ).scalars():
+        found[grant.member_id].append(grant)
+    return found
+
+
+def best_grant(policy: TierPolicy, grants: Sequence[TierGrant]) -> TierGrant | None:
+    """The grant giving the highest tier (of equals, the one lasting longest)."""
+    ranked = [g for g in grants if policy.get(g.tier) is not None]
+    if not ranked:
+        return None
+    return max(ranked, key=lambda g: (policy.rank(g.tier), g.ends_at, g.id))
+
+
+def effective(
+    policy: TierPolicy, qualified: int, grants: Sequence[TierGrant]
+) -> tuple[int, TierGrant | None]:
+    """The member's tier: the better of their qualified tier and their grants, with the
+    grant that holds it (None when the record does)."""
+    grant = best_grant(policy, grants)
+    if grant is not None and policy.rank(grant.tier) > qualified:
+        return policy.rank(grant.tier), grant
+    return qualified, None
+
+
+def measures_json(
+    measures: Measures, which: Collection[Measure] = tuple(Measure)
+) -> dict[str, Any]:
+    """The measures read (`which`) as JSON: growth and purchases whole, spend a string."""
+    return {
+        m.value: str(measures.get(m, Decimal(0)))
+        if m == Measure.SPEND
+        else int(measures.get(m, Decimal(0)))
+        for m in Measure
+        if m in which
+    }
+
+
+def threshold_json(threshold: Threshold | None) -> dict[str, Any] | None:
+    if threshold is None:
+        return None
+    return threshold.model_dump(mode="json", exclude_none=True)
+
+
+def span_json(span: Span, tz: ZoneInfo) -> dict[str, str | None]:
+    return span.as_dict(tz)
+
+
+def move(
+    session: Session,
+    row: MemberTier,
+    *,
+    tier: str,
+    qualified: str,
+    reason: Reason,
+    details: dict[str, Any],
+    now: datetime,
+    actor: str,
+    outbox: list[dict[str, Any]],
+    always: bool = False,
+) -> bool:
+    """Set the member's tier and qualified tier; one history row when either changes (or
+    `always`), and a `tier.changed` outbox row (added to `outbox`) when the tier does.
+    Returns whether the tier changed."""
+    before, before_qualified = row.tier, row.qualified_tier
+    changed = tier != before
+    if not changed and qualified == before_qualified and not always:
+        return False
+    if qualified != before_qualified:
+        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
+        row.qualified_tier = qualified
+    if changed:
+        row.tier = tier
+        row.since = now
+    row.updated_at = now
+    session.add(
+        TierChange(
+            program_id=row.program_id,
+            member_id=row.member_id,
+            from_tier=before,
+            to_tier=tier,
+            reason=reason.value,
+            details=details,
+            at=now,
+            actor=actor,
+        )
+    )
+    if changed:
+        outbox.append(
+            event(
+                row,
+                "tier.changed",
+                now,
+                {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified},
+            )
+        )
+    return changed
+
+
+def event(row: MemberTier, type: str, now: datetime, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "program_id": row.program_id,
+        "member_id": row.member_id,
+        "type": type,
+        "payload": payload,
+        "occurred_at": now,
+    }
+
+
+def notify_near(
+    session: Session,
+    policy: TierPolicy,
+    program_id: int,
+    member_id: int,
+    current: int,
+    measures: Measures,
+    period: str,
+    now: datetime,
+    which: Collection[Measure] = tuple(Measure),
+) -> dict[str, Any] | None:
+    """An outbox `tier.near_upgrade` row when the member is within 10% of the next tier's
+    enter threshold, once per tier and period (recorded in `tier_benefit_issues`); None
+    when not near or already told."""
+    target = next_rank(policy, current)
+    if target is None:
+        return None
+    tier = policy.levels[target]
+    if tier.enter is None or not near(tier.enter, measures):
+        return None
+    benefit = NEAR_PREFIX + tier.code
+    told = session.execute(
+        select(BenefitIssue.id).where(
+            BenefitIssue.program_id == program_id,
+            BenefitIssue.member_id == member_id,
+            BenefitIssue.benefit == benefit,
+            BenefitIssue.period == period,
+        )
+    ).first()
+    if told is not None:
+        return None
+    missing = {m.value: str(n) for m, n in shortfall(tier.enter, measures).items()}
+    try:
+        with session.begin_nested():
+            session.add(
+                BenefitIssue(
+                    program_id=program_id,
+                    member_id=member_id,
+                    benefit=benefit,
+                    period=period,
+                    tier=policy.levels[current].code,
+                    details={"measures": measures_json(measures, which), "missing": missing},
+                    issued_at=now,
+                )
+            )
+            session.flush()
+    except IntegrityError:  # told a moment ago by another worker
+        return None
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "type": "tier.near_upgrade",
+        "payload": {
+            "tier": policy.levels[current].code,
+            "next": tier.code,
+            "missing": missing,
+            "period": period,
+        },
+        "occurred_at": now,
+    }
+
+
+# -- upgrades on activity ---------------------------------------------------------------
+
+
+def on_activity(
+    session: Session,
+    program: Program,
+    member_id: int,
+    *,
+    now: datetime,
+    actor: str,
+    cause: dict[str, Any],
+) -> str | None:
+    """After a write that may raise the member's measures (under the member's points-account
+    lock, which the caller holds): move them up to the highest tier they now enter.
+    Returns the new tier's code when the tier changed. See the module's docstring."""
+    policy = policy_of(program)
+    if policy is None or len(policy.levels) < 2:
+        return None
+    row = row_of(session, program.id, member_id)
+    qualified = policy.rank(row.qualified_tier) if row is not None else 0
+    which = needed(policy, range(qualified + 1, len(policy.levels)))
+    if not which:
+        return None
+    tz = tz_of(program)
+    win = windows(policy.window, now, tz)
+    measures = measure(session, program.id, [member_id], win.enter, which)[member_id]
+    reached = entered(policy, qualified, measures)
+    outbox: list[dict[str, Any]] = []
+    changed: str | None = None
+    current = policy.rank(row.tier) if row is not None else 0
+    if reached > qualified:
+        if row is None:
+            row = new_row(session, policy, program.id, member_id, now)
+        tier = policy.levels[reached]
+        # Never lower here: a tier held by a grant that ended awaits the evaluation job.
+        current = max(current, reached)
+        details = {
+            "measures": measures_json(measures, which),
+            "threshold": threshold_json(tier.enter),
+            "window": span_json(win.enter, tz),
+            "cause": cause,
+        }
+        row.grace_until = None  # the record now holds more than the tier it was losing
+        if move(
+            session,
+            row,
+            tier=policy.levels[current].code,
+            qualified=tier.code,
+            reason=Reason.QUALIFIED,
+            details=details,
+            now=now,
+            actor=actor,
+            outbox=outbox,
+        ):
+            changed = row.tier
+    notice = notify_near(
+        session, policy, program.id, member_id, current, measures, win.period, now, which
+    )
+    if notice is not None:
+        outbox.append(notice)
+    emit_many(session, outbox)
+    return changed
+
+
+# -- grants -----------------------------------------------------------------------------
+
+
+def _lock_member(session: Session, book: Book, member_id: int, now: datetime) -> None:
+    account = lock_account(session, book, member_id, now)
+    if account.status == AccountStatus.CLOSED:
+        raise MemberClosed(member_id=member_id)
+
+
+def grant(
+    session: Session,
+    program: Program,
+    book: Book,
+    member_id: int,
+    data: GrantIn,
+    *,
+    now: datetime,
+    actor: str,
+) -> tuple[TierGrant, bool]:
+    """Give a member a tier until an end date; (the grant, whether it is new). The same
+    `reference` for the same member, tier and kind returns the first grant."""
+    policy = require_policy(program)
+    _lock_member(session, book, member_id, now)
+    grantable = [tier.code for tier in policy.levels[1:]]
+    if data.tier not in grantable:
+        raise UnknownTier(tier=data.tier, known=", ".join(grantable) or "—")
+    tz = tz_of(program)
+    if data.ends_at is not None:
+        ends_at = data.ends_at.astimezone(UTC)
+    else:
+        assert data.days is not None
+        ends_at = start_of(now.astimezone(tz).date() + timedelta(days=data.days), tz)
+    if ends_at <= now:
+        raise GrantEndsBeforeStart(starts_at=now.isoformat(), ends_at=ends_at.isoformat())
+    if data.reference is not None:
+        existing = _by_reference(session, program.id, data.reference)
+        if existing is not None:
+            return _same_grant(existing, member_id, data), False
+    row = TierGrant(
+        program_id=program.id,
+        member_id=member_id,
+        tier=data.tier,
+        kind=data.kind,
+        starts_at=now,
+        ends_at=ends_at,
+        reason=data.reason,
+        reference=data.reference,
+        revoked_at=None,
+        created_at=now,
+        actor=actor,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # the same reference, granted a moment ago to another member
+        assert data.reference is not None
+        existing = _by_reference(session, program.id, data.reference)
+        assert existing is not None
+        return _same_grant(existing, member_id, data), False
+    standing = row_of(session, program.id, member_id) or new_row(
+        session, policy, program.id, member_id, now
+    )
+    grants = active_grants(session, program.id, [member_id], now)[member_id]
+    rank, _ = effective(policy, policy.rank(standing.qualified_tier), grants)
+    rank = max(rank, policy.rank(standing.tier))  # a grant never lowers anyone
+    outbox: list[dict[str, Any]] = []
+    move(
+        session,
+        standing,
+        tier=policy.levels[rank].code,
+        qualified=standing.qualified_tier,
+        reason=Reason.GRANTED,
+        details={"grant": _grant_json(row)},
+        now=now,
+        actor=actor,
+        outbox=outbox,
+        always=True,
+    )
+    outbox.append(event(standing, "tier.granted", now, {"grant": _grant_json(row)}))
+    emit_many(session, outbox)
+    return row, True
+
+
+def revoke(
+    session: Session,
+    program: Program,
+    book: Book,
+    member_id: int,
+    grant_id: int,
+    *,
+    reason: str | None,
+    now: datetime,
+    actor: str,
+) -> tuple[TierGrant, bool]:
+    """End a grant now; the member falls at once to the better of their qualified tier and
+    their other grants. Revoking a revoked grant returns it unchanged."""
+    policy = require_policy(program)
+    _lock_member(session, book, member_id, now)
+    found = session.execute(
+        select(TierGrant).where(
+            TierGrant.id == grant_id,
+            TierGrant.program_id == program.id,
+            TierGrant.member_id == member_id,
+        )
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(what="grant", key=grant_id)
+    if found.revoked_at is not None:
+        return found, False
+    if found.ends_at <= now:
+        raise GrantNotActive(grant_id=grant_id, ended_at=found.ends_at.isoformat())
+    found.revoked_at = now
+    session.flush()
+    standing = row_of(session, program.id, member_id) or new_row(
+        session, policy, program.id, member_id, now
+    )
+    grants = active_grants(session, program.id, [member_id], now)[member_id]
+    rank, _ = effective(policy, policy.rank(standing.qualified_tier), grants)
+    outbox: list[dict[str, Any]] = []
+    move(
+        session,
+        standing,
+        tier=policy.levels[rank].code,
+        qualified=standing.qualified_tier,
+        reason=Reason.GRANT_REVOKED,
+        details={"grant": _grant_json(found), "why": reason},
+        now=now,
+        actor=actor,
+        outbox=outbox,
+        always=True,
+    )
+    emit_many(session, outbox)
+    return found, True
+
+
+def _by_reference(session: Session, program_id: int, reference: str) -> TierGrant | None:
+    return session.execute(
+        select(TierGrant).where(
+            TierGrant.program_id == program_id, TierGrant.reference == reference
+        )
+    ).scalar_one_or_none()
+
+
+def _same_grant(existing: TierGrant, member_id: int, data: GrantIn) -> TierGrant:
+    if (existing.member_id, existing.tier, existing.kind) != (member_id, data.tier, data.kind):
+        raise GrantReferenceConflict(
+            reference=existing.reference,
+            grant_id=existing.id,
+            member_id=existing.member_id,
+            tier=existing.tier,
+            kind=existing.kind,
+        )
+    return existing
+
+
+def _grant_json(grant: TierGrant) -> dict[str, Any]:
+    return {
+        "id": grant.id,
+        "tier": grant.tier,
+        "kind": grant.kind,
+        "ends_at": grant.ends_at.isoformat(),
+        "reference": grant.reference,
+        "reason": grant.reason,
+    }
+
+
+def describe_grant(grant: TierGrant, now: datetime) -> GrantOut:
+    return GrantOut(
+        id=grant.id,
+        member_id=grant.member_id,
+        tier=grant.tier,
+        kind=grant.kind,
+        starts_at=grant.starts_at,
+        ends_at=grant.ends_at,
+        reason=grant.reason,
+        reference=grant.reference,
+        revoked_at=grant.revoked_at,
+        active=grant.revoked_at is None and grant.starts_at <= now < grant.ends_at,
+        created_at=grant.created_at,
+        actor=grant.actor,
+    )
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def history(
+    session: Session,
+    program_id: int,
+    member_id: int,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> HistoryPage:
+    """A member's tier history, newest first."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput(field="limit", reason="between 1 and 500")
+    members.get(session, program_id, member_id)
+    query = (
+        select(TierChange)
+        .where(TierChange.program_id == program_id, TierChange.member_id == member_id)
+        .order_by(TierChange.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        query = query.where(TierChange.id < decode_cursor(CURSOR, cursor))
+    rows = list(session.execute(query).scalars())
+    page, more = rows[:limit], len(rows) > limit
+    return HistoryPage(
+        items=[
+            HistoryItem(
+                id=row.id,
+                from_tier=row.from_tier,
+                to_tier=row.to_tier,
+                reason=row.reason,
+                details=row.details,
+                at=row.at,
+                actor=row.actor,
+            )
+            for row in page
+        ],
+        next_cursor=encode_cursor(CURSOR, page[-1].id) if more else None,
+    )
+
+
+def grants_of(
+    session: Session, program_id: int, member_id: int, now: datetime, *, active_only: bool
+) -> list[GrantOut]:
+    query = select(TierGrant).where(
+        TierGrant.program_id == program_id, TierGrant.member_id == member_id
+    )
+    if active_only:
+        query = query.where(
+            TierGrant.revoked_at.is_(None), TierGrant.starts_at <= now, TierGrant.ends_at > now
+        )
+    return [
+        describe_grant(grant, now)
+        for grant in session.execute(query.order_by(TierGrant.id.desc())).scalars()
+    ]
