@@ -16,7 +16,8 @@ How an award is made, in order (docs/rules.md tells it for programme staff):
    rounded per line (`scope: line`) or once on the sum (`scope: order`). Points are
    exact fractions until they are rounded (1 point per 3 元 on 3 元 is exactly 1).
 4. **Multipliers** add (m − 1) × the exact base points the surviving base rules give on
-   the lines both match, rounded the same way; several multipliers add up.
+   the lines both match, rounded the same way; several multipliers add up. A
+   `multiplier: tier` takes m from the member's facts (their tier's earn multiplier).
 5. **Bonuses** give their points once per order, or once per matching line.
 6. **Bounds.** Each rule's points are cut to its `cap_per_order`, then to its allowance
    (what its per-member period caps and its budget leave, given by the caller).
@@ -110,7 +111,8 @@ class CompiledRule:
     rate: Fraction | None = None
     """Base rates: points per unit of basis, exactly."""
     extra: Fraction | None = None
-    """Multipliers: m − 1, the share of the base points they add."""
+    """Multipliers: m − 1, the share of the base points they add (None for `multiplier:
+    tier`, whose m is the member's)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ def _compile(position: int, rule: EarningRule) -> CompiledRule:
         tuple(line),
         kind=effect.kind,
         rate=effect.rate if effect.kind in BASE_EFFECTS else None,
-        extra=Fraction(effect.multiplier) - 1 if effect.multiplier is not None else None,
+        extra=Fraction(effect.multiplier) - 1
+        if effect.multiplier is not None and effect.multiplier != "tier"
+        else None,
     )
 
 
@@ -162,13 +166,15 @@ def evaluate(
     # again without it.
     while True:
         kept, cutter = _exclusive_cut(firing)
-        award = _award(kept, basket, allowances)
+        award = _award(kept, basket, allowances, member)
         if cutter is None or award.by_rule().get(cutter, 0) > 0:
             return award
         firing = [f for f in firing if f.rule.id != cutter]
 
 
-def _award(firing: list[_Firing], basket: Basket, allowances: Allowances) -> Award:
+def _award(
+    firing: list[_Firing], basket: Basket, allowances: Allowances, member: MemberFacts
+) -> Award:
     base = [f for f in firing if f.compiled.rate is not None]
     computed = {f.rule.id: _base_of(f, basket) for f in base}
     base_items = _best_of([_base_item(f, computed[f.rule.id], allowances) for f in base], base)
@@ -179,8 +185,8 @@ def _award(firing: list[_Firing], basket: Basket, allowances: Allowances) -> Awa
     others = [f for f in firing if f.compiled.rate is None]
     other_items = _best_of(
         [
-            _multiplier_item(f, surviving, whole, allowances)
-            if f.compiled.extra is not None
+            _multiplier_item(f, surviving, whole, allowances, member)
+            if f.compiled.kind == EffectKind.MULTIPLIER
             else _bonus_item(f, allowances)
             for f in others
         ],
@@ -338,12 +344,18 @@ def _base_item(f: _Firing, base: _Base, allowances: Allowances) -> Item:
 
 
 def _multiplier_item(
-    f: _Firing, surviving: list[_Base], whole: Fraction, allowances: Allowances
+    f: _Firing,
+    surviving: list[_Base],
+    whole: Fraction,
+    allowances: Allowances,
+    member: MemberFacts,
 ) -> Item:
     """(m − 1) × the exact points the surviving base rules give on the lines both match
     (`whole`: all their points, for a multiplier on every line)."""
     rule, extra = f.rule, f.compiled.extra
-    assert extra is not None
+    if extra is None:  # multiplier: tier — the member's tier's, 1 (nothing) without one
+        m = member.tier_multiplier
+        extra = Fraction(m) - 1 if m is not None and m > 1 else Fraction(0)
     if rule.scope == Scope.LINE:
         by_line = [
             sum((_exact(b.rate, b.bases[i]) for b in surviving if i in b.bases), Fraction(0))

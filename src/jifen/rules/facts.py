@@ -51,6 +51,9 @@ class MemberFacts:
     """No earlier purchase of this member is recorded (one returned since counts too, so a
     refunded first order cannot earn a first-purchase bonus twice)."""
     birthday: date | None = None
+    tier_multiplier: Decimal | None = None
+    """The member's tier's `earn_multiplier` (what `multiplier: tier` rules use); None:
+    the tier has none."""
 
 
 Allowances = Mapping[str, int]

@@ -18,9 +18,9 @@ from datetime import date, time
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 Code = Annotated[str, Field(min_length=1, max_length=64)]
@@ -226,6 +226,11 @@ class EffectKind(StrEnum):
 BASE_EFFECTS = frozenset({EffectKind.PER_AMOUNT, EffectKind.PER_QUANTITY, EffectKind.PER_ATTRIBUTE})
 
 
+_MULTIPLIER: TypeAdapter[Decimal] = TypeAdapter(
+    Annotated[Decimal, Field(gt=1, le=100, max_digits=8, decimal_places=4)]
+)
+
+
 class Effect(Strict):
     """Exactly one of:
 
@@ -234,6 +239,8 @@ class Effect(Strict):
     - `points_per_attribute: 1.5` with `attribute: distance` — on a numeric line attribute;
     - `multiplier: 2` — adds (2 − 1) × the points the base rules (the three above) give on
       the lines this rule matches; several multipliers add up (2× and 3× make 4×);
+      `multiplier: tier` uses the member's tier's `earn_multiplier` (1, nothing, when the
+      tier has none);
     - `bonus: 100` — fixed points, once per order (scope order) or per matching line.
     """
 
@@ -242,10 +249,21 @@ class Effect(Strict):
     points_per_attribute: Rate | None = None
     attribute: Code | None = None
     per: Rate = Decimal(1)
-    multiplier: Annotated[Decimal, Field(gt=1, le=100, max_digits=8, decimal_places=4)] | None = (
-        None
-    )
+    multiplier: Decimal | Literal["tier"] | None = None
+    """A number above 1, or `tier`: the member's tier's `earn_multiplier` (nothing when
+    the tier has none)."""
     bonus: PositivePoints | None = None
+
+    @field_validator("multiplier", mode="wrap")
+    @classmethod
+    def _number_or_tier(cls, value: Any, handler: Any) -> Any:
+        # checked here rather than as a union, so that a bad number gets one error that
+        # says what is wrong with it (a union would add "or it should be 'tier'")
+        if value is None or value == "tier":
+            return value
+        if isinstance(value, str) and not re.fullmatch(r"\s*[-+]?[0-9.eE]+\s*", value):
+            raise ValueError("give a number above 1, or tier (the member's tier's multiplier)")
+        return _MULTIPLIER.validate_python(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Effect:
