@@ -47,6 +47,7 @@ from jifen.members import service as members
 from jifen.programs.models import Program
 from jifen.programs.rulesets import VersionedRules, current_rules, rules_at
 from jifen.rules.schemas import Budget, EventRule, Period, PositiveLimit
+from jifen.tiers import service as tiers
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a caller's clock may be ahead of ours (and how late a live event may arrive on
@@ -195,6 +196,15 @@ def award(
             details=details,
         )
         event.growth_txn_id = txn.id
+        # growth value may carry the member into a higher tier, in this transaction
+        tiers.on_activity(
+            session,
+            session.get_one(Program, book.program_id),
+            event.member_id,
+            now=now,
+            actor=actor,
+            cause={"event_id": event.id, "type": event.type},
+        )
 
 
 # -- checks ------------------------------------------------------------------------------

@@ -58,6 +58,8 @@ from jifen.programs.rulesets import VersionedRules, current_rules
 from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
+from jifen.tiers import service as tiers
+from jifen.tiers.standing import policy_of, tier_of
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a till's clock may be before its purchase is refused."""
@@ -162,7 +164,7 @@ def simulate(
     _check(session, program, data, now, attach=member is not None)
     lines = [_line(i, line) for i, line in enumerate(data.lines)]
     basket = _basket(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
-    facts = _facts(session, program.id, member, exclude_purchase=None)
+    facts = _facts(session, program, member, exclude_purchase=None)
     result = evaluate_purchase(
         session,
         program.id,
@@ -317,7 +319,7 @@ def _award(
     actor: str,
 ) -> None:
     basket = remaining_basket(book, purchase, _lines_of(session, purchase.id))
-    facts = _facts(session, program.id, member, exclude_purchase=purchase.id)
+    facts = _facts(session, program, member, exclude_purchase=purchase.id)
     result = evaluate_purchase(
         session,
         program.id,
@@ -362,6 +364,9 @@ def _award(
         ).id
     caps.use(session, program.id, result.usage)
     session.flush()
+    # The order counts towards the member's tier once awarded (it was evaluated at the
+    # tier the member had before it): an upgrade it earns is in this transaction.
+    tiers.on_activity(session, program, member.id, now=now, actor=actor, cause=details)
 
 
 # ---------------------------------------------------------------- checks and facts
@@ -442,20 +447,25 @@ def _check_code(
 
 
 def _facts(
-    session: Session, program_id: int, member: Member | None, *, exclude_purchase: int | None
+    session: Session, program: Program, member: Member | None, *, exclude_purchase: int | None
 ) -> MemberFacts:
     if member is None:
         return MemberFacts()
+    program_id = program.id
+    tier = tier_of(session, program, member.id)
+    policy = policy_of(program)
+    level = policy.get(tier) if policy is not None and tier is not None else None
     earlier = select(Purchase.id).where(
         Purchase.program_id == program_id, Purchase.member_id == member.id
     )
     if exclude_purchase is not None:
         earlier = earlier.where(Purchase.id != exclude_purchase)
     return MemberFacts(
-        tier=None,  # tiers arrive with PRODUCT.md T; rules may already name them
+        tier=tier,
         segments=members.segments_of(session, program_id, member.id),
         first_purchase=session.execute(earlier.limit(1)).first() is None,
         birthday=member.birthday,
+        tier_multiplier=level.benefits.earn_multiplier if level is not None else None,
     )
 
 
@@ -465,17 +475,20 @@ def _facts_json(facts: MemberFacts) -> dict[str, Any]:
         "segments": sorted(facts.segments),
         "first_purchase": facts.first_purchase,
         "birthday": facts.birthday.isoformat() if facts.birthday else None,
+        "tier_multiplier": str(facts.tier_multiplier) if facts.tier_multiplier else None,
     }
 
 
 def facts_from_json(stored: dict[str, Any] | None) -> MemberFacts:
     stored = stored or {}
     birthday = stored.get("birthday")
+    multiplier = stored.get("tier_multiplier")
     return MemberFacts(
         tier=stored.get("tier"),
         segments=frozenset(stored.get("segments") or ()),
         first_purchase=bool(stored.get("first_purchase")),
         birthday=date.fromisoformat(birthday) if birthday else None,
+        tier_multiplier=Decimal(multiplier) if multiplier else None,
     )
 
 
