@@ -21,6 +21,7 @@ from jifen.earning.jobs import birthday_points
 from jifen.ledger.jobs import Step, StepResult, run_batch
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program, list_programs
+from jifen.tiers import jobs as tiers
 
 Batch = Callable[[Session, Program, datetime, int], StepResult]
 """(session, programme, now, batch size) → what one batch did."""
@@ -34,7 +35,17 @@ def _ledger(step: Step) -> Batch:
 
 
 def _birthday(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
-    return birthday_points(session, program, now, limit=limit)
+    done = birthday_points(session, program, now, limit=limit)
+    done.add(tiers.birthday_gifts(session, program, now, limit=limit))  # the tier's gift too
+    return done
+
+
+def _tiers(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
+    return tiers.evaluate(session, program, now, limit=limit)
+
+
+def _tier_benefits(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
+    return tiers.periodic_benefits(session, program, now, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,21 @@ JOBS: dict[str, Job] = {
             "birthday award",
             "given",
             _birthday,
+        ),
+        Job(
+            "tiers",
+            "evaluate members' tiers: upgrades the record supports, grace periods, downgrades "
+            "after them, grants that ended, near-upgrade reminders",
+            "tier change",
+            "recorded",
+            _tiers,
+        ),
+        Job(
+            "tier-benefits",
+            "give each tier's periodic rewards to its members, once per month, quarter or year",
+            "benefit",
+            "given",
+            _tier_benefits,
         ),
     )
 }
