@@ -24,6 +24,7 @@ from jifen.api import (
     purchases,
     rules,
     segments,
+    tiers,
 )
 from jifen.api.problems import (
     ProblemType,
@@ -74,6 +75,11 @@ TAGS = [
     {"name": "segments", "description": "Named member lists that rules can target."},
     {"name": "jobs", "description": "Scheduled jobs (ledger, birthdays), run on demand."},
     {"name": "rules", "description": "Earning, growth, event and birthday rules, versioned."},
+    {
+        "name": "tiers",
+        "description": "Member tiers: standing and progress, history, grants (staff, "
+        "invitation, paid membership).",
+    },
     {"name": "problems", "description": "What each problem `type` means."},
 ]
 
@@ -124,6 +130,7 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
         segments,
         jobs,
         rules,
+        tiers,
     ):
         app.include_router(module.router)
     app.include_router(catalogue)
