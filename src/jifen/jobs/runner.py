@@ -21,6 +21,7 @@ from jifen.earning.jobs import birthday_points
 from jifen.ledger.jobs import Step, StepResult, run_batch
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program, list_programs
+from jifen.rewards.coupons import expire_due
 from jifen.tiers import jobs as tiers
 
 Batch = Callable[[Session, Program, datetime, int], StepResult]
@@ -46,6 +47,10 @@ def _tiers(session: Session, program: Program, now: datetime, limit: int) -> Ste
 
 def _tier_benefits(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
     return tiers.periodic_benefits(session, program, now, limit=limit)
+
+
+def _coupon_expiry(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
+    return expire_due(session, program.id, now, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,14 @@ JOBS: dict[str, Job] = {
             "benefit",
             "given",
             _tier_benefits,
+        ),
+        Job(
+            "coupon-expiry",
+            "mark issued coupons past their expiry expired (they are refused from that "
+            "instant either way)",
+            "coupon",
+            "expired",
+            _coupon_expiry,
         ),
     )
 }
