@@ -40,13 +40,17 @@ from sqlalchemy.orm import Session
 from jifen.db.outbox import emit
 from jifen.ledger.models import Account, AccountKind
 from jifen.ledger.service import set_debt_policy
-from jifen.programs.config import RULE_KEYS, ProgramFile
+from jifen.programs.config import RULE_KEYS, ProgramFile, reward_specs
 from jifen.programs.errors import ProgramFileInvalid
 from jifen.programs.models import Channel, Program, Store
+from jifen.programs.rewards import RewardSpec
 from jifen.programs.rulesets import canonical, digest, save_rules, version_row
 from jifen.programs.schemas import ChannelSpec, ProgramCreate, ProgramSettings, StoreSpec
 from jifen.programs.service import create_program
+from jifen.programs.tiers import TierPolicy
+from jifen.rewards.models import Reward
 from jifen.rules.schemas import RuleSet
+from jifen.tiers.models import MemberTier, TierGrant
 
 STORE_FIELDS = ("name", "region", "active")
 CHANNEL_FIELDS = ("name", "kind", "active")
@@ -99,6 +103,9 @@ class Plan:
     stores: tuple[ItemChange, ...]
     channels: tuple[ItemChange, ...]
     rules: RulesPlan
+    tiers: tuple[RuleChange, ...] = ()
+    """Tier levels (by code) and tier settings (window, grace_days, downgrade) changed."""
+    rewards: tuple[ItemChange, ...] = ()
 
     @property
     def creates(self) -> bool:
@@ -112,6 +119,8 @@ class Plan:
             or self.stores
             or self.channels
             or self.rules.new_version is not None
+            or self.tiers
+            or self.rewards
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -139,6 +148,11 @@ class Plan:
             else:
                 lines.append(f"  rules: version {rules.current_version} → {rules.new_version}")
             lines += [f"    {line}" for line in _rule_lines(rules.changes)]
+        if self.tiers:
+            lines.append("  " + _rule_lines(self.tiers)[0])
+        if self.rewards:
+            lines.append("  rewards")
+            lines += [f"    {_item_line(item)}" for item in self.rewards]
         return lines
 
 
@@ -195,9 +209,16 @@ def _plan(session: Session, file: ProgramFile, program: Program | None) -> Plan:
             stores=_items([], file.stores, STORE_FIELDS),
             channels=_items([], file.channels, CHANNEL_FIELDS),
             rules=RulesPlan(None, 1, _rule_changes(None, file.rules)),
+            tiers=_tier_changes(None, file.tiers),
+            rewards=_reward_changes([], file.rewards),
         )
     settings = _settings_changes(program, wanted)
     _refuse(session, file, program, {change.field for change in settings})
+    current_tiers = TierPolicy.model_validate(program.tiers) if program.tiers else None
+    tier_changes = _tier_changes(current_tiers, file.tiers)
+    _refuse_tier_removal(session, file, program.id, tier_changes)
+    existing_rewards = reward_specs(session, program.id)
+    _refuse_stock_cuts(session, file, program.id)
     current = version_row(session, program.id)
     same_rules = current.digest == digest(canonical(file.rules))
     stores = session.execute(select(Store).where(Store.program_id == program.id)).scalars()
@@ -216,6 +237,8 @@ def _plan(session: Session, file: ProgramFile, program: Program | None) -> Plan:
             if same_rules
             else _rule_changes(RuleSet.model_validate(current.document), file.rules),
         ),
+        tiers=tier_changes,
+        rewards=_reward_changes(existing_rewards, file.rewards),
     )
 
 
@@ -298,6 +321,118 @@ def _items(
     return tuple(found)
 
 
+TIER_SETTINGS = ("window", "grace_days", "downgrade")
+
+
+def _tier_changes(old: TierPolicy | None, new: TierPolicy | None) -> tuple[RuleChange, ...]:
+    changes: list[RuleChange] = []
+    if old is not None and new is not None:
+        changes += [
+            RuleChange("tiers", name, "changed")
+            for name in TIER_SETTINGS
+            if _stored(getattr(old, name)) != _stored(getattr(new, name))
+        ]
+    before = {level.code: _stored(level) for level in (old.levels if old else [])}
+    after = {level.code: _stored(level) for level in (new.levels if new else [])}
+    for code, level in after.items():
+        if code not in before:
+            changes.append(RuleChange("tiers", code, "added"))
+        elif before[code] != level:
+            changes.append(RuleChange("tiers", code, "changed"))
+    changes += [RuleChange("tiers", code, "removed") for code in before if code not in after]
+    kept_before = [code for code in before if code in after]
+    if kept_before != [code for code in after if code in before]:
+        changes.append(RuleChange("tiers", "order", "changed"))
+    return tuple(changes)
+
+
+def _refuse_tier_removal(
+    session: Session, file: ProgramFile, program_id: int, changes: Sequence[RuleChange]
+) -> None:
+    """A tier that members are in, or hold a grant to, cannot be removed: they would drop
+    to the base tier without an evaluation or any history."""
+    removed = [c.name for c in changes if c.action == "removed" and c.name is not None]
+    problems = []
+    for code in removed:
+        members = session.execute(
+            select(func.count())
+            .select_from(MemberTier)
+            .where(MemberTier.program_id == program_id, MemberTier.tier == code)
+        ).scalar_one()
+        grants = session.execute(
+            select(func.count())
+            .select_from(TierGrant)
+            .where(
+                TierGrant.program_id == program_id,
+                TierGrant.tier == code,
+                TierGrant.revoked_at.is_(None),
+            )
+        ).scalar_one()
+        if members or grants:
+            problems.append(
+                file.problem(
+                    ("tiers",) if file.tiers is None else ("tiers", "levels"),
+                    f"tier {code!r} cannot be removed: {members} member(s) are in it and "
+                    f"{grants} grant(s) name it (keep it, or rename it with its code)",
+                )
+            )
+    if problems:
+        raise ProgramFileInvalid(problems)
+
+
+def _reward_changes(
+    existing: Sequence[RewardSpec], wanted: Sequence[RewardSpec]
+) -> tuple[ItemChange, ...]:
+    by_code = {spec.code: spec for spec in existing}
+    found: list[ItemChange] = []
+    for spec in wanted:
+        old = by_code.get(spec.code)
+        if old is None:
+            shown = ("kind", "points", "stock")
+            given = tuple(Change(f, "", _show(getattr(spec, f))) for f in shown)
+            found.append(ItemChange(spec.code, "added", given))
+            continue
+        # compared as values: an instant in +08:00 equals it in UTC, 10 equals 10.00
+        before, after = old.model_dump(), spec.model_dump()
+        changes = tuple(
+            Change(name, _show(getattr(old, name)), _show(getattr(spec, name)))
+            for name in RewardSpec.model_fields
+            if before[name] != after[name]
+        )
+        if changes:
+            found.append(ItemChange(spec.code, "changed", changes))
+    named = {spec.code for spec in wanted}
+    found += [
+        ItemChange(spec.code, "deactivated")
+        for spec in existing
+        if spec.code not in named and spec.active
+    ]
+    return tuple(found)
+
+
+def _refuse_stock_cuts(session: Session, file: ProgramFile, program_id: int) -> None:
+    """A reward's `stock` is what may ever be redeemed: it cannot fall below what members
+    hold already."""
+    redeemed = dict(
+        session.execute(
+            select(Reward.code, Reward.redeemed).where(Reward.program_id == program_id)
+        ).all()
+    )
+    problems = []
+    for index, spec in enumerate(file.rewards):
+        taken = redeemed.get(spec.code, 0)
+        if spec.stock is not None and spec.stock < taken:
+            problems.append(
+                file.problem(
+                    ("rewards", index, "stock"),
+                    f"{taken} of reward {spec.code!r} are already redeemed: stock (what may "
+                    f"ever be redeemed) cannot be {spec.stock}",
+                )
+            )
+    if problems:
+        raise ProgramFileInvalid(problems)
+
+
 def _rule_changes(old: RuleSet | None, new: RuleSet) -> tuple[RuleChange, ...]:
     changes: list[RuleChange] = []
     for section in RULE_KEYS:
@@ -361,6 +496,7 @@ def apply(session: Session, file: ProgramFile, *, now: datetime, actor: str) -> 
             session, file.program, now=now, rules=file.rules, actor=actor, default_channels=False
         )
         version = 1
+        program.tiers = _stored(file.tiers) if file.tiers is not None else None
     else:
         for change in planned.settings:
             value = getattr(file.program, change.field)
@@ -368,13 +504,35 @@ def apply(session: Session, file: ProgramFile, *, now: datetime, actor: str) -> 
         if any(change.field == "allow_negative_balance" for change in planned.settings):
             set_debt_policy(session, program.id, file.program.allow_negative_balance)
         version, _ = save_rules(session, program.id, file.rules, now=now, actor=actor)
+        if planned.tiers:
+            program.tiers = _stored(file.tiers) if file.tiers is not None else None
     _sync(session, Store, program.id, file.stores, STORE_FIELDS)
     _sync(session, Channel, program.id, file.channels, CHANNEL_FIELDS)
+    _sync_rewards(session, program, file.rewards, planned.rewards, now=now)
     if not planned.empty:
         payload = {"actor": actor, "plan": planned.as_dict()}
         emit(session, program_id=program.id, type="program.configured", at=now, payload=payload)
     session.flush()
     return Applied(program_id=program.id, plan=planned, rules_version=version)
+
+
+def _sync_rewards(
+    session: Session,
+    program: Program,
+    specs: Sequence[RewardSpec],
+    changes: Sequence[ItemChange],
+    *,
+    now: datetime,
+) -> None:
+    from jifen.rewards.catalog import put_reward  # the catalog's rows belong to jifen.rewards
+
+    touched = {change.code: change.action for change in changes}
+    for spec in specs:
+        if spec.code in touched:
+            put_reward(session, program, spec, now=now)
+    for spec in reward_specs(session, program.id):
+        if touched.get(spec.code) == "deactivated":
+            put_reward(session, program, spec.model_copy(update={"active": False}), now=now)
 
 
 Outlet = TypeVar("Outlet", Store, Channel)

@@ -12,8 +12,11 @@ listing every mistake with its line and field path
 programme back as such a file; applying an export changes nothing. What applying a file
 does is `jifen.programs.apply`.
 
-New parts of a programme (tiers, rewards) join as fields of `ProgramFile`, a section of
-the plan (`jifen.programs.apply`) and a block of `export`.
+Besides the rules, the file holds the programme's tiers (`tiers:`, a
+`jifen.programs.tiers.TierPolicy`) and its rewards catalog (`rewards:`, a list of
+`jifen.programs.rewards.RewardSpec`). Names must agree across sections: a rule's `tier`
+condition, a reward's `tiers` and `prices`, and a tier's birthday gift and periodic
+rewards must name tiers and rewards the file defines.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jifen.programs.errors import FileProblem, ProgramFileInvalid
 from jifen.programs.models import Program
+from jifen.programs.rewards import RewardSpec
 from jifen.programs.rulesets import current_rules, references
 from jifen.programs.schemas import ChannelKind, ChannelSpec, ProgramCreate, StoreSpec
 from jifen.programs.service import DEFAULT_CHANNELS, list_channels, list_stores
+from jifen.programs.tiers import TierPolicy
 from jifen.programs.yamlfile import Path, SourceMap, problems_from, read_yaml, render_path
 from jifen.rules.schemas import RuleSet
 
@@ -53,6 +59,8 @@ class ProgramFile(RuleSet):
     program: ProgramCreate
     stores: list[StoreSpec] = []
     channels: list[ChannelSpec] = Field(default_factory=default_channels)
+    tiers: TierPolicy | None = None
+    rewards: list[RewardSpec] = []
 
     _where: SourceMap | None = PrivateAttr(None)
 
@@ -75,6 +83,7 @@ _UNIQUE: tuple[tuple[str, str, str], ...] = (
     ("earning_rules", "id", "rule id"),
     ("growth_rules", "id", "rule id"),
     ("event_rules", "type", "event type"),
+    ("rewards", "code", "reward code"),
 )
 """Lists whose items are named, and by what: a name given twice is a mistake."""
 
@@ -156,6 +165,46 @@ def _undefined_references(loaded: ProgramFile) -> list[FileProblem]:
                     f"no {ref.kind} {ref.code!r} in this file's {ref.kind}s (defined: {listed})",
                 )
             )
+    return problems + _undefined_tiers_and_rewards(loaded)
+
+
+def _undefined_tiers_and_rewards(loaded: ProgramFile) -> list[FileProblem]:
+    """Tier and reward names used across sections that the file does not define."""
+    tiers = [level.code for level in loaded.tiers.levels] if loaded.tiers else []
+    rewards = [reward.code for reward in loaded.rewards]
+    where_tiers = "no tiers: section" if not tiers else f"defined: {', '.join(tiers)}"
+    problems = []
+
+    def check_tier(code: str, path: tuple[str | int, ...]) -> None:
+        if code not in tiers:
+            problems.append(loaded.problem(path, f"no tier {code!r} in this file ({where_tiers})"))
+
+    for section in ("earning_rules", "growth_rules"):
+        for index, rule in enumerate(getattr(loaded, section)):
+            for position, code in enumerate(rule.when.tier or ()):
+                check_tier(str(code), (section, index, "when", "tier", position))
+    for index, reward in enumerate(loaded.rewards):
+        for position, code in enumerate(reward.tiers or ()):
+            check_tier(code, ("rewards", index, "tiers", position))
+        for code in reward.prices:
+            check_tier(code, ("rewards", index, "prices", code))
+    listed = ", ".join(rewards) or "none"
+    for index, level in enumerate(loaded.tiers.levels if loaded.tiers else []):
+        gift = level.benefits.birthday_gift
+        named: list[tuple[str, tuple[str | int, ...]]] = []
+        if gift is not None and gift.reward is not None:
+            named.append((gift.reward, ("birthday_gift", "reward")))
+        named += [
+            (p.reward, ("periodic", n, "reward")) for n, p in enumerate(level.benefits.periodic)
+        ]
+        for code, tail in named:
+            if code not in rewards:
+                problems.append(
+                    loaded.problem(
+                        ("tiers", "levels", index, "benefits", *tail),
+                        f"no reward {code!r} in this file's rewards (defined: {listed})",
+                    )
+                )
     return problems
 
 
@@ -182,6 +231,11 @@ def export(session: Session, program: Program) -> str:
         value = _compact_value(getattr(current.rules, name))
         if value is not None:
             document[name] = value
+    if program.tiers is not None:
+        document["tiers"] = _compact(TierPolicy.model_validate(program.tiers))
+    specs = reward_specs(session, program.id)
+    if specs:
+        document["rewards"] = [_compact(spec) for spec in specs]
     header = (
         f"# jifen programme file: {program.code}, rules version {current.version}.\n"
         "# Apply with `jifen programs apply FILE` (add --dry-run to see the changes first).\n"
@@ -194,6 +248,17 @@ def export(session: Session, program: Program) -> str:
         width=100,
     )
     return header + body
+
+
+def reward_specs(session: Session, program_id: int) -> list[RewardSpec]:
+    """The catalog as specs, in the order the rewards were first defined."""
+    from jifen.rewards.catalog import spec_of  # the catalog's rows belong to jifen.rewards
+    from jifen.rewards.models import Reward
+
+    rows = session.execute(
+        select(Reward).where(Reward.program_id == program_id).order_by(Reward.id)
+    ).scalars()
+    return [spec_of(row) for row in rows]
 
 
 def _compact(model: BaseModel) -> dict[str, Any]:
