@@ -154,7 +154,7 @@ def test_goods_only_while_pending(db, clock):
         mall.cancel(shipped.id)
     assert refused.value.params == {
         "redemption_id": shipped.id,
-        "status": "shipped",
+        "state": "shipped",
         "action": "cancel",
     }
     assert (

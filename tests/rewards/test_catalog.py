@@ -114,7 +114,7 @@ def test_put_refuses_a_stock_below_what_is_redeemed_and_changes_nothing(db, cloc
     spec = reward_spec(code="tea", kind="goods", points=1, stock=2)
     with pytest.raises(StockBelowRedeemed) as refused:
         mall.write(lambda s: catalog.put_reward(s, mall.program(s), spec, now=clock.now()))
-    assert refused.value.params == {"code": "tea", "redeemed": 3, "stock": 2}
+    assert refused.value.params == {"code": "tea", "reward": "tea", "redeemed": 3, "stock": 2}
     reward = mall.reward("tea")
     assert (reward.points, reward.stock, reward.redeemed) == (300, 5, 3)
     # exactly what is redeemed is allowed: nothing left
@@ -141,7 +141,7 @@ def test_add_stock_raises_and_lowers_but_never_below_redeemed(db, clock):
     assert add(-13).stock == 2
     with pytest.raises(StockBelowRedeemed) as refused:
         add(-1)
-    assert refused.value.params == {"code": "tea", "redeemed": 2, "stock": 1}
+    assert refused.value.params == {"code": "tea", "reward": "tea", "redeemed": 2, "stock": 1}
     assert mall.stock("tea") == (2, 2)
     with pytest.raises(InvalidInput):
         add(0)

@@ -45,7 +45,7 @@ def test_goods_move_pending_shipped_delivered(db, clock):
         _deliver(mall, redemption.id)
     assert early.value.params == {
         "redemption_id": redemption.id,
-        "status": "pending",
+        "state": "pending",
         "action": "deliver",
     }
     clock.advance(timedelta(days=1))
@@ -54,7 +54,7 @@ def test_goods_move_pending_shipped_delivered(db, clock):
     assert shipped.status == "shipped"
     with mall.unchanged(), pytest.raises(RedemptionState) as twice:
         _ship(mall, redemption.id, "another")
-    assert twice.value.params["status"] == "shipped"
+    assert twice.value.params["state"] == "shipped"
     clock.advance(timedelta(days=2))
     delivered = _deliver(mall, redemption.id)
     assert delivered.status == "delivered"
@@ -72,7 +72,7 @@ def test_goods_move_pending_shipped_delivered(db, clock):
     for step in (_ship, _deliver):
         with mall.unchanged(), pytest.raises(RedemptionState) as late:
             step(mall, redemption.id)
-        assert late.value.params["status"] == "delivered"
+        assert late.value.params["state"] == "delivered"
     assert mall.available(member) == 900
 
 
@@ -84,7 +84,7 @@ def test_only_goods_are_shipped_and_a_cancelled_parcel_goes_nowhere(db, clock):
     service = mall.redeem(member, "svc")
     with mall.unchanged(), pytest.raises(RedemptionState) as refused:
         _ship(mall, service.id)
-    assert refused.value.params["status"] == "issued"
+    assert refused.value.params["state"] == "issued"
     assert "cannot be shipped" in refused.value.message("en")
     assert "不能发货" in refused.value.message("zh-CN")
     goods = mall.redeem(member, "tea", shipping=ADDRESS)

@@ -61,7 +61,7 @@ def test_goods_given_wait_pending_with_the_address_if_given(db, clock):
     assert given.shipping["city"] == "上海市"
     with pytest.raises(OutOfStock) as refused:
         mall.give(mall.member(), "mug")
-    assert refused.value.params == {"code": "mug", "quantity": 1, "left": 0}
+    assert refused.value.params == {"code": "mug", "reward": "mug", "quantity": 1, "left": 0}
     assert mall.stock("mug") == (1, 1)
     assert mall.count(Redemption) == 1
 

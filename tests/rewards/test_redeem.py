@@ -192,7 +192,13 @@ def test_the_per_day_limit_resets_the_next_programme_local_day(db, clock):
     mall.redeem(member, "svc")
     with mall.unchanged(), pytest.raises(LimitReached) as refused:
         mall.redeem(member, "svc")
-    assert refused.value.params == {"code": "svc", "period": "day", "limit": 2, "used": 2}
+    assert refused.value.params == {
+        "code": "svc",
+        "reward": "svc",
+        "period": "day",
+        "limit": 2,
+        "used": 2,
+    }
     assert "每天" in refused.value.message("zh-CN")
     assert "a day" in refused.value.message("en")
     clock.set(datetime(2026, 1, 20, 23, 59, 59, tzinfo=SHANGHAI))
@@ -214,7 +220,13 @@ def test_the_lifetime_limit_counts_units_and_not_cancelled_ones_or_gifts(db, clo
     first = mall.redeem(member, "svc", quantity=2)
     with mall.unchanged(), pytest.raises(LimitReached) as refused:
         mall.redeem(member, "svc", quantity=2)
-    assert refused.value.params == {"code": "svc", "period": "ever", "limit": 3, "used": 2}
+    assert refused.value.params == {
+        "code": "svc",
+        "reward": "svc",
+        "period": "ever",
+        "limit": 3,
+        "used": 2,
+    }
     mall.give(member, "svc", quantity=5)  # gifts do not count
     mall.redeem(member, "svc")
     clock.advance(timedelta(days=400))
@@ -231,7 +243,7 @@ def test_out_of_stock_names_what_is_left_and_changes_nothing(db, clock):
     mall.redeem(a, "tea", quantity=2, shipping=ADDRESS)
     with mall.unchanged(), pytest.raises(OutOfStock) as refused:
         mall.redeem(b, "tea", quantity=2, shipping=ADDRESS)
-    assert refused.value.params == {"code": "tea", "quantity": 2, "left": 1}
+    assert refused.value.params == {"code": "tea", "reward": "tea", "quantity": 2, "left": 1}
     assert "剩余 1" in refused.value.message("zh-CN")
     mall.redeem(b, "tea", shipping=ADDRESS)
     with mall.unchanged(), pytest.raises(OutOfStock) as empty:
@@ -340,7 +352,7 @@ def test_unknown_reward_and_member(db, clock):
     member = mall.member(1000)
     with mall.unchanged(), pytest.raises(UnknownReward) as refused:
         mall.redeem(member, "nope")
-    assert refused.value.params == {"code": "nope"}
+    assert refused.value.params == {"code": "nope", "reward": "nope"}
     mall.put(code="svc")
     with mall.unchanged(), pytest.raises(NotFound):
         mall.redeem(member + 1000, "svc")

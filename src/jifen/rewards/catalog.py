@@ -103,7 +103,7 @@ def find_reward(session: Session, program_id: int, code: str) -> Reward | None:
 def get_reward(session: Session, program_id: int, code: str) -> Reward:
     reward = find_reward(session, program_id, code)
     if reward is None:
-        raise UnknownReward(code=code)
+        raise UnknownReward(code=code, reward=code)
     return reward
 
 
@@ -143,20 +143,28 @@ def unavailable(reward: Reward, now: datetime) -> RewardUnavailable | None:
     (a points price of 0)."""
     code = reward.code
     if not reward.active:
-        return RewardUnavailable(code=code, reason="inactive")
+        return RewardUnavailable(code=code, reward=code, reason="inactive")
     if reward.available_from is not None and now < reward.available_from:
         return RewardUnavailable(
-            code=code, reason="not-yet", available_from=reward.available_from.isoformat()
+            code=code,
+            reward=code,
+            reason="not-yet",
+            available_from=reward.available_from.isoformat(),
         )
     if reward.available_until is not None and now >= reward.available_until:
         return RewardUnavailable(
-            code=code, reason="ended", available_until=reward.available_until.isoformat()
+            code=code,
+            reward=code,
+            reason="ended",
+            available_until=reward.available_until.isoformat(),
         )
     started = started_at(reward, now)
     if started is not None:
-        return RewardUnavailable(code=code, reason="started", starts_at=started.isoformat())
+        return RewardUnavailable(
+            code=code, reward=code, reason="started", starts_at=started.isoformat()
+        )
     if reward.points == 0:
-        return RewardUnavailable(code=code, reason="benefit-only")
+        return RewardUnavailable(code=code, reward=code, reason="benefit-only")
     return None
 
 
@@ -247,7 +255,9 @@ def put_reward(
     if same_spec(spec_of(reward), spec):
         return reward, False
     if spec.stock is not None and spec.stock < reward.redeemed:
-        raise StockBelowRedeemed(code=spec.code, redeemed=reward.redeemed, stock=spec.stock)
+        raise StockBelowRedeemed(
+            code=spec.code, reward=spec.code, redeemed=reward.redeemed, stock=spec.stock
+        )
     for name, value in values.items():
         setattr(reward, name, value)
     reward.updated_at = now
@@ -275,7 +285,7 @@ def add_stock(session: Session, program_id: int, code: str, add: int, *, now: da
     session.refresh(reward)
     if done.rowcount == 0:  # type: ignore[attr-defined]
         raise StockBelowRedeemed(
-            code=code, redeemed=reward.redeemed, stock=(reward.stock or 0) + add
+            code=code, reward=code, redeemed=reward.redeemed, stock=(reward.stock or 0) + add
         )
     return reward
 

@@ -135,8 +135,8 @@ class RedemptionState(JifenError):
     status = 409
     title = {"zh-CN": "兑换单状态不允许此操作", "en": "Not possible in this state"}
     template = {
-        "zh-CN": "兑换单 {redemption_id} 当前为 {status}，不能{action}。",
-        "en": "Redemption {redemption_id} is {status}: it cannot be {action}.",
+        "zh-CN": "兑换单 {redemption_id} 当前为 {state}，不能{action}。",
+        "en": "Redemption {redemption_id} is {state}: it cannot be {action}.",
     }
     actions = {
         "ship": {"zh-CN": "发货", "en": "shipped"},

@@ -183,10 +183,12 @@ def give(
     ensure_writable(lock_account(session, book, member_id, now))
     reward = catalog.get_reward(session, program.id, reward_code)
     if not reward.active:
-        raise RewardUnavailable(code=reward.code, reason="inactive")
+        raise RewardUnavailable(code=reward.code, reward=reward.code, reason="inactive")
     started = catalog.started_at(reward, now)
     if started is not None:
-        raise RewardUnavailable(code=reward.code, reason="started", starts_at=started.isoformat())
+        raise RewardUnavailable(
+            code=reward.code, reward=reward.code, reason="started", starts_at=started.isoformat()
+        )
     _check_stock(reward, quantity)
     redemption = _insert(
         session,
@@ -259,6 +261,7 @@ def _check_tier(program: Program, reward: Reward, tier: str | None) -> None:
     if reward.tiers is not None and tier not in reward.tiers:
         raise TierNotAllowed(
             code=reward.code,
+            reward=reward.code,
             allowed=_tier_names(program, list(reward.tiers)),
             tier=_tier_names(program, [tier]) if tier is not None else "—",
             member_tier=tier,
@@ -300,13 +303,21 @@ def _check_limits(
         used = _used(session, reward, member_id, start, end)
         if used + quantity > reward.limit_per_day:
             raise LimitReached(
-                code=reward.code, period="day", limit=reward.limit_per_day, used=used
+                code=reward.code,
+                reward=reward.code,
+                period="day",
+                limit=reward.limit_per_day,
+                used=used,
             )
     if reward.limit_per_member is not None:
         used = _used(session, reward, member_id, None, now + timedelta(days=36500))
         if used + quantity > reward.limit_per_member:
             raise LimitReached(
-                code=reward.code, period="ever", limit=reward.limit_per_member, used=used
+                code=reward.code,
+                reward=reward.code,
+                period="ever",
+                limit=reward.limit_per_member,
+                used=used,
             )
 
 
@@ -315,14 +326,19 @@ def _check_stock(reward: Reward, quantity: int) -> None:
     plainly out of stock, before anything is written."""
     remaining = catalog.left(reward)
     if remaining is not None and remaining < quantity:
-        raise OutOfStock(code=reward.code, quantity=quantity, left=max(remaining, 0))
+        raise OutOfStock(
+            code=reward.code, reward=reward.code, quantity=quantity, left=max(remaining, 0)
+        )
 
 
 def _take(session: Session, reward: Reward, quantity: int) -> None:
     if not catalog.take_stock(session, reward.id, quantity):
         session.refresh(reward)
         raise OutOfStock(
-            code=reward.code, quantity=quantity, left=max(catalog.left(reward) or 0, 0)
+            code=reward.code,
+            reward=reward.code,
+            quantity=quantity,
+            left=max(catalog.left(reward) or 0, 0),
         )
 
 
@@ -513,9 +529,7 @@ def cancel(
     if pending_goods_only and redemption.status != RedemptionStatus.PENDING:
         raise Forbidden(scope="app", needed="admin")
     if redemption.status in (RedemptionStatus.SHIPPED, RedemptionStatus.DELIVERED):
-        raise RedemptionState(
-            redemption_id=redemption.id, status=redemption.status, action="cancel"
-        )
+        raise RedemptionState(redemption_id=redemption.id, state=redemption.status, action="cancel")
     reward = session.get(Reward, redemption.reward_id)
     assert reward is not None
     started = catalog.started_at(reward, now)  # only experiences start
@@ -590,7 +604,7 @@ def ship(
     """Goods pending → shipped, with the carrier and tracking number."""
     redemption = _locked(session, program_id, redemption_id)
     if redemption.status != RedemptionStatus.PENDING:
-        raise RedemptionState(redemption_id=redemption.id, status=redemption.status, action="ship")
+        raise RedemptionState(redemption_id=redemption.id, state=redemption.status, action="ship")
     redemption.status = RedemptionStatus.SHIPPED
     redemption.fulfilment = (redemption.fulfilment or {}) | {
         "carrier": carrier,
@@ -618,7 +632,7 @@ def deliver(
     redemption = _locked(session, program_id, redemption_id)
     if redemption.status != RedemptionStatus.SHIPPED:
         raise RedemptionState(
-            redemption_id=redemption.id, status=redemption.status, action="deliver"
+            redemption_id=redemption.id, state=redemption.status, action="deliver"
         )
     redemption.status = RedemptionStatus.DELIVERED
     redemption.fulfilment = (redemption.fulfilment or {}) | {
