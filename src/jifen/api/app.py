@@ -22,6 +22,8 @@ from jifen.api import (
     members,
     programs,
     purchases,
+    redemptions,
+    rewards,
     rules,
     segments,
     tiers,
@@ -80,6 +82,15 @@ TAGS = [
         "description": "Member tiers: standing and progress, history, grants (staff, "
         "invitation, paid membership).",
     },
+    {
+        "name": "rewards",
+        "description": "The rewards catalog (积分商城): prices, tier prices and restrictions, "
+        "windows, limits, stock; charity totals.",
+    },
+    {
+        "name": "redemptions",
+        "description": "Redeeming points for rewards, cancelling, shipping goods.",
+    },
     {"name": "problems", "description": "What each problem `type` means."},
 ]
 
@@ -131,6 +142,8 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
         jobs,
         rules,
         tiers,
+        rewards,
+        redemptions,
     ):
         app.include_router(module.router)
     app.include_router(catalogue)

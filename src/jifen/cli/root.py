@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from jifen.cli import db, jobs, keys, ledger, members, programs, serve, tiers
+from jifen.cli import db, jobs, keys, ledger, members, programs, rewards, serve, tiers
 from jifen.cli.errors import one_line, translate
 from jifen.cli.state import State
 
@@ -86,6 +86,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(members.app, name="members")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(rewards.app, name="rewards")
+app.add_typer(rewards.redemptions_app, name="redemptions")
 app.add_typer(tiers.app, name="tiers")
 
 
