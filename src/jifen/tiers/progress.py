@@ -250,15 +250,16 @@ class Words:
         if item.measure == "spend":
             money = f"{Decimal(n):,.2f}"
             if self.zh:
-                unit = "元" if self.currency == "CNY" else f" {self.currency} "
-                return f"{money}{unit}消费金额"
+                unit = "元" if self.currency == "CNY" else self.currency
+                return f"{money} {unit}消费金额"
             return f"{money} {self.currency} of spend"
         if self.zh:
             return f"{n:,} 笔订单"
         return f"{n:,} purchase" if n == 1 else f"{n:,} purchases"
 
     def _items(self, missing: list[Missing]) -> str:
-        return ("或" if self.zh else " or ").join(self.amount(item) for item in missing)
+        # each item starts with its number, set off by a space as in "还差 1,240 成长值"
+        return ("或 " if self.zh else " or ").join(self.amount(item) for item in missing)
 
     def reached(self, name: str) -> str:
         if self.zh:
