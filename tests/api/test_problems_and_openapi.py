@@ -195,6 +195,16 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         "/v1/segments/{code}/members": {"get"},
         "/v1/segments/{code}/members/{member_id}": {"put", "delete"},
         "/v1/members/{member_id}/segments": {"get"},
+        "/v1/rewards": {"get"},
+        "/v1/rewards/{code}": {"get", "put"},
+        "/v1/rewards/{code}/stock": {"post"},
+        "/v1/charity": {"get"},
+        "/v1/redemptions": {"post"},
+        "/v1/redemptions/{redemption_id}": {"get"},
+        "/v1/members/{member_id}/redemptions": {"get"},
+        "/v1/redemptions/{redemption_id}/cancel": {"post"},
+        "/v1/redemptions/{redemption_id}/ship": {"post"},
+        "/v1/redemptions/{redemption_id}/deliver": {"post"},
         "/problems": {"get"},
         "/problems/{code}": {"get"},
     }
@@ -233,6 +243,11 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
     assert "If-Match" in {p["name"] for p in put_rules["parameters"]}
     rules = paths["/v1/rules"]["get"]["responses"]["200"]["content"]["application/json"]
     assert rules["schema"]["$ref"].endswith("/RulesOut")
+    redeem = paths["/v1/redemptions"]["post"]["responses"]
+    for code in ("out-of-stock", "limit-reached", "insufficient-points", "reward-unavailable"):
+        assert f"`{code}`" in redeem["409"]["description"]
+    assert "`tier-not-allowed`" in redeem["403"]["description"]
+    assert "`unknown-reward`" in redeem["404"]["description"]
     transfer = paths["/v1/transfers"]["post"]["responses"]
     assert "`transfers-disabled`" in transfer["409"]["description"]
 

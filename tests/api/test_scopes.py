@@ -131,6 +131,35 @@ MATRIX = [
     Route("DELETE", "/v1/segments/{seg}/members/{on_seg}", frozenset({ADMIN}), 200),
     Route("GET", "/v1/segments/{seg}/members", EVERYONE, 200),
     Route("GET", "/v1/members/{m}/segments", EVERYONE, 200),
+    Route("GET", "/v1/rewards", EVERYONE, 200),
+    Route("GET", "/v1/rewards/{reward}", EVERYONE, 200),
+    Route(
+        "PUT",
+        "/v1/rewards/{new_reward}",
+        frozenset({ADMIN}),
+        200,
+        {"name": "优先服务", "kind": "service", "points": 100},
+    ),
+    Route("POST", "/v1/rewards/{goods}/stock", frozenset({ADMIN}), 200, {"add": 5}),
+    Route("GET", "/v1/charity", EVERYONE, 200),
+    Route(
+        "POST",
+        "/v1/redemptions",
+        frozenset({ADMIN, POS, APP}),
+        201,
+        {"member": {"id": "{m}"}, "reward": "{reward}"},
+    ),
+    Route("GET", "/v1/redemptions/{redemption}", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/redemptions", EVERYONE, 200),
+    Route("POST", "/v1/redemptions/{parcel}/cancel", frozenset({ADMIN, APP}), 200, {"reason": "x"}),
+    Route(
+        "POST",
+        "/v1/redemptions/{parcel}/ship",
+        frozenset({ADMIN}),
+        200,
+        {"carrier": "SF", "tracking": "SF1"},
+    ),
+    Route("POST", "/v1/redemptions/{shipped}/deliver", frozenset({ADMIN}), 200),
 ]
 
 
@@ -161,6 +190,29 @@ class Fresh:
         )
         return "check_in"
 
+    def _reward(self, code: str, **fields: Any) -> str:
+        body = {"name": code, "kind": "service", "points": 100} | fields
+        response = self.t.send("PUT", f"/v1/rewards/{code}", body)
+        assert response.status_code == 200, response.text
+        return code
+
+    def _parcel(self) -> int:
+        """A goods redemption waiting to be shipped."""
+        body = {
+            "member": {"id": self.get("m")},
+            "reward": self.get("goods"),
+            "shipping": {"name": "李娜", "phone": "13800000001", "city": "上海", "address": "1号"},
+        }
+        response = self.t.post("/v1/redemptions", body)
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    def _shipped(self) -> int:
+        parcel = self.get("parcel")
+        body = {"carrier": "SF", "tracking": "SF0"}
+        assert self.t.post(f"/v1/redemptions/{parcel}/ship", body).status_code == 200
+        return int(parcel)
+
     def get(self, name: str) -> Any:
         makers: dict[str, Callable[[], Any]] = {
             "m": self._member,
@@ -181,6 +233,14 @@ class Fresh:
                 "/v1/events",
                 {"type": self.get("etype"), "member": {"id": self.get("m")}, "external_id": "e"},
             ).json()["id"],
+            "reward": lambda: self._reward(f"svc-{next(_phones)}"),
+            "new_reward": lambda: f"new-{next(_phones)}",
+            "goods": lambda: self._reward(f"mug-{next(_phones)}", kind="goods", stock=50),
+            "redemption": lambda: self.t.post(
+                "/v1/redemptions", {"member": {"id": self.get("m")}, "reward": self.get("reward")}
+            ).json()["id"],
+            "parcel": self._parcel,
+            "shipped": self._shipped,
             "seg": lambda: "vip",
             "on_seg": lambda: self.t.send(
                 "PUT", f"/v1/segments/{self.get('seg')}/members/{self.get('m')}"
@@ -234,6 +294,12 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{event}": "{event_id}",
         "{seg}": "{code}",
         "{on_seg}": "{member_id}",
+        "{reward}": "{code}",
+        "{new_reward}": "{code}",
+        "{goods}": "{code}",
+        "{redemption}": "{redemption_id}",
+        "{parcel}": "{redemption_id}",
+        "{shipped}": "{redemption_id}",
     }
     in_matrix = set()
     for route in MATRIX:
