@@ -18,9 +18,14 @@ from jifen.db.uow import Database
 from jifen.earning.schemas import PurchaseOut
 from jifen.jobs.runner import JobReport, run_job
 from jifen.ledger.posting import Book
+from jifen.programs.rewards import RewardSpec
 from jifen.programs.service import get_program
 from jifen.programs.tiers import TierPolicy
+from jifen.rewards import catalog
+from jifen.rewards.models import Redemption
+from jifen.tiers import service
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
+from jifen.tiers.schemas import GrantIn
 
 __all__ = ["local"]
 
@@ -199,3 +204,59 @@ def run(db: Database, book: Book, clock: FrozenClock, job: str = "tiers") -> Job
 
 def money(value: str) -> Decimal:
     return Decimal(value)
+
+
+def put_reward(db: Database, book: Book, clock: FrozenClock, code: str, **fields: Any) -> None:
+    """A reward in the catalog (a 0-point free-delivery coupon unless told otherwise)."""
+    data: dict[str, Any] = {
+        "code": code,
+        "name": code,
+        "kind": "coupon",
+        "points": 0,
+        "coupon": {"kind": "free_delivery", "valid_days": 31},
+    }
+    spec = RewardSpec.model_validate(data | fields)
+    db.write(
+        lambda s: catalog.put_reward(s, get_program(s, book.program_id), spec, now=clock.now())
+    )
+
+
+def grant(
+    db: Database,
+    book: Book,
+    clock: FrozenClock,
+    member_id: int,
+    tier_code: str,
+    *,
+    days: int = 365,
+    kind: str = "staff",
+    reference: str | None = None,
+) -> TierGrant:
+    data = GrantIn.model_validate(
+        {"tier": tier_code, "kind": kind, "days": days, "reference": reference}
+    )
+
+    def write(s: Any) -> TierGrant:
+        made, _ = service.grant(
+            s, get_program(s, book.program_id), book, member_id, data, now=clock.now(), actor="t"
+        )
+        return made
+
+    return db.write(write)
+
+
+def given(db: Database, book: Book) -> list[tuple[int, str, str, int]]:
+    """Redemptions (member, reward, source, quantity) in id order."""
+    rows = db.read(
+        lambda s: s.execute(
+            select(
+                Redemption.member_id,
+                Redemption.reward_code,
+                Redemption.source,
+                Redemption.quantity,
+            )
+            .where(Redemption.program_id == book.program_id)
+            .order_by(Redemption.id)
+        ).all()
+    )
+    return [(a, b, c, d) for a, b, c, d in rows]
