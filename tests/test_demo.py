@@ -36,7 +36,10 @@ from jifen.ledger.schemas import Balance
 from jifen.members import service as members
 from jifen.members.models import Member
 from jifen.members.schemas import MemberStatus
+from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program
+from jifen.rewards.models import Coupon, Redemption
+from jifen.tiers.standing import tier_of
 
 SHANGHAI_NOON = datetime(2026, 1, 15, 4, 0, tzinfo=UTC)
 
@@ -103,6 +106,42 @@ def test_seed_tells_the_stories_it_promises(db: Database) -> None:
     assert db.read(lambda s: members.get(s, info.program_id, frozen.id)).status == "frozen"
     kinds = db.read(lambda s: set(s.execute(select(JournalTransaction.kind).distinct()).scalars()))
     assert {"earn", "spend", "reversal", "hold", "transfer", "release", "expire"} <= kinds
+    by_name = {m.name: m.id for m in info.members}
+
+    def mall(session: Any) -> dict[str, Any]:
+        program = session.get(Program, info.program_id)
+        return {
+            name: (
+                tier_of(session, program, member_id),
+                [
+                    (r.reward_code, r.quantity, r.points, r.status)
+                    for r in session.execute(
+                        select(Redemption)
+                        .where(Redemption.member_id == member_id)
+                        .order_by(Redemption.id)
+                    ).scalars()
+                ],
+            )
+            for name, member_id in by_name.items()
+        }
+
+    assert db.read(mall) == {
+        # 800 + 1,500 元 within 12 months: 银卡 on the second purchase; his vouchers expired
+        "张伟": ("silver", [("voucher-10", 3, 300, "issued")]),
+        "李娜": (
+            "silver",  # 2,000 元 in one purchase crossed 银卡's 2,000 growth value
+            [("tote-bag", 1, 1500, "delivered"), ("voucher-10", 5, 500, "cancelled")],
+        ),
+        "王芳": ("normal", []),
+        "刘洋": ("silver", [("knife-set", 1, 3000, "pending")]),
+        "陈静": ("normal", [("hope-project", 1, 100, "issued")]),
+    }
+    zhang_coupons = db.read(
+        lambda s: list(
+            s.execute(select(Coupon.status).where(Coupon.member_id == by_name["张伟"])).scalars()
+        )
+    )
+    assert zhang_coupons == ["expired"] * 3  # valid 30 days; the expiry job has run
     assert info.api_key is not None
     principal = db.read(lambda s: authenticate(s, info.api_key))
     assert (principal.program_id, principal.scope) == (info.program_id, Scope.ADMIN)

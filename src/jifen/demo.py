@@ -2,7 +2,8 @@
 
 `seed_demo(db, clock)` creates programme `demo-retail` (积分超市（演示）) from the shipped
 `retail-chain` example programme (its stores, channels and earning rules: 1 元 = 1 积分,
-double points on fresh food and dairy, a member day on the 8th, 满额送积分), with demo
+double points on fresh food and dairy, a member day on the 8th, 满额送积分; its four
+tiers and its rewards mall), with demo
 settings of its own (100 积分 = 10 元, a 7-day return window, points expiring 12 months
 after earning rounded up to the end of the month, transfers allowed), five members and an
 admin API key, all in one write transaction: either the whole demo is there or none of
@@ -10,11 +11,14 @@ it. It does nothing when the programme already exists, so it is safe to run on e
 start.
 
 The history is written through the services themselves — purchases through the earning
-service and its rules, returns, spends, holds and transfers through the ledger — with the
+service and its rules (the members who cross 2,000 growth value become 银卡 on that
+purchase), redemptions through the rewards mall (vouchers, a parcel shipped and
+delivered, a points + cash order still pending, a donation, a cancelled redemption),
+returns, spends, holds and transfers through the ledger — with the
 clock moved back in time (purchases 14 months, 6 months, 3 days ago…), and then the due
 jobs run at "now", so what a member has is exact relative to `clock.now()`: some lots
 have already expired, one expires within 30 days, some points are still pending, one
-member has an open hold, one a spend and its reversal, one a partly returned order, one
+member has an open hold, one a cancelled redemption, one a partly returned order, one
 is frozen.
 
 What each member should have is worked out alongside, by a small independent model of
@@ -44,9 +48,9 @@ from jifen.db.uow import Database
 from jifen.earning import purchases
 from jifen.earning.returns import record_return
 from jifen.earning.schemas import PurchaseIn, ReturnIn
+from jifen.jobs.runner import JOBS
 from jifen.ledger import service as ledger
 from jifen.ledger.expiry import expires_at
-from jifen.ledger.jobs import Step, run_batch
 from jifen.ledger.posting import Book
 from jifen.ledger.queries import EXPIRING_SOON_DAYS
 from jifen.members import service as members
@@ -57,6 +61,8 @@ from jifen.programs.config import load_program_file
 from jifen.programs.models import Program
 from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, get_program
+from jifen.rewards import redemptions
+from jifen.rewards.schemas import RedemptionIn
 
 DEMO_CODE = "demo-retail"
 DEMO_ACTOR = "demo:seed"
@@ -241,14 +247,35 @@ class _Person:
 
 PEOPLE = (
     _Person("13800138001", "张伟", date(1985, 3, 12), "老顾客：一批积分已过期，一批 30 天内到期"),
-    _Person("13800138002", "李娜", date(1990, 7, 25), "兑换后退单：一笔消费及其冲正"),
+    _Person(
+        "13800138002", "李娜", date(1990, 7, 25), "银卡会员：购物袋已签收，一笔代金券兑换已取消"
+    ),
     _Person("13800138003", "王芳", date(1988, 11, 2), "结账中：一笔未完成的积分预授权"),
-    _Person("13800138004", "刘洋", date(1979, 1, 30), "可疑交易，账户已冻结"),
-    _Person("13800138005", "陈静", date(1995, 5, 18), "新会员：收到转赠，另有待生效积分"),
+    _Person(
+        "13800138004", "刘洋", date(1979, 1, 30), "积分+现金兑换的刀具待发货；可疑交易，账户已冻结"
+    ),
+    _Person(
+        "13800138005", "陈静", date(1995, 5, 18), "新会员：收到转赠并捐给希望工程，另有待生效积分"
+    ),
 )
 DEMO_PHONES = tuple(person.phone for person in PEOPLE)
 STORES = ("sh-001", "sh-002", "bj-001")
 """Store codes of the retail-chain example."""
+
+
+ADDRESS = {
+    "name": "李娜",
+    "phone": "13800138002",
+    "province": "上海市",
+    "city": "上海市",
+    "district": "徐汇区",
+    "address": "漕溪北路 88 号 1201 室",
+    "postcode": "200030",
+}
+"""Where the demo's parcels go."""
+
+NIGHTLY = ("lapse", "release", "expire", "coupon-expiry", "tiers", "tier-benefits")
+"""The jobs the demo runs at "now", once the history is written (birthdays are not due)."""
 
 
 def _days(n: float, hours: float = 0) -> timedelta:
@@ -267,8 +294,8 @@ class _Seeder:
         self.wallets: dict[str, _Wallet] = {p.phone: _Wallet() for p in PEOPLE}
         self.statuses: dict[str, str] = {p.phone: MemberStatus.ACTIVE for p in PEOPLE}
         self.orders = count(1)
-        self.last_spend: dict[str, tuple[int, list[tuple[_Lot, int]]]] = {}
         self.last_purchase: dict[str, tuple[int, _Lot]] = {}
+        self.last_redemption: dict[str, tuple[int, list[tuple[_Lot, int]]]] = {}
 
     def _wallet(self, phone: str, at: datetime) -> _Wallet:
         wallet = self.wallets[phone]
@@ -338,7 +365,7 @@ class _Seeder:
         wallet.growth -= done.row.growth
 
     def spend(self, at: datetime, phone: str, points: int, reason: str) -> None:
-        txn = ledger.debit(
+        ledger.debit(
             self.session,
             self.book,
             self.ids[phone],
@@ -348,12 +375,47 @@ class _Seeder:
             reference=f"DEMO-{next(self.orders):04d}",
             reason=reason,
         )
-        self.last_spend[phone] = (txn.id, self._wallet(phone, at).take(points, at))
+        self._wallet(phone, at).take(points, at)
 
-    def reverse_last_spend(self, at: datetime, phone: str, reason: str) -> None:
-        txn_id, taken = self.last_spend.pop(phone)
-        ledger.reverse(self.session, self.book, txn_id, now=at, actor=DEMO_ACTOR, reason=reason)
+    def redeem(self, at: datetime, phone: str, reward: str, **fields: Any) -> None:
+        """A redemption in the rewards mall: its points are spent earliest-expiry first."""
+        data = RedemptionIn.model_validate(
+            {"member": {"id": self.ids[phone]}, "reward": reward, **fields}
+        )
+        done = redemptions.redeem(
+            self.session, self.program, self.book, data, now=at, actor=DEMO_ACTOR
+        )
+        self.last_redemption[phone] = (done.id, self._wallet(phone, at).take(done.points, at))
+
+    def cancel_last_redemption(self, at: datetime, phone: str, reason: str) -> None:
+        redemption_id, taken = self.last_redemption.pop(phone)
+        redemptions.cancel(
+            self.session,
+            self.program,
+            self.book,
+            redemption_id,
+            reason=reason,
+            now=at,
+            actor=DEMO_ACTOR,
+        )
         self._wallet(phone, at).give_back(taken, at)
+
+    def ship_and_deliver(self, at: datetime, phone: str, days: int) -> None:
+        """The member's last redemption (goods) ships now and is delivered `days` later."""
+        redemption_id, _ = self.last_redemption[phone]
+        pid = self.program.id
+        redemptions.ship(
+            self.session,
+            pid,
+            redemption_id,
+            carrier="顺丰速运",
+            tracking=f"SF{redemption_id:010d}",
+            now=at,
+            actor=DEMO_ACTOR,
+        )
+        redemptions.deliver(
+            self.session, pid, redemption_id, now=at + _days(days), actor=DEMO_ACTOR
+        )
 
     def hold(self, at: datetime, phone: str, points: int, until: datetime) -> None:
         ledger.authorise_hold(
@@ -427,16 +489,18 @@ class _Seeder:
         at(now - _days(400), self.spend, zhang.phone, 500, "积分抵现")
         at(self.earned_to_expire_soon(), self.purchase, zhang.phone, 800)
         at(now - _days(180), self.purchase, zhang.phone, 1500)
-        at(now - _days(30, hours=2), self.spend, zhang.phone, 300, "兑换：咖啡券")
+        at(now - _days(30, hours=2), self.redeem, zhang.phone, "voucher-10", quantity=3)
         at(now - _days(25), self.transfer, zhang.phone, chen.phone, 200)
         at(now - _days(3), self.purchase, zhang.phone, 268, "fresh")
-        # 李娜: a redemption, then another that was cancelled (reversed).
+        # 李娜: 2,000 元 make her 银卡 on that purchase; a tote bag shipped and delivered,
+        # then vouchers redeemed and cancelled (the points go back to their lots).
         at(now - _days(300), self.enrol, li)
         at(now - _days(270), self.purchase, li.phone, 2000)
-        at(now - _days(100), self.spend, li.phone, 400, "兑换：帆布袋")
+        at(now - _days(100), self.redeem, li.phone, "tote-bag", shipping=ADDRESS)
+        at(now - _days(99), self.ship_and_deliver, li.phone, 2)
         at(now - _days(20), self.purchase, li.phone, 600)
-        at(now - _days(5), self.spend, li.phone, 1000, "兑换：电饭煲")
-        at(now - _days(4), self.reverse_last_spend, li.phone, "订单取消，积分退回")
+        at(now - _days(5), self.redeem, li.phone, "voucher-10", quantity=5)
+        at(now - _days(4), self.cancel_last_redemption, li.phone, "会员申请取消，积分退回")
         # 王芳: points set aside for a checkout that is still open.
         at(now - _days(250), self.enrol, wang)
         at(now - _days(240), self.purchase, wang.phone, 900)
@@ -445,20 +509,28 @@ class _Seeder:
         # 刘洋: frozen after a suspicious pattern.
         at(now - _days(220), self.enrol, liu)
         at(now - _days(210), self.purchase, liu.phone, 3000)
-        at(now - _days(120), self.spend, liu.phone, 1200, "兑换：蓝牙耳机")
+        at(
+            now - _days(120),
+            self.redeem,
+            liu.phone,
+            "knife-set",
+            shipping=ADDRESS | {"name": "刘洋", "phone": liu.phone},
+            payment_reference="WX-DEMO-0001",
+        )
         at(now - _days(7), self.freeze, liu.phone, "可疑交易，待核查")
         # 陈静: joined a month ago, received a gift, a purchase still pending and partly
         # returned the next day.
         at(now - _days(30), self.enrol, chen)
+        at(now - _days(10), self.redeem, chen.phone, "hope-project")
         at(now - _days(2), self.purchase, chen.phone, 150, "dairy")
         at(now - _days(1), self.partial_return, chen.phone, 50)
 
         order = sorted(range(len(script)), key=lambda i: (script[i][0], i))
         for when, action, args, kwargs in (script[i] for i in order):
             action(when, *args, **kwargs)
-        for step in (Step.LAPSE, Step.RELEASE, Step.EXPIRE):  # the nightly jobs, run now
+        for name in NIGHTLY:  # the nightly jobs, run now
             while True:
-                result = run_batch(self.session, self.book, step, now, 500)
+                result = JOBS[name].batch(self.session, self.program, now, 500)
                 if result.accounts == 0 and result.items == 0:
                     break
 
