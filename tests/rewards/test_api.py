@@ -97,8 +97,10 @@ def test_the_catalog_with_a_members_offer(api: Api) -> None:  # noqa: F811
     assert offers["mug"]["refusal"] == {
         "type": "/problems/insufficient-points",
         "code": "insufficient-points",
-        "detail": "可用积分不足：需要 300，可用 150。",
+        "detail": "Insufficient points: 300 needed, 150 available.",
     }
+    zh = t.get("/v1/rewards/mug", member_id=member).json()["member"]["refusal"]["detail"]
+    assert zh == "可用积分不足：需要 300，可用 150。"
     _redeem(t, member, "svc")
     after = t.get("/v1/rewards/svc", member_id=member).json()
     assert after["member"]["refusal"]["code"] == "limit-reached"

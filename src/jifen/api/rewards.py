@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from jifen.api.deps import ADMIN, ALL, MAX_ID, ReadCall, Unit, Write, read, render
 from jifen.api.idempotency import write
-from jifen.api.problems import READ, WRITE, problems
+from jifen.api.problems import READ, WRITE, language, problems
 from jifen.core.errors import InvalidInput, NotFound
 from jifen.programs.rewards import RewardKind
 from jifen.rewards import catalog, redemptions
@@ -36,10 +36,10 @@ MemberQuery = Annotated[
 ]
 
 
-def _out(u: Unit, reward: Reward, member_id: int | None) -> RewardOut:
+def _out(u: Unit, reward: Reward, member_id: int | None, lang: str) -> RewardOut:
     offer = None
     if member_id is not None:
-        offer = redemptions.offer(u.session, u.program, u.book, reward, member_id, u.now)
+        offer = redemptions.offer(u.session, u.program, u.book, reward, member_id, u.now, lang=lang)
     return catalog.describe(reward, u.now, offer)
 
 
@@ -56,6 +56,7 @@ def _out(u: Unit, reward: Reward, member_id: int | None) -> RewardOut:
 )
 def list_rewards(
     call: ReadCall,
+    request: Request,
     kind: RewardKind | None = None,
     available: bool = False,
     member_id: MemberQuery = None,
@@ -68,7 +69,7 @@ def list_rewards(
         found = catalog.list_rewards(
             u.session, u.program_id, kind=kind, available_at=u.now if available else None
         )
-        return [_out(u, reward, member_id) for reward in found]
+        return [_out(u, reward, member_id, language(request)) for reward in found]
 
     return render(read(call, ALL, op))
 
@@ -79,12 +80,15 @@ def list_rewards(
     summary="One reward, with what is left",
     responses=problems(*READ, UnknownReward),
 )
-def get_reward(code: CodePath, call: ReadCall, member_id: MemberQuery = None) -> JSONResponse:
+def get_reward(
+    code: CodePath, call: ReadCall, request: Request, member_id: MemberQuery = None
+) -> JSONResponse:
+    lang = language(request)
     return render(
         read(
             call,
             ALL,
-            lambda u: _out(u, catalog.get_reward(u.session, u.program_id, code), member_id),
+            lambda u: _out(u, catalog.get_reward(u.session, u.program_id, code), member_id, lang),
         )
     )
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from jifen.cli.messages import language
 from jifen.cli.output import local, out
 from jifen.cli.programs import ProgramOption, program_named
 from jifen.cli.state import actor, state_of
@@ -105,7 +106,8 @@ def rewards_show(
         reward = catalog.get_reward(session, found.id, code)
         offer = None
         if member is not None:
-            offer = redemptions.offer(session, found, book_for(session, found), reward, member, now)
+            book = book_for(session, found)
+            offer = redemptions.offer(session, found, book, reward, member, now, lang=language())
         return found, catalog.describe(reward, now, offer)
 
     found, reward = state.database().read(read)

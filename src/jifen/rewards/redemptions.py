@@ -412,10 +412,18 @@ def _event(redemption: Redemption) -> dict[str, Any]:
 
 
 def offer(
-    session: Session, program: Program, book: Book, reward: Reward, member_id: int, now: datetime
+    session: Session,
+    program: Program,
+    book: Book,
+    reward: Reward,
+    member_id: int,
+    now: datetime,
+    *,
+    lang: str = "zh-CN",
 ) -> MemberOffer:
     """What the member would pay for one unit now, and the refusal a redemption of one
-    unit would get (read without locks: a redemption decides for real)."""
+    unit would get, its detail in `lang` (read without locks: a redemption decides for
+    real)."""
     account = _points_account(session, book, member_id)
     tier = tier_of(session, program, member_id)
     price = catalog.price_for(reward, tier)
@@ -440,7 +448,9 @@ def offer(
         cash=reward.cash,
         may_redeem=refusal is None,
         refusal=(
-            Refusal(type=f"/problems/{refusal.code}", code=refusal.code, detail=refusal.message())
+            Refusal(
+                type=f"/problems/{refusal.code}", code=refusal.code, detail=refusal.message(lang)
+            )
             if refusal is not None
             else None
         ),
