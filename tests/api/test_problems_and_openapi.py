@@ -205,6 +205,11 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         "/v1/redemptions/{redemption_id}/cancel": {"post"},
         "/v1/redemptions/{redemption_id}/ship": {"post"},
         "/v1/redemptions/{redemption_id}/deliver": {"post"},
+        "/v1/tiers": {"get"},
+        "/v1/members/{member_id}/tier": {"get"},
+        "/v1/members/{member_id}/tier/history": {"get"},
+        "/v1/members/{member_id}/tier/grants": {"post"},
+        "/v1/members/{member_id}/tier/grants/{grant_id}/revoke": {"post"},
         "/problems": {"get"},
         "/problems/{code}": {"get"},
     }
@@ -248,6 +253,10 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         assert f"`{code}`" in redeem["409"]["description"]
     assert "`tier-not-allowed`" in redeem["403"]["description"]
     assert "`unknown-reward`" in redeem["404"]["description"]
+    grants = paths["/v1/members/{member_id}/tier/grants"]["post"]["responses"]
+    for code in ("unknown-tier", "grant-ends-before-start"):
+        assert f"`{code}`" in grants["422"]["description"]
+    assert "`grant-reference-conflict`" in grants["409"]["description"]
     transfer = paths["/v1/transfers"]["post"]["responses"]
     assert "`transfers-disabled`" in transfer["409"]["description"]
 

@@ -18,6 +18,8 @@ import pytest
 from api.harness import Api, Tenant, assert_problem
 from jifen.access.service import Scope
 from jifen.programs.rulesets import save_rules
+from jifen.programs.service import get_program
+from jifen.programs.tiers import TierPolicy
 from jifen.rules.schemas import RuleSet
 
 ADMIN, POS, APP, READ = Scope.ADMIN, Scope.POS, Scope.APP, Scope.READ
@@ -160,6 +162,19 @@ MATRIX = [
         {"carrier": "SF", "tracking": "SF1"},
     ),
     Route("POST", "/v1/redemptions/{shipped}/deliver", frozenset({ADMIN}), 200),
+    Route("GET", "/v1/tiers", EVERYONE, 200),
+    Route("GET", "/v1/members/{tm}/tier", EVERYONE, 200),
+    Route("GET", "/v1/members/{tm}/tier/history", EVERYONE, 200),
+    Route(
+        "POST",
+        "/v1/members/{tm}/tier/grants",
+        frozenset({ADMIN}),
+        201,
+        {"tier": "gold", "kind": "staff", "days": 30},
+    ),
+    Route("POST", "/v1/members/{tm}/tier/grants/{grant}/revoke", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/jobs/tiers", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/jobs/tier-benefits", frozenset({ADMIN}), 200),
 ]
 
 
@@ -213,6 +228,24 @@ class Fresh:
         assert self.t.post(f"/v1/redemptions/{parcel}/ship", body).status_code == 200
         return int(parcel)
 
+    def _tiered_member(self) -> int:
+        """A member of a programme with tiers (the programme's tiers set first)."""
+        document = TierPolicy.model_validate(
+            {
+                "window": {"kind": "rolling", "months": 12},
+                "levels": [
+                    {"code": "normal", "name": "普通会员"},
+                    {"code": "gold", "name": "金卡会员", "enter": {"growth": 5000}},
+                ],
+            }
+        ).model_dump(mode="json")
+
+        def set_tiers(session: Any) -> None:
+            get_program(session, self.t.book.program_id).tiers = document
+
+        self.t.api.db.write(set_tiers)
+        return int(self.get("m"))
+
     def get(self, name: str) -> Any:
         makers: dict[str, Callable[[], Any]] = {
             "m": self._member,
@@ -241,6 +274,11 @@ class Fresh:
             ).json()["id"],
             "parcel": self._parcel,
             "shipped": self._shipped,
+            "tm": self._tiered_member,
+            "grant": lambda: self.t.post(
+                f"/v1/members/{self.get('tm')}/tier/grants",
+                {"tier": "gold", "kind": "staff", "days": 3},
+            ).json()["id"],
             "seg": lambda: "vip",
             "on_seg": lambda: self.t.send(
                 "PUT", f"/v1/segments/{self.get('seg')}/members/{self.get('m')}"
@@ -300,13 +338,15 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{redemption}": "{redemption_id}",
         "{parcel}": "{redemption_id}",
         "{shipped}": "{redemption_id}",
+        "{tm}": "{member_id}",
+        "{grant}": "{grant_id}",
     }
     in_matrix = set()
     for route in MATRIX:
         path = route.path.split("?")[0]
         for short, long in names.items():
             path = path.replace(short, long)
-        in_matrix.add((route.method, re.sub(r"^/v1/jobs/\w+$", "/v1/jobs/{name}", path)))
+        in_matrix.add((route.method, re.sub(r"^/v1/jobs/[\w-]+$", "/v1/jobs/{name}", path)))
     paths = api.client.get("/openapi.json").json()["paths"]
     in_app = {
         (method.upper(), path)
