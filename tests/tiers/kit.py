@@ -25,7 +25,7 @@ from jifen.rewards import catalog
 from jifen.rewards.models import Redemption
 from jifen.tiers import service
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
-from jifen.tiers.schemas import GrantIn
+from jifen.tiers.schemas import GrantIn, GrantOut
 
 __all__ = ["local"]
 
@@ -187,9 +187,9 @@ def issues(db: Database, book: Book) -> list[tuple[int, str, str, str]]:
 
 
 def grants(db: Database, book: Book) -> list[TierGrant]:
-    return list(
-        db.read(
-            lambda s: s.execute(
+    return db.read(
+        lambda s: list(
+            s.execute(
                 select(TierGrant)
                 .where(TierGrant.program_id == book.program_id)
                 .order_by(TierGrant.id)
@@ -231,16 +231,16 @@ def grant(
     days: int = 365,
     kind: str = "staff",
     reference: str | None = None,
-) -> TierGrant:
+) -> GrantOut:
     data = GrantIn.model_validate(
         {"tier": tier_code, "kind": kind, "days": days, "reference": reference}
     )
 
-    def write(s: Any) -> TierGrant:
+    def write(s: Any) -> GrantOut:
         made, _ = service.grant(
             s, get_program(s, book.program_id), book, member_id, data, now=clock.now(), actor="t"
         )
-        return made
+        return service.describe_grant(made, clock.now())
 
     return db.write(write)
 

@@ -1,0 +1,113 @@
+"""Tiers under concurrent writers, on PostgreSQL (separate connections, row locks): purchases
+that together cross a threshold upgrade once; one paid reference sent at once grants once;
+two workers running the evaluation or the benefits job at once do everything once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+from typing import Any
+
+from jifen.core.clock import FrozenClock
+from jifen.db.uow import Database
+from jifen.jobs.runner import run_job
+
+from .kit import (
+    LEVELS,
+    given,
+    grant,
+    grants,
+    history,
+    issues,
+    local,
+    member,
+    policy,
+    put_reward,
+    spend,
+    standing,
+    tier_events,
+    tiered,
+)
+
+
+def _at_once(n: int, fn: Any) -> list[Any]:
+    start = Barrier(n)
+
+    def run(i: int) -> Any:
+        start.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def test_two_purchases_that_together_cross_the_threshold_upgrade_once(pg_db: Database, clock):
+    book = tiered(pg_db, clock)
+    m = member(pg_db, book, clock)
+    _at_once(2, lambda i: spend(pg_db, book, clock, m, "600"))
+    assert standing(pg_db, book, m) == ("silver", "silver", None)
+    assert history(pg_db, book, m) == [("normal", "silver", "qualified")]
+    assert [t for t, _ in tier_events(pg_db, book, m)] == ["tier.changed"]
+
+
+def test_sixteen_purchases_at_once_cross_two_thresholds_once_each(pg_db: Database, clock):
+    book = tiered(pg_db, clock)
+    m = member(pg_db, book, clock)
+    _at_once(16, lambda i: spend(pg_db, book, clock, m, "400"))  # 6,400 in all
+    assert standing(pg_db, book, m) == ("gold", "gold", None)
+    # one at a time under the member's lock: 1,200 crosses silver's 1,000, 5,200 gold's 5,000
+    assert history(pg_db, book, m) == [
+        ("normal", "silver", "qualified"),
+        ("silver", "gold", "qualified"),
+    ]
+
+
+def test_one_payment_reference_sent_at_once_grants_once(pg_db: Database, clock):
+    book = tiered(pg_db, clock)
+    m = member(pg_db, book, clock)
+    made = _at_once(
+        8, lambda i: grant(pg_db, book, clock, m, "gold", kind="paid", reference="pay-1")
+    )
+    assert len({g.id for g in made}) == 1
+    assert len(grants(pg_db, book)) == 1
+    assert history(pg_db, book, m) == [("normal", "gold", "granted")]
+
+
+def test_two_workers_evaluating_at_once_do_each_member_once(pg_db: Database, clock):
+    book = tiered(pg_db, clock, policy(grace_days=0))
+    members = [member(pg_db, book, clock) for _ in range(30)]
+    for m in members:
+        spend(pg_db, book, clock, m, "1000")
+    later = FrozenClock(local(2027, 3, 1, 12))
+    reports = _at_once(
+        2,
+        lambda i: run_job(
+            pg_db, "tiers", now=later.now(), program_id=book.program_id, batch_size=4
+        ),
+    )
+    assert sum(r.totals.accounts for r in reports) == 30
+    for m in members:
+        assert history(pg_db, book, m) == [
+            ("normal", "silver", "qualified"),
+            ("silver", "normal", "downgraded"),
+        ]
+
+
+def test_two_workers_giving_benefits_at_once_give_each_once(pg_db: Database, clock):
+    levels = [
+        LEVELS[0] | {"benefits": {"periodic": [{"reward": "free-delivery", "every": "month"}]}}
+    ]
+    book = tiered(pg_db, clock, policy(levels=levels))
+    put_reward(pg_db, book, clock, "free-delivery", stock=25)
+    members = [member(pg_db, book, clock) for _ in range(30)]
+    _at_once(
+        2,
+        lambda i: run_job(
+            pg_db, "tier-benefits", now=clock.now(), program_id=book.program_id, batch_size=4
+        ),
+    )
+    handed = given(pg_db, book)
+    assert len(handed) == 25  # the stock, never more
+    assert len({m for m, *_ in handed}) == 25
+    assert len(issues(pg_db, book)) == 25
+    assert {m for m, *_ in handed} <= set(members)
