@@ -82,7 +82,7 @@ class Purchase(Base):
     paid_points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Points spent on this order (captured from the hold)."""
     paid_points_value: Mapped[Decimal] = mapped_column(
-        Money, default=Decimal(0), server_default="0"
+        Money, default=Decimal("0.00"), server_default="0"
     )
     """What those points paid, in money: the order earns on the rest (the cash part)."""
     capture_txn_id: Mapped[int | None] = mapped_column(Id)
@@ -127,7 +127,9 @@ class PurchaseLine(Base):
     returned_amount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     """Net amount refunded for the line so far (money, and the points share if points paid
     part of the line)."""
-    points_value: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default="0")
+    points_value: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal("0.00"), server_default="0"
+    )
     """The part of this line's net amount paid with points (earns nothing)."""
 
 
@@ -165,7 +167,7 @@ class PurchaseReturn(Base):
     # (`jifen.rewards.checkout.refund_returned`). No foreign key, as for purchases.hold_id.
     paid_points_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     paid_points_value_refunded: Mapped[Decimal] = mapped_column(
-        Money, default=Decimal(0), server_default="0"
+        Money, default=Decimal("0.00"), server_default="0"
     )
     """The part of `amount` points had paid: not refunded in money."""
     refund_txn_id: Mapped[int | None] = mapped_column(Id)

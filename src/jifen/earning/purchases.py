@@ -8,7 +8,9 @@ One purchase is one transaction's worth of work:
    and budgets leave;
 3. the purchase, its lines and its breakdown are written, the ledger credits the points
    (pending until the return window closes) and the growth value, and the counters of
-   capped rules move — all or nothing.
+   capped rules move — all or nothing. Where points paid part of the order
+   (`points_payment`), its checkout hold is captured first and the award is on each
+   line's cash part (`jifen.rewards.checkout`).
 `simulate` runs steps 2 without locks or writes, so it gives the same answer a real
 purchase would get at that moment.
 
@@ -55,6 +57,7 @@ from jifen.members import service as members
 from jifen.members.models import Member
 from jifen.programs.models import Channel, Program, Store
 from jifen.programs.rulesets import VersionedRules, current_rules
+from jifen.rewards import checkout
 from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
@@ -107,6 +110,20 @@ def record(
         existing = _by_external_id(session, program.id, data.external_id)
         assert existing is not None
         return Recorded(_same_order(existing, data, member), created=False)
+    if data.points_payment is not None:
+        # Points paid part of it: the hold is captured now, before the award, which then
+        # sees each line's cash part only (jifen.rewards.checkout).
+        checkout.capture(
+            session,
+            program,
+            book,
+            purchase,
+            _lines_of(session, purchase.id),
+            data.points_payment.hold_id,
+            member,
+            now=now,
+            actor=actor,
+        )
     if member is not None:
         purchase.member_id = member.id
         _award(session, program, book, purchase, member, now=now, actor=actor)
@@ -163,6 +180,10 @@ def simulate(
         ensure_writable(_account(session, program.id, member.id))
     _check(session, program, data, now, attach=member is not None)
     lines = [_line(i, line) for i, line in enumerate(data.lines)]
+    if data.points_payment is not None:  # what the capture would leave: the cash parts
+        lines = checkout.preview(
+            session, program, data.points_payment.hold_id, member, lines, now=now
+        )
     basket = _basket(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
     facts = _facts(session, program, member, exclude_purchase=None)
     result = evaluate_purchase(
@@ -559,7 +580,8 @@ def _line(index: int, line: Any) -> Line:
 
 def remaining_basket(book: Book, purchase: Purchase, lines: list[PurchaseLine]) -> Basket:
     """The order as it stands: what has not been returned (a line fully refunded, or
-    whose every item came back, is gone)."""
+    whose every item came back, is gone), each line at its cash part (what points paid of
+    what is left of it earns nothing)."""
     kept = []
     for line in lines:
         quantity = line.quantity - line.returned_quantity
@@ -570,7 +592,7 @@ def remaining_basket(book: Book, purchase: Purchase, lines: list[PurchaseLine]) 
             Line(
                 sku=line.sku,
                 quantity=quantity,
-                amount=amount,
+                amount=amount - checkout.points_value_left(line),
                 category=line.category,
                 brand=line.brand,
                 attributes=line.attributes or {},
@@ -690,6 +712,9 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
         rule_set_version=purchase.rule_set_version,
         breakdown=_items(purchase.breakdown),
         growth_breakdown=_items(purchase.growth_breakdown),
+        hold_id=purchase.hold_id,
+        paid_points=purchase.paid_points,
+        paid_points_value=purchase.paid_points_value,
         lines=[
             LineOut(
                 line_no=line.line_no,
@@ -703,6 +728,7 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
                 attributes=line.attributes,
                 returned_quantity=line.returned_quantity,
                 returned_amount=line.returned_amount,
+                points_value=line.points_value,
             )
             for line in lines
         ],
@@ -714,6 +740,7 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
                 points=r.points,
                 growth=r.growth,
                 withhold_amount=r.withhold_amount,
+                paid_points_refunded=r.paid_points_refunded,
                 created_at=r.created_at,
             )
             for r in returns

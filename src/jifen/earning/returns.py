@@ -43,6 +43,7 @@ from jifen.programs.models import Program
 from jifen.programs.rulesets import rules_at
 from jifen.programs.schemas import ReturnPolicy
 from jifen.programs.service import points_value
+from jifen.rewards import checkout
 from jifen.rules.evaluator import CompiledRule, evaluate
 
 CENT = Decimal("0.01")
@@ -125,6 +126,17 @@ def record_return(
         )
     points = sum(points_loss.values())
     growth = sum(growth_loss.values())
+    # Points that paid for the order come back first (their share of what is returned),
+    # so that a clawback of the award can take from them before anything is let go.
+    paid_back = checkout.refund_returned(
+        session,
+        book,
+        purchase,
+        lines,
+        {no: amount for no, (_, amount) in refunds.items()},
+        now=now,
+        actor=actor,
+    )
     policy = ReturnPolicy(program.return_policy)
     taken = not_taken = 0
     clawback_id = growth_clawback_id = None
@@ -176,6 +188,9 @@ def record_return(
         if policy == ReturnPolicy.WITHHOLD
         else Decimal(0),
         growth=growth,
+        paid_points_refunded=paid_back.points,
+        paid_points_value_refunded=paid_back.value,
+        refund_txn_id=paid_back.transaction_id,
         breakdown=[{"kind": "points", "rule": rule, "points": n} for rule, n in points_loss.items()]
         + [{"kind": "growth", "rule": rule, "points": n} for rule, n in growth_loss.items()],
         clawback_txn_id=clawback_id,
@@ -396,6 +411,9 @@ def describe_return(row: PurchaseReturn, purchase: Purchase) -> ReturnOut:
         points_taken=row.points_taken,
         points_not_taken=row.points_not_taken,
         withhold_amount=row.withhold_amount,
+        paid_points_refunded=row.paid_points_refunded,
+        paid_points_value_refunded=row.paid_points_value_refunded,
+        cash_refund=row.amount - row.paid_points_value_refunded,
         growth=row.growth,
         breakdown=row.breakdown,
         purchase_status=purchase.status,

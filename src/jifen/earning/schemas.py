@@ -60,6 +60,15 @@ class LineIn(BaseModel):
         return self.amount - self.discount
 
 
+class PointsPaymentIn(BaseModel):
+    """Points paid part of the order: the checkout hold placed for it
+    (`POST /v1/checkout/hold`), captured when the purchase is recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hold_id: Annotated[int, Field(gt=0, lt=2**63, strict=True)]
+
+
 class PurchaseIn(BaseModel):
     """A completed order. Without a member it is recorded unclaimed, for a member to claim
     later (retro-claim)."""
@@ -77,6 +86,11 @@ class PurchaseIn(BaseModel):
     lines: Annotated[list[LineIn], Field(min_length=1, max_length=500)]
     total: Money = Field(description="what the customer paid: Σ (line amount − line discount)")
     attributes: dict[Code, AttributeValue] = Field(default_factory=dict)
+    points_payment: PointsPaymentIn | None = Field(
+        None,
+        description="points paid part of it: the hold is captured with the purchase, its "
+        "value split over the eligible lines, and the order earns on the cash part only",
+    )
 
     @field_validator("total")
     @classmethod
@@ -129,6 +143,7 @@ class LineOut(BaseModel):
     attributes: dict[str, Any] | None
     returned_quantity: Decimal
     returned_amount: Decimal
+    points_value: Decimal = Field(description="the part of the line's net amount points paid")
 
 
 class ReturnSummary(BaseModel):
@@ -138,6 +153,7 @@ class ReturnSummary(BaseModel):
     points: int
     growth: int
     withhold_amount: Decimal
+    paid_points_refunded: int
     created_at: datetime
 
 
@@ -162,6 +178,11 @@ class PurchaseOut(BaseModel):
     rule_set_version: int | None
     breakdown: list[BreakdownItem]
     growth_breakdown: list[BreakdownItem]
+    hold_id: int | None = Field(description="the checkout hold that paid part of it")
+    paid_points: int = Field(description="points spent on the order")
+    paid_points_value: Decimal = Field(
+        description="what they paid: the order earned on total less this"
+    )
     lines: list[LineOut]
     returns: list[ReturnSummary]
     created_at: datetime
@@ -220,6 +241,16 @@ class ReturnOut(BaseModel):
     points_not_taken: int = Field(description="already spent and not taken (deduct/withhold)")
     withhold_amount: Decimal = Field(
         description="money to keep back from the refund for points already spent (withhold)"
+    )
+    paid_points_refunded: int = Field(
+        description="points the order was paid with, given back by this return"
+    )
+    paid_points_value_refunded: Decimal = Field(
+        description="the part of `amount` points had paid (given back as points)"
+    )
+    cash_refund: Decimal = Field(
+        description="the part of `amount` to refund in money: amount less "
+        "paid_points_value_refunded (keep back withhold_amount from it)"
     )
     growth: int
     breakdown: list[dict[str, Any]]
