@@ -85,7 +85,8 @@ class TierChange(Base):
     from_tier: Mapped[str] = mapped_column(String(64))
     to_tier: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(32))
-    """qualified, downgraded, grant, grant_ended, grant_revoked, tiers_changed…"""
+    """qualified, downgraded, granted, grant_ended, grant_revoked, grace_started,
+    grace_cleared (`jifen.tiers.service.Reason`)."""
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     """What decided it: the measures and thresholds, the grant, the purchase."""
     at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -93,8 +94,9 @@ class TierChange(Base):
 
 
 class BenefitIssue(Base):
-    """A periodic benefit or birthday gift given to a member for one period: the unique key
-    makes the benefits job idempotent (it can run any number of times, or crash midway)."""
+    """A periodic benefit, birthday gift or near-upgrade reminder settled for a member for
+    one period: the unique key makes the jobs idempotent (they can run any number of times,
+    or crash midway) and tells a member of a near upgrade once per tier and period."""
 
     __tablename__ = "tier_benefit_issues"
     __table_args__ = (UniqueConstraint("program_id", "member_id", "benefit", "period"),)
@@ -103,10 +105,12 @@ class BenefitIssue(Base):
     program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
     member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
     benefit: Mapped[str] = mapped_column(String(200))
-    """`<tier>:<reward>:<every>` or `birthday:<tier>`."""
+    """`<tier>:<reward>:<every>` (a periodic reward), `birthday` (the tier's birthday gift,
+    once a year whatever the tier) or `near-upgrade:<tier>` (a reminder)."""
     period: Mapped[str] = mapped_column(String(16))
     """`2027-03`, `2027-Q1`, `2027`."""
     tier: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
-    """What was issued: redemption ids, points transaction id."""
+    """What was issued: redemption id, points transaction id; `refused` (a problem code)
+    when the rewards refused the gift."""
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -22,7 +22,12 @@ NEAR = Decimal("0.9")
 
 
 def zero() -> dict[Measure, Decimal]:
-    return dict.fromkeys(Measure, Decimal(0))
+    """Nothing measured: spend in cents, as money is shown."""
+    return {
+        Measure.GROWTH: Decimal(0),
+        Measure.SPEND: Decimal("0.00"),
+        Measure.PURCHASES: Decimal(0),
+    }
 
 
 def better(*found: Measures) -> dict[Measure, Decimal]:
