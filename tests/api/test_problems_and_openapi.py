@@ -150,6 +150,9 @@ def test_every_problem_type_a_response_names_is_in_the_catalogue(api: Api) -> No
         assert api.client.get(problem_type).status_code == 200, problem_type
 
 
+READ_ONLY_POSTS = ("/v1/simulate", "/v1/coupons/{code}/validate", "/v1/checkout/quote")
+
+
 def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
     response = api.client.get("/openapi.json")
     assert response.status_code == 200
@@ -210,6 +213,15 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
         "/v1/members/{member_id}/tier/history": {"get"},
         "/v1/members/{member_id}/tier/grants": {"post"},
         "/v1/members/{member_id}/tier/grants/{grant_id}/revoke": {"post"},
+        "/v1/coupons/{code}": {"get"},
+        "/v1/members/{member_id}/coupons": {"get"},
+        "/v1/coupons/{code}/validate": {"post"},
+        "/v1/coupons/{code}/use": {"post"},
+        "/v1/coupons/{code}/cancel": {"post"},
+        "/v1/checkout/quote": {"post"},
+        "/v1/checkout/hold": {"post"},
+        "/v1/checkout/holds/{hold_id}": {"get"},
+        "/v1/checkout/holds/{hold_id}/void": {"post"},
         "/problems": {"get"},
         "/problems/{code}": {"get"},
     }
@@ -232,7 +244,8 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
                 assert "401" in operation["responses"], (method, path)
                 assert "403" in operation["responses"], (method, path)
                 assert operation.get("security"), (method, path)
-            writes = path.startswith("/v1/") and path != "/v1/simulate"  # simulate writes nothing
+            # simulate, a coupon's check and a checkout quote write nothing
+            writes = path.startswith("/v1/") and path not in READ_ONLY_POSTS
             if method in ("post", "put", "patch", "delete") and writes:
                 assert "400" in operation["responses"], (method, path)  # no Idempotency-Key
                 params = {p["name"] for p in operation.get("parameters", [])}
@@ -259,6 +272,14 @@ def test_openapi_lists_every_route_with_its_problems(api: Api) -> None:
     assert "`grant-reference-conflict`" in grants["409"]["description"]
     transfer = paths["/v1/transfers"]["post"]["responses"]
     assert "`transfers-disabled`" in transfer["409"]["description"]
+    use = paths["/v1/coupons/{code}/use"]["post"]["responses"]
+    assert "`coupon-not-usable`" in use["409"]["description"]
+    assert "`coupon-not-applicable`" in use["409"]["description"]
+    assert "`coupon-code-invalid`" in use["422"]["description"]
+    assert "`unknown-coupon`" in use["404"]["description"]
+    hold = paths["/v1/checkout/hold"]["post"]["responses"]
+    assert "`points-payment-refused`" in hold["422"]["description"]
+    assert "`points-payment-disabled`" in hold["409"]["description"]
 
 
 def test_docs_page_loads(api: Api) -> None:

@@ -48,6 +48,9 @@ ORDER = {
     "total": "30",
 }
 
+BASKET = {"lines": [{"sku": "rice", "category": "food", "unit_price": "60"}]}
+"""A basket a fixed coupon applies to and points may pay half of."""
+
 MATRIX = [
     Route("GET", "/v1/program", EVERYONE, 200),
     Route("GET", "/v1/keys", frozenset({ADMIN}), 200),
@@ -175,6 +178,28 @@ MATRIX = [
     Route("POST", "/v1/members/{tm}/tier/grants/{grant}/revoke", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/tiers", frozenset({ADMIN}), 200),
     Route("POST", "/v1/jobs/tier-benefits", frozenset({ADMIN}), 200),
+    Route("GET", "/v1/coupons/{coupon}", EVERYONE, 200),
+    Route("GET", "/v1/members/{m}/coupons?status=issued", EVERYONE, 200),
+    Route("POST", "/v1/coupons/{coupon}/validate", frozenset({ADMIN, POS, APP}), 200, BASKET),
+    Route(
+        "POST",
+        "/v1/coupons/{coupon}/use",
+        frozenset({ADMIN, POS, APP}),
+        200,
+        {"order": "{order}", **BASKET},
+    ),
+    Route("POST", "/v1/coupons/{coupon}/cancel", frozenset({ADMIN}), 200, {"reason": "x"}),
+    Route("POST", "/v1/jobs/coupon-expiry", frozenset({ADMIN}), 200),
+    Route("POST", "/v1/checkout/quote", EVERYONE, 200, {"member": {"id": "{pm}"}, **BASKET}),
+    Route(
+        "POST",
+        "/v1/checkout/hold",
+        frozenset({ADMIN, POS, APP}),
+        201,
+        {"member": {"id": "{pm}"}, "order": "{order}", "points": 100, **BASKET},
+    ),
+    Route("GET", "/v1/checkout/holds/{chold}", EVERYONE, 200),
+    Route("POST", "/v1/checkout/holds/{chold}/void", frozenset({ADMIN, POS, APP}), 200),
 ]
 
 
@@ -228,6 +253,34 @@ class Fresh:
         assert self.t.post(f"/v1/redemptions/{parcel}/ship", body).status_code == 200
         return int(parcel)
 
+    def _coupon(self) -> str:
+        """A coupon of member {m}, redeemed as a member would."""
+        coupon = {"kind": "fixed", "amount": "10", "valid_days": 30}
+        reward = self._reward(f"cpn-{next(_phones)}", kind="coupon", coupon=coupon)
+        body = {"member": {"id": self.get("m")}, "reward": reward}
+        response = self.t.post("/v1/redemptions", body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["coupons"][0]["code"])
+
+    def _paying_member(self) -> int:
+        """Member {m}, in a programme that takes points as payment (set first)."""
+
+        def allow(session: Any) -> None:
+            get_program(session, self.t.book.program_id).points_payment = {
+                "max_share": "0.5",
+                "min_points": 100,
+                "step": 100,
+            }
+
+        self.t.api.db.write(allow)
+        return int(self.get("m"))
+
+    def _checkout_hold(self) -> int:
+        body = {"member": {"id": self.get("pm")}, "order": self.get("order"), "points": 100}
+        response = self.t.post("/v1/checkout/hold", body | BASKET)
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
     def _tiered_member(self) -> int:
         """A member of a programme with tiers (the programme's tiers set first)."""
         document = TierPolicy.model_validate(
@@ -275,6 +328,9 @@ class Fresh:
             "parcel": self._parcel,
             "shipped": self._shipped,
             "tm": self._tiered_member,
+            "coupon": self._coupon,
+            "pm": self._paying_member,
+            "chold": self._checkout_hold,
             "grant": lambda: self.t.post(
                 f"/v1/members/{self.get('tm')}/tier/grants",
                 {"tier": "gold", "kind": "staff", "days": 3},
@@ -297,7 +353,7 @@ class Fresh:
         if not isinstance(value, str):
             return value
         whole = re.fullmatch(r"\{(\w+)\}", value)
-        if whole and whole[1] in ("m", "o"):
+        if whole and whole[1] in ("m", "o", "pm"):
             return int(self.get(whole[1]))
         return re.sub(r"\{(\w+)\}", lambda match: str(self.get(match[1])), value)
 
@@ -340,6 +396,8 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
         "{shipped}": "{redemption_id}",
         "{tm}": "{member_id}",
         "{grant}": "{grant_id}",
+        "{coupon}": "{code}",
+        "{chold}": "{hold_id}",
     }
     in_matrix = set()
     for route in MATRIX:

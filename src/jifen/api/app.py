@@ -14,6 +14,8 @@ from fastapi.openapi.utils import get_openapi
 
 from jifen import __version__
 from jifen.api import (
+    checkout,
+    coupons,
     events,
     health,
     jobs,
@@ -91,6 +93,14 @@ TAGS = [
         "name": "redemptions",
         "description": "Redeeming points for rewards, cancelling, shipping goods.",
     },
+    {
+        "name": "coupons",
+        "description": "Coupons: show, check against a basket, use once on an order, cancel.",
+    },
+    {
+        "name": "checkout",
+        "description": "Points as payment (积分抵现): quote, hold, void; the purchase captures.",
+    },
     {"name": "problems", "description": "What each problem `type` means."},
 ]
 
@@ -144,6 +154,8 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
         tiers,
         rewards,
         redemptions,
+        coupons,
+        checkout,
     ):
         app.include_router(module.router)
     app.include_router(catalogue)

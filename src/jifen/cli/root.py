@@ -11,7 +11,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from jifen.cli import db, jobs, keys, ledger, members, programs, rewards, serve, tiers
+from jifen.cli import (
+    coupons,
+    db,
+    jobs,
+    keys,
+    ledger,
+    members,
+    programs,
+    rewards,
+    serve,
+    tiers,
+)
 from jifen.cli.errors import one_line, translate
 from jifen.cli.state import State
 
@@ -89,6 +100,8 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(rewards.app, name="rewards")
 app.add_typer(rewards.redemptions_app, name="redemptions")
 app.add_typer(tiers.app, name="tiers")
+app.add_typer(coupons.app, name="coupons")
+app.add_typer(coupons.checkout_app, name="checkout")
 
 
 @app.callback()
