@@ -154,7 +154,7 @@ def _split_basket(terms: Terms, lines: Sequence[LineIn]) -> tuple[Decimal, Decim
             eligible += line.net
         else:
             excluded += line.net
-    return eligible, excluded
+    return eligible.quantize(CENT), excluded.quantize(CENT)
 
 
 # ---------------------------------------------------------------- quote
