@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from jifen.core.errors import NotFound
-from jifen.rewards import redemptions
+from jifen.rewards import reads, redemptions
 from jifen.rewards.errors import RedemptionState
 from rewards.mall import ADDRESS, Mall
 
@@ -58,9 +58,7 @@ def test_goods_move_pending_shipped_delivered(db, clock):
     clock.advance(timedelta(days=2))
     delivered = _deliver(mall, redemption.id)
     assert delivered.status == "delivered"
-    out = mall.read(
-        lambda s: redemptions.describe(s, redemptions.get(s, mall.program_id, redemption.id))
-    )
+    out = mall.read(lambda s: reads.describe(s, redemptions.get(s, mall.program_id, redemption.id)))
     assert out.fulfilment.model_dump() == {
         "carrier": "顺丰",
         "tracking": "SF1234567890",

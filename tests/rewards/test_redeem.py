@@ -18,7 +18,7 @@ from jifen.ledger import service as ledger
 from jifen.ledger.models import JournalTransaction
 from jifen.members import service as members
 from jifen.members.schemas import MemberRef, MemberStatus
-from jifen.rewards import redemptions
+from jifen.rewards import reads, redemptions
 from jifen.rewards.errors import (
     LimitReached,
     OutOfStock,
@@ -158,9 +158,7 @@ def test_a_coupon_reward_issues_one_coupon_per_unit(db, clock):
     assert {c.min_spend for c in issued} == {Decimal("50")}
     # 30 programme-local days, the day of issue the first: to the end of 13 February
     assert {c.expires_at for c in issued} == {datetime(2026, 2, 14, tzinfo=SHANGHAI)}
-    out = mall.read(
-        lambda s: redemptions.describe(s, redemptions.get(s, mall.program_id, redemption.id))
-    )
+    out = mall.read(lambda s: reads.describe(s, redemptions.get(s, mall.program_id, redemption.id)))
     assert [c.code.count("-") for c in out.coupons] == [2, 2]
 
 
@@ -176,7 +174,7 @@ def test_a_donation_records_its_cause_and_the_totals(db, clock):
     cancelled = mall.redeem(b, "tree")
     mall.cancel(cancelled.id)
     assert first.cause == "hope-project"
-    totals = mall.read(lambda s: redemptions.charity_totals(s, mall.program_id))
+    totals = mall.read(lambda s: reads.charity_totals(s, mall.program_id))
     assert [t.model_dump() for t in totals.causes] == [
         {"cause": "hope-project", "donations": 3, "units": 5, "points": 500, "members": 2},
         {"cause": "trees", "donations": 1, "units": 2, "points": 100, "members": 1},

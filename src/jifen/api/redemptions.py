@@ -29,7 +29,7 @@ from jifen.api.deps import (
 from jifen.api.idempotency import write
 from jifen.api.problems import READ, WRITE, problems
 from jifen.core.errors import InsufficientPoints, MemberClosed, MemberFrozen, NotFound
-from jifen.rewards import redemptions
+from jifen.rewards import reads, redemptions
 from jifen.rewards.errors import (
     CancelRefused,
     LimitReached,
@@ -70,7 +70,7 @@ router = APIRouter(prefix="/v1", tags=["redemptions"])
 def redeem(data: RedemptionIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> RedemptionOut:
         done = redemptions.redeem(u.session, u.program, u.book, data, now=u.now, actor=u.actor)
-        return redemptions.describe(u.session, done)
+        return reads.describe(u.session, done)
 
     return write(call, ADMIN_POS_APP, op)
 
@@ -86,7 +86,7 @@ def get_redemption(redemption_id: PathId, call: ReadCall) -> JSONResponse:
         read(
             call,
             ALL,
-            lambda u: redemptions.describe(
+            lambda u: reads.describe(
                 u.session, redemptions.get(u.session, u.program_id, redemption_id)
             ),
         )
@@ -107,10 +107,10 @@ def member_redemptions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JSONResponse:
     def op(u: Unit) -> list[RedemptionOut]:
-        found = redemptions.list_for_member(
+        found = reads.list_for_member(
             u.session, u.program_id, member_id, before=before, limit=limit
         )
-        return redemptions.describe_many(u.session, found)
+        return reads.describe_many(u.session, found)
 
     return render(read(call, ALL, op))
 
@@ -140,7 +140,7 @@ def cancel(redemption_id: PathId, data: CancelIn, call: Write) -> JSONResponse:
             actor=u.actor,
             pending_goods_only=u.principal.scope == Scope.APP,
         )
-        return redemptions.describe(u.session, done)
+        return reads.describe(u.session, done)
 
     return write(call, ADMIN_APP, op, status_code=200)
 
@@ -162,7 +162,7 @@ def ship(redemption_id: PathId, data: ShipIn, call: Write) -> JSONResponse:
             now=u.now,
             actor=u.actor,
         )
-        return redemptions.describe(u.session, done)
+        return reads.describe(u.session, done)
 
     return write(call, ADMIN, op, status_code=200)
 
@@ -176,6 +176,6 @@ def ship(redemption_id: PathId, data: ShipIn, call: Write) -> JSONResponse:
 def deliver(redemption_id: PathId, call: Write) -> JSONResponse:
     def op(u: Unit) -> RedemptionOut:
         done = redemptions.deliver(u.session, u.program_id, redemption_id, now=u.now, actor=u.actor)
-        return redemptions.describe(u.session, done)
+        return reads.describe(u.session, done)
 
     return write(call, ADMIN, op, status_code=200)

@@ -14,7 +14,7 @@ from jifen.api.idempotency import write
 from jifen.api.problems import READ, WRITE, language, problems
 from jifen.core.errors import InvalidInput, NotFound
 from jifen.programs.rewards import RewardKind
-from jifen.rewards import catalog, redemptions
+from jifen.rewards import catalog, reads
 from jifen.rewards.errors import StockBelowRedeemed, UnknownReward
 from jifen.rewards.models import Reward
 from jifen.rewards.schemas import CharityTotals, RewardOut, RewardPut, StockIn
@@ -39,7 +39,7 @@ MemberQuery = Annotated[
 def _out(u: Unit, reward: Reward, member_id: int | None, lang: str) -> RewardOut:
     offer = None
     if member_id is not None:
-        offer = redemptions.offer(u.session, u.program, u.book, reward, member_id, u.now, lang=lang)
+        offer = reads.offer(u.session, u.program, u.book, reward, member_id, u.now, lang=lang)
     return catalog.describe(reward, u.now, offer)
 
 
@@ -137,4 +137,4 @@ def restock(code: CodePath, data: StockIn, call: Write) -> JSONResponse:
     responses=problems(*READ),
 )
 def charity(call: ReadCall) -> JSONResponse:
-    return render(read(call, ALL, lambda u: redemptions.charity_totals(u.session, u.program_id)))
+    return render(read(call, ALL, lambda u: reads.charity_totals(u.session, u.program_id)))

@@ -18,7 +18,7 @@ from jifen.cli.state import actor, state_of
 from jifen.programs.models import Program
 from jifen.programs.rewards import RewardKind
 from jifen.programs.service import book_for
-from jifen.rewards import catalog, redemptions
+from jifen.rewards import catalog, reads, redemptions
 from jifen.rewards.schemas import RedemptionIn, RedemptionOut, RewardOut
 
 app = typer.Typer(help="The rewards catalog (积分商城).", no_args_is_help=True)
@@ -107,7 +107,7 @@ def rewards_show(
         offer = None
         if member is not None:
             book = book_for(session, found)
-            offer = redemptions.offer(session, found, book, reward, member, now, lang=language())
+            offer = reads.offer(session, found, book, reward, member, now, lang=language())
         return found, catalog.describe(reward, now, offer)
 
     found, reward = state.database().read(read)
@@ -275,7 +275,7 @@ def redemptions_redeem(
         done = redemptions.redeem(
             session, found, book_for(session, found), data, now=state.clock.now(), actor=actor()
         )
-        return found, redemptions.describe(session, done)
+        return found, reads.describe(session, done)
 
     found, redemption = state.database().write(redeem)
     _print(found, redemption, "made")
@@ -290,9 +290,7 @@ def redemptions_show(
 
     def read(session: Session) -> tuple[Program, RedemptionOut]:
         found = program_named(session, program)
-        return found, redemptions.describe(
-            session, redemptions.get(session, found.id, redemption_id)
-        )
+        return found, reads.describe(session, redemptions.get(session, found.id, redemption_id))
 
     found, redemption = state.database().read(read)
     _print(found, redemption, "is")
@@ -319,7 +317,7 @@ def redemptions_cancel(
             now=state.clock.now(),
             actor=actor(),
         )
-        return found, redemptions.describe(session, done)
+        return found, reads.describe(session, done)
 
     found, redemption = state.database().write(cancel)
     _print(found, redemption, "is")
@@ -347,7 +345,7 @@ def redemptions_ship(
             now=state.clock.now(),
             actor=actor(),
         )
-        return found, redemptions.describe(session, done)
+        return found, reads.describe(session, done)
 
     found, redemption = state.database().write(ship)
     _print(found, redemption, "is")
@@ -365,7 +363,7 @@ def redemptions_deliver(
         done = redemptions.deliver(
             session, found.id, redemption_id, now=state.clock.now(), actor=actor()
         )
-        return found, redemptions.describe(session, done)
+        return found, reads.describe(session, done)
 
     found, redemption = state.database().write(deliver)
     _print(found, redemption, "is")

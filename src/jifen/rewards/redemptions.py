@@ -11,8 +11,10 @@ A redemption is one transaction's worth of work, in this order:
    first, reference `redemption:<id>`), coupons are issued;
 4. last, the stock is taken by one atomic UPDATE (`redeemed = redeemed + q WHERE stock
    IS NULL OR redeemed + q <= stock`): the reward's row is the one row every redeemer
-   of the reward shares, so it is locked as late and as briefly as possible; if the
-   UPDATE finds too little left, the whole transaction is refused (`OutOfStock`).
+   of the reward shares, and its lock is held until the commit, so it is taken after
+   everything else is written (the outbox event included) and the answer is described
+   from what the session holds, without a query; if the UPDATE finds too little left,
+   the whole transaction is refused (`OutOfStock`).
 Every refusal is raised before the caller commits, so it changes nothing. Locks are
 always taken in the same order (member account, then redemption, coupons, reward), so
 redemptions, cancellations and fulfilment steps cannot deadlock each other.
@@ -30,18 +32,16 @@ and the same issue.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import distinct, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from jifen.core.errors import Forbidden, InsufficientPoints, InvalidInput, JifenError, NotFound
+from jifen.core.errors import Forbidden, InsufficientPoints, InvalidInput, NotFound
 from jifen.db.outbox import emit
 from jifen.ledger import service as ledger
-from jifen.ledger.models import Account, AccountKind, Lot, LotStatus
 from jifen.ledger.posting import Book, ensure_writable, lock_account
 from jifen.members import service as members
 from jifen.programs.models import Program
@@ -64,19 +64,14 @@ from jifen.rewards.models import (
 )
 from jifen.rewards.schemas import (
     MAX_QUANTITY,
-    CauseTotal,
-    CharityTotals,
-    CouponOut,
-    Fulfilment,
-    MemberOffer,
     RedemptionIn,
-    RedemptionOut,
-    Refusal,
     ShippingAddress,
 )
 from jifen.tiers.standing import policy_of, tier_of
 
 REDEEMED = "redeemed"
+ISSUED = "jifen.rewards.issued_coupons"
+"""`session.info` key: redemption id → the coupons this session issued for it."""
 GIFT_SOURCES = frozenset({"benefit", "birthday"})
 
 
@@ -103,9 +98,9 @@ def redeem(
     if refused is not None:
         raise refused
     tier = tier_of(session, program, member.id)
-    _check_tier(program, reward, tier)
-    _check_limits(session, book, reward, member.id, quantity, now)
-    _check_stock(reward, quantity)
+    check_tier(program, reward, tier)
+    check_limits(session, book, reward, member.id, quantity, now)
+    check_stock(reward, quantity)
     points = catalog.price_for(reward, tier) * quantity
     if account.available < points:
         raise InsufficientPoints(needed=points, available=max(account.available, 0))
@@ -142,7 +137,6 @@ def redeem(
             },
         ).id
     _issue(session, book, redemption, reward, now=now)
-    _take(session, reward, quantity)
     emit(
         session,
         program_id=program.id,
@@ -152,6 +146,7 @@ def redeem(
         at=now,
     )
     session.flush()
+    _take(session, reward, quantity)  # last: see the module's docstring
     return redemption
 
 
@@ -189,7 +184,7 @@ def give(
         raise RewardUnavailable(
             code=reward.code, reward=reward.code, reason="started", starts_at=started.isoformat()
         )
-    _check_stock(reward, quantity)
+    check_stock(reward, quantity)
     redemption = _insert(
         session,
         program,
@@ -207,7 +202,6 @@ def give(
         actor=actor,
     )
     _issue(session, book, redemption, reward, now=now)
-    _take(session, reward, quantity)
     emit(
         session,
         program_id=program.id,
@@ -217,6 +211,7 @@ def give(
         at=now,
     )
     session.flush()
+    _take(session, reward, quantity)
     return redemption
 
 
@@ -257,7 +252,7 @@ def _tier_names(program: Program, codes_: list[str]) -> str:
     return ", ".join(names) or "—"
 
 
-def _check_tier(program: Program, reward: Reward, tier: str | None) -> None:
+def check_tier(program: Program, reward: Reward, tier: str | None) -> None:
     if reward.tiers is not None and tier not in reward.tiers:
         raise TierNotAllowed(
             code=reward.code,
@@ -277,7 +272,11 @@ def local_day(book: Book, now: datetime) -> tuple[datetime, datetime]:
 
 
 def _used(
-    session: Session, reward: Reward, member_id: int, since: datetime | None, until: datetime
+    session: Session,
+    reward: Reward,
+    member_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> int:
     """Units of the reward in the member's live redemptions (gifts do not count)."""
     query = select(func.coalesce(func.sum(Redemption.quantity), 0)).where(
@@ -286,14 +285,15 @@ def _used(
         Redemption.reward_id == reward.id,
         Redemption.status != RedemptionStatus.CANCELLED,
         Redemption.source == REDEEMED,
-        Redemption.created_at < until,
     )
     if since is not None:
         query = query.where(Redemption.created_at >= since)
+    if until is not None:
+        query = query.where(Redemption.created_at < until)
     return int(session.execute(query).scalar_one())
 
 
-def _check_limits(
+def check_limits(
     session: Session, book: Book, reward: Reward, member_id: int, quantity: int, now: datetime
 ) -> None:
     """Counted under the member's lock (by `redeem`): no concurrent redemption of this
@@ -310,7 +310,7 @@ def _check_limits(
                 used=used,
             )
     if reward.limit_per_member is not None:
-        used = _used(session, reward, member_id, None, now + timedelta(days=36500))
+        used = _used(session, reward, member_id)
         if used + quantity > reward.limit_per_member:
             raise LimitReached(
                 code=reward.code,
@@ -321,7 +321,7 @@ def _check_limits(
             )
 
 
-def _check_stock(reward: Reward, quantity: int) -> None:
+def check_stock(reward: Reward, quantity: int) -> None:
     """A first look (the atomic UPDATE at the end decides): refuse early what is
     plainly out of stock, before anything is written."""
     remaining = catalog.left(reward)
@@ -392,8 +392,12 @@ def _issue(
 ) -> None:
     """Coupons get their codes now; goods wait (pending) for shipping; a donation records
     its cause (on the row); services and experiences are the member's (issued)."""
+    issued = []
     if reward.kind == RewardKind.COUPON:
-        coupons.issue(session, redemption, reward, tz=book.tz, now=now)
+        issued = coupons.issue(session, redemption, reward, tz=book.tz, now=now)
+    # What was issued is known to this session: describing the redemption before the
+    # commit (the API's answer) needs no query while the reward's row is locked.
+    session.info.setdefault(ISSUED, {})[redemption.id] = issued
 
 
 def _event(redemption: Redemption) -> dict[str, Any]:
@@ -406,86 +410,6 @@ def _event(redemption: Redemption) -> dict[str, Any]:
         "source": redemption.source,
         "status": redemption.status,
     }
-
-
-# ---------------------------------------------------------------- a member's offer
-
-
-def offer(
-    session: Session,
-    program: Program,
-    book: Book,
-    reward: Reward,
-    member_id: int,
-    now: datetime,
-    *,
-    lang: str = "zh-CN",
-) -> MemberOffer:
-    """What the member would pay for one unit now, and the refusal a redemption of one
-    unit would get, its detail in `lang` (read without locks: a redemption decides for
-    real)."""
-    account = _points_account(session, book, member_id)
-    tier = tier_of(session, program, member_id)
-    price = catalog.price_for(reward, tier)
-    refusal: JifenError | None = None
-    try:
-        ensure_writable(account)
-        refused = catalog.unavailable(reward, now)
-        if refused is not None:
-            raise refused
-        _check_tier(program, reward, tier)
-        _check_limits(session, book, reward, member_id, 1, now)
-        _check_stock(reward, 1)
-        spendable = _spendable(session, account, now)
-        if spendable < price:
-            raise InsufficientPoints(needed=price, available=max(spendable, 0))
-    except JifenError as exc:
-        refusal = exc
-    return MemberOffer(
-        member_id=member_id,
-        tier=tier,
-        points=price,
-        cash=reward.cash,
-        may_redeem=refusal is None,
-        refusal=(
-            Refusal(
-                type=f"/problems/{refusal.code}", code=refusal.code, detail=refusal.message(lang)
-            )
-            if refusal is not None
-            else None
-        ),
-    )
-
-
-def _points_account(session: Session, book: Book, member_id: int) -> Account:
-    account = session.execute(
-        select(Account).where(
-            Account.program_id == book.program_id,
-            Account.member_id == member_id,
-            Account.kind == AccountKind.POINTS,
-        )
-    ).scalar_one_or_none()
-    if account is None:
-        raise NotFound(what="member", key=member_id)
-    return account
-
-
-def _spendable(session: Session, account: Account, now: datetime) -> int:
-    """Available points at `now` without a write: the cached balance, or, when lots have
-    fallen due since (expired, released), what the lots hold at `now`."""
-    if account.next_due_at is None or account.next_due_at > now or account.available < 0:
-        return account.available
-    lots = session.execute(
-        select(func.coalesce(func.sum(Lot.remaining), 0)).where(
-            Lot.account_id == account.id,
-            (
-                (Lot.status == LotStatus.AVAILABLE)
-                | ((Lot.status == LotStatus.PENDING) & (Lot.available_at <= now))
-            ),
-            (Lot.expires_at.is_(None)) | (Lot.expires_at > now),
-        )
-    ).scalar_one()
-    return int(lots)
 
 
 # ---------------------------------------------------------------- cancel and fulfil
@@ -589,6 +513,9 @@ def _cancel_coupons(
         .values(status=CouponStatus.CANCELLED, closed_at=now, cancel_reason=reason, actor=actor)
         .execution_options(synchronize_session=False)
     )
+    for held in list(session.identity_map.values()):  # what this session holds is stale now
+        if isinstance(held, Coupon) and held.redemption_id == redemption.id:
+            session.expire(held)
     used = session.execute(
         select(Coupon.code)
         .where(Coupon.redemption_id == redemption.id, Coupon.status == CouponStatus.USED)
@@ -660,122 +587,3 @@ def deliver(
     )
     session.flush()
     return redemption
-
-
-# ---------------------------------------------------------------- reading
-
-
-def list_for_member(
-    session: Session, program_id: int, member_id: int, *, before: int | None, limit: int
-) -> list[Redemption]:
-    """The member's redemptions and gifts, newest first; `before`: ids below it."""
-    members.get(session, program_id, member_id)
-    query = select(Redemption).where(
-        Redemption.program_id == program_id, Redemption.member_id == member_id
-    )
-    if before is not None:
-        query = query.where(Redemption.id < before)
-    return list(session.execute(query.order_by(Redemption.id.desc()).limit(limit)).scalars())
-
-
-def describe_many(session: Session, found: list[Redemption]) -> list[RedemptionOut]:
-    """Redemptions with their reward's name and coupons, in three queries in all."""
-    if not found:
-        return []
-    rewards = {
-        reward.id: reward
-        for reward in session.execute(
-            select(Reward).where(Reward.id.in_({r.reward_id for r in found}))
-        ).scalars()
-    }
-    by_redemption: dict[int, list[Coupon]] = defaultdict(list)
-    for coupon in session.execute(
-        select(Coupon).where(Coupon.redemption_id.in_([r.id for r in found])).order_by(Coupon.id)
-    ).scalars():
-        by_redemption[coupon.redemption_id].append(coupon)
-    return [_describe(r, rewards[r.reward_id], by_redemption[r.id]) for r in found]
-
-
-def describe(session: Session, redemption: Redemption) -> RedemptionOut:
-    return describe_many(session, [redemption])[0]
-
-
-def _describe(redemption: Redemption, reward: Reward, issued: list[Coupon]) -> RedemptionOut:
-    fulfilment = redemption.fulfilment or {}
-    return RedemptionOut(
-        id=redemption.id,
-        member_id=redemption.member_id,
-        reward=redemption.reward_code,
-        reward_name=reward.name,
-        kind=RewardKind(redemption.kind),
-        quantity=redemption.quantity,
-        points=redemption.points,
-        cash=redemption.cash,
-        payment_reference=redemption.payment_reference,
-        status=redemption.status,
-        source=redemption.source,
-        tier=redemption.tier,
-        cause=redemption.cause,
-        shipping=ShippingAddress.model_validate(redemption.shipping)
-        if redemption.shipping
-        else None,
-        fulfilment=Fulfilment.model_validate(
-            {k: v for k, v in fulfilment.items() if k in Fulfilment.model_fields}
-        ),
-        coupons=[
-            CouponOut(
-                code=codes.display(c.code),
-                kind=c.kind,
-                amount=c.amount,
-                percent=c.percent,
-                cap=c.cap,
-                min_spend=c.min_spend,
-                categories=c.categories,
-                status=c.status,
-                issued_at=c.issued_at,
-                expires_at=c.expires_at,
-            )
-            for c in issued
-        ],
-        experience=catalog.experience_of(reward)
-        if redemption.kind == RewardKind.EXPERIENCE
-        else None,
-        spend_transaction_id=redemption.spend_txn_id,
-        cancel_transaction_id=redemption.cancel_txn_id,
-        details=redemption.details,
-        created_at=redemption.created_at,
-        updated_at=redemption.updated_at,
-        actor=redemption.actor,
-    )
-
-
-def charity_totals(session: Session, program_id: int) -> CharityTotals:
-    """Per cause: live donations, units, points and distinct members."""
-    rows = session.execute(
-        select(
-            Redemption.cause,
-            func.count(),
-            func.coalesce(func.sum(Redemption.quantity), 0),
-            func.coalesce(func.sum(Redemption.points), 0),
-            func.count(distinct(Redemption.member_id)),
-        )
-        .where(
-            Redemption.program_id == program_id,
-            Redemption.kind == RewardKind.CHARITY,
-            Redemption.status != RedemptionStatus.CANCELLED,
-        )
-        .group_by(Redemption.cause)
-        .order_by(Redemption.cause)
-    ).all()
-    return CharityTotals(
-        causes=[
-            CauseTotal(
-                cause=str(cause),
-                donations=int(count),
-                units=int(units),
-                points=int(points),
-                members=int(people),
-            )
-            for cause, count, units, points, people in rows
-        ]
-    )
