@@ -240,7 +240,8 @@ def checkout_quote(
     figures.add_row("  eligible amount", f"{quoted.eligible_amount} {currency}")
     if quoted.excluded_amount:
         figures.add_row("  excluded", f"{quoted.excluded_amount} {currency}")
-    figures.add_row("  share", f"{quoted.max_share * 100:.4g}% → {quoted.share_points:,} at most")
+    share = f"{(quoted.max_share * 100).normalize():f}%"
+    figures.add_row("  share", f"{share} → {quoted.share_points:,} at most")
     figures.add_row("  available", f"{quoted.available:,}")
     figures.add_row("  rules", f"at least {quoted.min_points:,}, in steps of {quoted.step:,}")
     figures.add_row(
