@@ -41,6 +41,13 @@ from jifen.programs.apply import apply
 from jifen.programs.config import load_program_file
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program
+from jifen.rewards import checkout, coupons, reads, redemptions
+from jifen.rewards.checkout_schemas import HoldIn, Quote, QuoteIn
+from jifen.rewards.coupon_schemas import CouponOut, CouponUse, UseIn
+from jifen.rewards.schemas import RedemptionIn, RedemptionOut
+from jifen.tiers import progress
+from jifen.tiers.schemas import Standing
+from jifen.tiers.standing import tier_of
 
 CENT = Decimal("0.01")
 T = TypeVar("T")
@@ -226,6 +233,84 @@ class Journey:
         """Run a job ('release', 'expire', 'birthday') now; the points it moved."""
         report = run_job(self.db, job, now=self.clock.now(), program_id=self.book.program_id)
         return report.totals.points
+
+    # -- tiers and the rewards mall -------------------------------------------------------
+
+    def tier(self, member: int) -> str | None:
+        return self.db.read(lambda s: tier_of(s, get_program(s, self.book.program_id), member))
+
+    def standing(self, member: int, lang: str = "en") -> Standing:
+        return self.db.read(
+            lambda s: progress.standing(
+                s, get_program(s, self.book.program_id), member, now=self.clock.now(), lang=lang
+            )
+        )
+
+    def redeem(self, member: int, reward: str, **fields: Any) -> RedemptionOut:
+        """A redemption in the rewards mall (POST /v1/redemptions) now."""
+        data = RedemptionIn.model_validate({"member": {"id": member}, "reward": reward} | fields)
+
+        def run(s: Session, program: Program) -> RedemptionOut:
+            done = redemptions.redeem(s, program, self.book, data, now=self.clock.now(), actor="t")
+            return reads.describe(s, done)
+
+        return self._unit(run)
+
+    def cancel(self, redemption_id: int, reason: str) -> RedemptionOut:
+        def run(s: Session, program: Program) -> RedemptionOut:
+            done = redemptions.cancel(
+                s, program, self.book, redemption_id, reason=reason, now=self.clock.now(), actor="t"
+            )
+            return reads.describe(s, done)
+
+        return self._unit(run)
+
+    def coupons(self, member: int) -> list[CouponOut]:
+        """The member's coupons, oldest first."""
+        return self.db.read(
+            lambda s: list(
+                reversed(
+                    coupons.list_for_member(
+                        s, self.book.program_id, member, now=self.clock.now(), limit=200
+                    )
+                )
+            )
+        )
+
+    def use_coupon(
+        self, code: str, order: str, *lines: dict[str, Any], delivery_fee: str | None = None
+    ) -> CouponUse:
+        """A till uses a coupon on an order (POST /v1/coupons/{code}/use)."""
+        data = UseIn.model_validate(
+            {"order": order, "lines": list(lines), "delivery_fee": delivery_fee}
+        )
+        return self.db.write(
+            lambda s: coupons.use(
+                s, self.book.program_id, code, data, now=self.clock.now(), actor="t"
+            )
+        )
+
+    def quote(self, member: int, *lines: dict[str, Any]) -> Quote:
+        """How many points may pay for this basket (POST /v1/checkout/quote)."""
+        data = QuoteIn.model_validate({"member": {"id": member}, "lines": list(lines)})
+
+        def run(s: Session, program: Program) -> Quote:
+            found = checkout.quote(s, program, self.book, data, now=self.clock.now())
+            assert found is not None, "something fell due: run the job first"
+            return found
+
+        return self.db.read(lambda s: run(s, get_program(s, self.book.program_id)))
+
+    def hold(self, member: int, order: str, points: int, *lines: dict[str, Any]) -> int:
+        """Points set aside for an order at the checkout (POST /v1/checkout/hold)."""
+        data = HoldIn.model_validate(
+            {"member": {"id": member}, "order": order, "points": points, "lines": list(lines)}
+        )
+        return self._unit(
+            lambda s, program: (
+                checkout.hold(s, program, self.book, data, now=self.clock.now(), actor="t")[0].id
+            )
+        )
 
     def balance(self, member: int) -> Balance:
         """The balance as stored: nothing due is brought up to date by reading (so a test
