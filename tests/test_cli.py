@@ -223,8 +223,8 @@ def test_ledger_history(run: Run, demo: DemoInfo) -> None:
         "growth",
         "earn",
     ]
-    assert "订单取消，积分退回" in out
-    assert "+1,000" in out  # the reversal gives the spend back
+    assert "会员申请取消，积分退回" in out  # a cancelled redemption's reversal
+    assert "+500" in out  # it gives the 500 积分 of five vouchers back
     assert "demo:seed" in out
 
     only = ok(run("ledger", "history", "--program", DEMO_CODE, str(li.id), "--type", "spend"))

@@ -31,12 +31,28 @@ from .build import SHANGHAI
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 TEXT = DOC.read_text(encoding="utf-8")
 HEADER = "program: {code: docs-example, name: docs}\n"
+TIERS = """\
+tiers:
+  window: {kind: rolling, months: 12}
+  levels:
+    - {code: normal, name: 普通}
+    - {code: silver, name: 银卡, enter: {growth: 2000}}
+    - {code: gold, name: 金卡, enter: {growth: 8000}}
+    - {code: platinum, name: 铂金, enter: {growth: 20000}}
+"""
+"""The snippets are the rules of a programme with the retail example's four tiers (a rule
+may name only tiers its programme defines)."""
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.M | re.S)
 
 
+def as_programme(block: str) -> str:
+    if block.startswith("program:"):
+        return block
+    return HEADER + block + ("" if re.search(r"^tiers:", block, re.M) else TIERS)
+
+
 def load(block: str) -> list[EarningRule]:
-    text = block if block.startswith("program:") else HEADER + block
-    return load_program_file(text, "rules.md").earning_rules
+    return load_program_file(as_programme(block), "rules.md").earning_rules
 
 
 def tables(text: str) -> list[list[list[str]]]:
@@ -66,8 +82,7 @@ def test_every_yaml_block_loads() -> None:
     blocks = YAML_BLOCK.findall(TEXT)
     assert len(blocks) >= 10
     for block in blocks:
-        text = block if block.startswith("program:") else HEADER + block
-        load_program_file(text, "rules.md")
+        load_program_file(as_programme(block), "rules.md")
 
 
 RETAIL = load(YAML_BLOCK.findall(sections("###")["The retail chain"])[0])
