@@ -25,6 +25,8 @@ from jifen.api.problems import READ, WRITE, problems
 from jifen.core.errors import (
     AlreadyClaimed,
     Conflict,
+    HoldExpired,
+    HoldNotActive,
     InsufficientPoints,
     InvalidInput,
     MemberClosed,
@@ -45,8 +47,12 @@ from jifen.earning.schemas import (
     ReturnOut,
     SimulateIn,
 )
+from jifen.rewards.errors import CheckoutHoldMismatch, PointsPaymentRefused
 
 router = APIRouter(prefix="/v1", tags=["purchases"])
+
+PAID_WITH_POINTS = (CheckoutHoldMismatch, PointsPaymentRefused, HoldExpired, HoldNotActive)
+"""What `points_payment: {hold_id}` may answer (jifen.rewards.checkout)."""
 
 RECORD = (
     *WRITE,
@@ -56,6 +62,7 @@ RECORD = (
     UnknownCode,
     OrderConflict,
     OutsideClaimWindow,
+    *PAID_WITH_POINTS,
 )
 
 
@@ -71,7 +78,8 @@ def _created(model: BaseModel, created: bool) -> tuple[BaseModel, int]:
     description="The order id (`external_id`) is unique in the programme: sending an "
     "order again returns the first result with 200 and awards nothing more. Points are "
     "pending until the programme's return window closes. Without `member` the order is "
-    "recorded unclaimed, for a member to claim later.",
+    "recorded unclaimed, for a member to claim later. With `points_payment` the checkout "
+    "hold placed for this order is captured and the order earns on its cash part only.",
     responses={
         **problems(*RECORD),
         200: {"model": PurchaseOut, "description": "The order was already recorded"},
@@ -181,7 +189,13 @@ def claim_purchase(data: ClaimIn, call: Write) -> JSONResponse:
     description="Evaluates the programme's current rules exactly as a real purchase would "
     "(caps and budgets as they stand), without recording anything. No Idempotency-Key.",
     responses=problems(
-        *READ, InvalidInput, UnknownCode, OutsideClaimWindow, MemberFrozen, MemberClosed
+        *READ,
+        InvalidInput,
+        UnknownCode,
+        OutsideClaimWindow,
+        MemberFrozen,
+        MemberClosed,
+        *PAID_WITH_POINTS,
     ),
 )
 def simulate(data: SimulateIn, call: ReadCall) -> JSONResponse:
