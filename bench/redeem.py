@@ -16,7 +16,8 @@ What limited the figure is measured in the same run:
   (`Lock/transactionid` or `Lock/tuple`: waiting for the hot row; `IO/WalSync`: commit);
 - the same load on 16 rewards (one per client) instead of one, as a control: if it is
   no faster, the hot row is not what limits;
-- with --profile, a py-spy profile of the server during the hot run (in the JSON).
+- with --profile, a py-spy profile of the server during the hot run, sampling only the
+  thread that holds the GIL: where the server's CPU goes (in the JSON).
 
     .venv/bin/python bench/redeem.py [--n 3000] [--clients 16] [--profile]
 
@@ -188,6 +189,7 @@ def run(url: str, n: int, clients: int, rewards: int, profile: Path | None) -> d
                     "--rate",
                     "200",
                     "--nonblocking",
+                    "--gil",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -285,8 +287,8 @@ def main() -> None:
     if args.profile and raw.exists():
         results["profile_of_the_hot_run"] = summarise_profile(raw)
         raw.unlink()
-        print("server profile (py-spy, share of samples a function is on top of the stack):")
-        for line in results["profile_of_the_hot_run"]["self"][:12]:
+        print("server CPU (py-spy --gil): share of samples each function is on the stack")
+        for line in results["profile_of_the_hot_run"]["inclusive"][:25]:
             print(f"  {line}")
     out = ROOT / "bench" / "results" / "redeem.json"
     out.write_text(
