@@ -61,7 +61,7 @@ from jifen.programs.config import load_program_file
 from jifen.programs.models import Program
 from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, get_program
-from jifen.rewards import redemptions
+from jifen.rewards import fulfilment, redemptions
 from jifen.rewards.schemas import RedemptionIn
 
 DEMO_CODE = "demo-retail"
@@ -389,7 +389,7 @@ class _Seeder:
 
     def cancel_last_redemption(self, at: datetime, phone: str, reason: str) -> None:
         redemption_id, taken = self.last_redemption.pop(phone)
-        redemptions.cancel(
+        fulfilment.cancel(
             self.session,
             self.program,
             self.book,
@@ -404,7 +404,7 @@ class _Seeder:
         """The member's last redemption (goods) ships now and is delivered `days` later."""
         redemption_id, _ = self.last_redemption[phone]
         pid = self.program.id
-        redemptions.ship(
+        fulfilment.ship(
             self.session,
             pid,
             redemption_id,
@@ -413,9 +413,7 @@ class _Seeder:
             now=at,
             actor=DEMO_ACTOR,
         )
-        redemptions.deliver(
-            self.session, pid, redemption_id, now=at + _days(days), actor=DEMO_ACTOR
-        )
+        fulfilment.deliver(self.session, pid, redemption_id, now=at + _days(days), actor=DEMO_ACTOR)
 
     def hold(self, at: datetime, phone: str, points: int, until: datetime) -> None:
         ledger.authorise_hold(

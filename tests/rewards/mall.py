@@ -24,7 +24,7 @@ from jifen.programs.models import Program
 from jifen.programs.rewards import RewardSpec
 from jifen.programs.service import get_program
 from jifen.programs.tiers import TierPolicy
-from jifen.rewards import catalog, redemptions
+from jifen.rewards import catalog, fulfilment, reads, redemptions
 from jifen.rewards.models import Coupon, Redemption, Reward
 from jifen.rewards.schemas import RedemptionIn
 from jifen.tiers.models import MemberTier
@@ -182,13 +182,13 @@ class Mall:
     def cancel(self, redemption: int, reason: str = "member asked", **kw: Any) -> Redemption:
         now = self.clock.now()
         return self.write(
-            lambda s: redemptions.cancel(
+            lambda s: fulfilment.cancel(
                 s, self.program(s), self.book, redemption, reason=reason, now=now, actor="t", **kw
             )
         )
 
     def redemption(self, redemption: int) -> Redemption:
-        return self.read(lambda s: redemptions.get(s, self.program_id, redemption))
+        return self.read(lambda s: reads.get(s, self.program_id, redemption))
 
     def coupons(self, redemption: int) -> list[Coupon]:
         return self.read(

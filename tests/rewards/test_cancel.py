@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from jifen.core.errors import Forbidden, InvalidInput, NotFound
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.models import JournalTransaction
-from jifen.rewards import redemptions
+from jifen.rewards import fulfilment
 from jifen.rewards.errors import CancelRefused, RedemptionState
 from jifen.rewards.models import Coupon
 from rewards.mall import ADDRESS, COUPON, Mall
@@ -23,7 +23,7 @@ YEARLY = {"kind": "after_months", "months": 12}
 
 def _ship(mall: Mall, redemption: int) -> None:
     mall.write(
-        lambda s: redemptions.ship(
+        lambda s: fulfilment.ship(
             s,
             mall.program_id,
             redemption,
@@ -163,7 +163,7 @@ def test_goods_only_while_pending(db, clock):
     )
     assert "不能取消" in refused.value.message("zh-CN")
     mall.write(
-        lambda s: redemptions.deliver(s, mall.program_id, shipped.id, now=clock.now(), actor="t")
+        lambda s: fulfilment.deliver(s, mall.program_id, shipped.id, now=clock.now(), actor="t")
     )
     with mall.unchanged(), pytest.raises(RedemptionState):
         mall.cancel(shipped.id)

@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 
 from jifen.core.errors import NotFound
-from jifen.rewards import reads, redemptions
+from jifen.rewards import fulfilment, reads
 from jifen.rewards.errors import RedemptionState
 from rewards.mall import ADDRESS, Mall
 
 
 def _ship(mall: Mall, redemption: int, tracking: str = "SF1234567890"):
     return mall.write(
-        lambda s: redemptions.ship(
+        lambda s: fulfilment.ship(
             s,
             mall.program_id,
             redemption,
@@ -29,7 +29,7 @@ def _ship(mall: Mall, redemption: int, tracking: str = "SF1234567890"):
 
 def _deliver(mall: Mall, redemption: int):
     return mall.write(
-        lambda s: redemptions.deliver(
+        lambda s: fulfilment.deliver(
             s, mall.program_id, redemption, now=mall.clock.now(), actor="warehouse"
         )
     )
@@ -58,7 +58,7 @@ def test_goods_move_pending_shipped_delivered(db, clock):
     clock.advance(timedelta(days=2))
     delivered = _deliver(mall, redemption.id)
     assert delivered.status == "delivered"
-    out = mall.read(lambda s: reads.describe(s, redemptions.get(s, mall.program_id, redemption.id)))
+    out = mall.read(lambda s: reads.describe(s, reads.get(s, mall.program_id, redemption.id)))
     assert out.fulfilment.model_dump() == {
         "carrier": "顺丰",
         "tracking": "SF1234567890",

@@ -158,7 +158,7 @@ def test_a_coupon_reward_issues_one_coupon_per_unit(db, clock):
     assert {c.min_spend for c in issued} == {Decimal("50")}
     # 30 programme-local days, the day of issue the first: to the end of 13 February
     assert {c.expires_at for c in issued} == {datetime(2026, 2, 14, tzinfo=SHANGHAI)}
-    out = mall.read(lambda s: reads.describe(s, redemptions.get(s, mall.program_id, redemption.id)))
+    out = mall.read(lambda s: reads.describe(s, reads.get(s, mall.program_id, redemption.id)))
     assert [c.code.count("-") for c in out.coupons] == [2, 2]
 
 

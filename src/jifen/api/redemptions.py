@@ -29,7 +29,7 @@ from jifen.api.deps import (
 from jifen.api.idempotency import write
 from jifen.api.problems import READ, WRITE, problems
 from jifen.core.errors import InsufficientPoints, MemberClosed, MemberFrozen, NotFound
-from jifen.rewards import reads, redemptions
+from jifen.rewards import fulfilment, reads, redemptions
 from jifen.rewards.errors import (
     CancelRefused,
     LimitReached,
@@ -86,9 +86,7 @@ def get_redemption(redemption_id: PathId, call: ReadCall) -> JSONResponse:
         read(
             call,
             ALL,
-            lambda u: reads.describe(
-                u.session, redemptions.get(u.session, u.program_id, redemption_id)
-            ),
+            lambda u: reads.describe(u.session, reads.get(u.session, u.program_id, redemption_id)),
         )
     )
 
@@ -130,7 +128,7 @@ def member_redemptions(
 )
 def cancel(redemption_id: PathId, data: CancelIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> RedemptionOut:
-        done = redemptions.cancel(
+        done = fulfilment.cancel(
             u.session,
             u.program,
             u.book,
@@ -153,7 +151,7 @@ def cancel(redemption_id: PathId, data: CancelIn, call: Write) -> JSONResponse:
 )
 def ship(redemption_id: PathId, data: ShipIn, call: Write) -> JSONResponse:
     def op(u: Unit) -> RedemptionOut:
-        done = redemptions.ship(
+        done = fulfilment.ship(
             u.session,
             u.program_id,
             redemption_id,
@@ -175,7 +173,7 @@ def ship(redemption_id: PathId, data: ShipIn, call: Write) -> JSONResponse:
 )
 def deliver(redemption_id: PathId, call: Write) -> JSONResponse:
     def op(u: Unit) -> RedemptionOut:
-        done = redemptions.deliver(u.session, u.program_id, redemption_id, now=u.now, actor=u.actor)
+        done = fulfilment.deliver(u.session, u.program_id, redemption_id, now=u.now, actor=u.actor)
         return reads.describe(u.session, done)
 
     return write(call, ADMIN, op, status_code=200)

@@ -18,7 +18,7 @@ from jifen.cli.state import actor, state_of
 from jifen.programs.models import Program
 from jifen.programs.rewards import RewardKind
 from jifen.programs.service import book_for
-from jifen.rewards import catalog, reads, redemptions
+from jifen.rewards import catalog, fulfilment, reads, redemptions
 from jifen.rewards.schemas import RedemptionIn, RedemptionOut, RewardOut
 
 app = typer.Typer(help="The rewards catalog (积分商城).", no_args_is_help=True)
@@ -290,7 +290,7 @@ def redemptions_show(
 
     def read(session: Session) -> tuple[Program, RedemptionOut]:
         found = program_named(session, program)
-        return found, reads.describe(session, redemptions.get(session, found.id, redemption_id))
+        return found, reads.describe(session, reads.get(session, found.id, redemption_id))
 
     found, redemption = state.database().read(read)
     _print(found, redemption, "is")
@@ -308,7 +308,7 @@ def redemptions_cancel(
 
     def cancel(session: Session) -> tuple[Program, RedemptionOut]:
         found = program_named(session, program)
-        done = redemptions.cancel(
+        done = fulfilment.cancel(
             session,
             found,
             book_for(session, found),
@@ -336,7 +336,7 @@ def redemptions_ship(
 
     def ship(session: Session) -> tuple[Program, RedemptionOut]:
         found = program_named(session, program)
-        done = redemptions.ship(
+        done = fulfilment.ship(
             session,
             found.id,
             redemption_id,
@@ -360,7 +360,7 @@ def redemptions_deliver(
 
     def deliver(session: Session) -> tuple[Program, RedemptionOut]:
         found = program_named(session, program)
-        done = redemptions.deliver(
+        done = fulfilment.deliver(
             session, found.id, redemption_id, now=state.clock.now(), actor=actor()
         )
         return found, reads.describe(session, done)

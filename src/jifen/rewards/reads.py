@@ -238,3 +238,14 @@ def charity_totals(session: Session, program_id: int) -> CharityTotals:
             for cause, count, units, points, people in rows
         ]
     )
+
+
+def get(session: Session, program_id: int, redemption_id: int) -> Redemption:
+    redemption = session.execute(
+        select(Redemption).where(
+            Redemption.id == redemption_id, Redemption.program_id == program_id
+        )
+    ).scalar_one_or_none()
+    if redemption is None:
+        raise NotFound(what="redemption", key=redemption_id)
+    return redemption

@@ -41,7 +41,7 @@ from jifen.programs.apply import apply
 from jifen.programs.config import load_program_file
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program
-from jifen.rewards import checkout, coupons, reads, redemptions
+from jifen.rewards import checkout, coupons, fulfilment, reads, redemptions
 from jifen.rewards.checkout_schemas import HoldIn, Quote, QuoteIn
 from jifen.rewards.coupon_schemas import CouponOut, CouponUse, UseIn
 from jifen.rewards.schemas import RedemptionIn, RedemptionOut
@@ -258,7 +258,7 @@ class Journey:
 
     def cancel(self, redemption_id: int, reason: str) -> RedemptionOut:
         def run(s: Session, program: Program) -> RedemptionOut:
-            done = redemptions.cancel(
+            done = fulfilment.cancel(
                 s, program, self.book, redemption_id, reason=reason, now=self.clock.now(), actor="t"
             )
             return reads.describe(s, done)
