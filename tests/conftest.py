@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from typer.testing import Result
 
+from clikit import Run, invoke
 from jifen.core.clock import FrozenClock
 from jifen.db.migrate import upgrade
 from jifen.db.uow import Database
@@ -122,3 +125,31 @@ def pg_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
+
+
+# -- the CLI tests (tests/clikit.py) ----------------------------------------------------------
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    """A SQLite file of the test's own, for the CLI."""
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+@pytest.fixture
+def run(url: str) -> Run:
+    """Run the CLI against `url`, migrated first."""
+
+    def call(*args: str, lang: str = "en") -> Result:
+        return invoke(url, shlex.split(args[0]) if len(args) == 1 else list(args), lang)
+
+    assert call("db", "upgrade").exit_code == 0
+    return call
+
+
+@pytest.fixture
+def database(url: str, run: Run) -> Iterator[Database]:
+    """The CLI's database, to look at what a command wrote."""
+    found = Database(url)
+    yield found
+    found.dispose()

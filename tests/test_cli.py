@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import getpass
 import re
-import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
-from typer.testing import CliRunner, Result
 
+from clikit import Run, invoke, ok, refused
 from jifen.access.models import ApiKey
 from jifen.access.service import Scope, authenticate
-from jifen.cli import app
 from jifen.core.clock import FrozenClock, SystemClock
 from jifen.db.migrate import alembic_config
 from jifen.db.uow import Database
@@ -31,59 +29,6 @@ from jifen.ledger.queries import current_balance
 from jifen.members.models import Member
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program_by_code
-
-Run = Callable[..., Result]
-
-
-def _invoke(url: str | None, args: list[str], lang: str = "en", **settings: str | None) -> Result:
-    """Run `jifen` in-process; `settings` are further environment variables."""
-    env = {"JIFEN_LANG": lang, "COLUMNS": "250", "JIFEN_DEBUG": None, **settings}
-    env["JIFEN_DATABASE_URL"] = url
-    result = CliRunner().invoke(app, args, env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-@pytest.fixture
-def run(url: str) -> Run:
-    """Run the CLI against a migrated database."""
-
-    def invoke(*args: str, lang: str = "en") -> Result:
-        """`run("a", "b")`, or `run("a b")` split like a shell would."""
-        return _invoke(url, shlex.split(args[0]) if len(args) == 1 else list(args), lang)
-
-    assert invoke("db", "upgrade").exit_code == 0
-    return invoke
-
-
-@pytest.fixture
-def database(url: str, run: Run) -> Iterator[Database]:
-    db = Database(url)
-    yield db
-    db.dispose()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(result: Result, code: int, *fragments: str) -> str:
-    """One line on stderr, `error: …`, the given exit code, nothing on stdout."""
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.stdout == ""
-    return lines[0]
 
 
 def counts(db: Database) -> dict[str, int]:
@@ -105,14 +50,14 @@ def make_shop(run: Run, code: str = "shop", *extra: str) -> None:
 
 def test_db_upgrade_reports_the_head_revision(url: str) -> None:
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    first = ok(_invoke(url, ["db", "upgrade"]))
+    first = ok(invoke(url, ["db", "upgrade"]))
     assert f"is at revision {head} (head)" in first
-    assert ok(_invoke(url, ["db", "upgrade"])) == first  # idempotent
+    assert ok(invoke(url, ["db", "upgrade"])) == first  # idempotent
 
 
 def test_database_url_option_beats_the_environment(tmp_path: Path) -> None:
     chosen = f"sqlite:///{tmp_path / 'chosen.db'}"
-    ok(_invoke(f"sqlite:///{tmp_path / 'env.db'}", ["--database-url", chosen, "db", "upgrade"]))
+    ok(invoke(f"sqlite:///{tmp_path / 'env.db'}", ["--database-url", chosen, "db", "upgrade"]))
     assert (tmp_path / "chosen.db").exists()
     assert not (tmp_path / "env.db").exists()
 
@@ -410,7 +355,7 @@ def test_usage_errors(run: Run, database: Database, args: list[str], fragment: s
 
 def test_members_show_before_db_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "fresh.db"
-    result = _invoke(f"sqlite:///{path}", ["members", "show", "--program", "shop", "1"])
+    result = invoke(f"sqlite:///{path}", ["members", "show", "--program", "shop", "1"])
     refused(result, 1, "run `jifen db upgrade` first")
     assert not path.exists()  # a read creates nothing
 
@@ -418,7 +363,7 @@ def test_members_show_before_db_upgrade(tmp_path: Path) -> None:
 def test_empty_database_without_schema(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
     path.touch()
-    result = _invoke(f"sqlite:///{path}", ["programs", "list"])
+    result = invoke(f"sqlite:///{path}", ["programs", "list"])
     refused(result, 1, "has no jifen schema yet", "run `jifen db upgrade` first")
 
 
@@ -435,17 +380,17 @@ def test_empty_database_without_schema(tmp_path: Path) -> None:
 )
 @pytest.mark.parametrize("command", [["programs", "list"], ["db", "upgrade"]])
 def test_bad_database_url(bad_url: str, fragment: str, command: list[str]) -> None:
-    line = refused(_invoke(None, ["--database-url", bad_url, *command]), 1, fragment)
+    line = refused(invoke(None, ["--database-url", bad_url, *command]), 1, fragment)
     assert "secret" not in line
 
 
 def test_invalid_setting_in_the_environment(url: str, run: Run) -> None:
-    result = _invoke(url, ["programs", "list"], JIFEN_DB_POOL_SIZE="many")
+    result = invoke(url, ["programs", "list"], JIFEN_DB_POOL_SIZE="many")
     refused(result, 1, "db_pool_size: Input should be a valid integer")
 
 
 def test_no_command_shows_help() -> None:
-    result = _invoke(None, [])
+    result = invoke(None, [])
     assert result.exit_code == 2
     assert "programs" in result.stdout
     assert "error" not in result.output

@@ -4,43 +4,18 @@ refusal on stderr, no traceback, the database unchanged."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from typer.testing import Result
 
+from clikit import Run, ok
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.programs.models import RuleSetVersion
 from jifen.programs.service import get_program_by_code
 from programs.test_config import CHANGED, SHOP
-from test_cli import _invoke, ok
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-@pytest.fixture
-def run(url: str) -> Run:
-    def invoke(*args: str, lang: str = "en") -> Result:
-        return _invoke(url, shlex.split(args[0]) if len(args) == 1 else list(args), lang)
-
-    assert invoke("db", "upgrade").exit_code == 0
-    return invoke
-
-
-@pytest.fixture
-def database(url: str, run: Run) -> Iterator[Database]:
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def rows(db: Database) -> dict[str, int]:

@@ -4,16 +4,14 @@ database: happy paths print what happened; every refusal is one line on stderr s
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from jifen.cli import app
+import clikit
+from clikit import Run, ok
 from jifen.core.clock import SystemClock
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
@@ -23,50 +21,21 @@ from jifen.programs.service import book_for, get_program_by_code
 from jifen.rewards import catalog
 from jifen.rewards.models import Redemption, Reward
 
-Run = Callable[..., Result]
+
+@pytest.fixture
+def run(run: Run) -> Run:
+    """The CLI on a migrated database with programme `shop`."""
+    assert run("programs create --code shop --name 小店").exit_code == 0
+    return run
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+def db(database: Database) -> Database:
+    return database
 
 
-@pytest.fixture
-def run(url: str) -> Run:
-    def invoke(*args: str) -> Result:
-        argv = shlex.split(args[0]) if len(args) == 1 else list(args)
-        env = {"JIFEN_LANG": "en", "COLUMNS": "250", "JIFEN_DEBUG": None, "JIFEN_DATABASE_URL": url}
-        result = CliRunner().invoke(app, argv, env=env)
-        assert "Traceback" not in result.output
-        assert result.exception is None or isinstance(result.exception, SystemExit)
-        return result
-
-    assert invoke("db upgrade").exit_code == 0
-    assert invoke("programs create --code shop --name 小店").exit_code == 0
-    return invoke
-
-
-@pytest.fixture
-def db(url: str, run: Run) -> Iterator[Database]:
-    database = Database(url)
-    yield database
-    database.dispose()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(result: Result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.stdout == ""
-    return lines[0]
+def refused(result: Result, *fragments: str, status: int = 1) -> str:
+    return clikit.refused(result, status, *fragments)
 
 
 def put(db: Database, **fields: Any) -> None:

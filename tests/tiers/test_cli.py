@@ -4,64 +4,18 @@ and nothing written."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner, Result
 
-from jifen.cli import app
+from clikit import Run, ok, refused
 from jifen.db.uow import Database
 from jifen.programs.service import get_program_by_code
 from jifen.programs.tiers import TierPolicy
 from jifen.tiers.models import MemberTier, TierChange, TierGrant
 
 from .kit import POLICY
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
-
-
-@pytest.fixture
-def run(url: str) -> Run:
-    def invoke(line: str, lang: str = "en") -> Result:
-        env = {"JIFEN_LANG": lang, "COLUMNS": "250", "JIFEN_DEBUG": None, "JIFEN_DATABASE_URL": url}
-        result = CliRunner().invoke(app, shlex.split(line), env=env)
-        assert "Traceback" not in result.output
-        return result
-
-    assert invoke("db upgrade").exit_code == 0
-    return invoke
-
-
-@pytest.fixture
-def database(url: str, run: Run) -> Iterator[Database]:
-    db = Database(url)
-    yield db
-    db.dispose()
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(result: Result, code: int, *fragments: str) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert result.stdout == ""
-    return lines[0]
 
 
 def rows(db: Database) -> tuple[int, int, int]:
