@@ -17,10 +17,10 @@ from jifen.cli.messages import language
 from jifen.cli.output import local, out
 from jifen.cli.programs import ProgramOption, program_named
 from jifen.cli.state import actor, state_of
+from jifen.core.clock import start_of_day
 from jifen.programs.service import book_for
 from jifen.tiers import progress, service
 from jifen.tiers.schemas import GrantIn, GrantOut, HistoryPage, Standing
-from jifen.tiers.windows import start_of
 
 app = typer.Typer(help="Member tiers.", no_args_is_help=True)
 
@@ -153,7 +153,7 @@ def tiers_grant(
     def grant(session: Session) -> tuple[str, GrantOut, bool]:
         found = program_named(session, program)
         ends_at = (
-            start_of(until.date() + timedelta(days=1), _zone(found.timezone))
+            start_of_day(until.date() + timedelta(days=1), _zone(found.timezone))
             if until is not None
             else None
         )

@@ -7,8 +7,11 @@ sleep. All instants are timezone-aware UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from dateutil.relativedelta import relativedelta
 
 
 class Clock(Protocol):
@@ -49,3 +52,20 @@ def ensure_utc(at: datetime) -> datetime:
 def as_utc(at: datetime) -> datetime:
     """Attach UTC to a naive datetime read back from a store that drops the zone (SQLite)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def start_of_day(day: date, tz: ZoneInfo) -> datetime:
+    """The first instant of local day `day` in zone `tz`, in UTC: where programme-local days
+    (member days, daily limits, coupon validity, grace periods, expiry dates) begin and end.
+
+    With fold=0 a midnight that a DST change skips resolves to the instant of the change
+    (the day's first instant), and a repeated midnight to its first occurrence.
+    """
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def add_months(day: date, months: int) -> date:
+    """`day` moved by whole months, the day of the month clamped to the month's length
+    (31 March + 1 month = 30 April)."""
+    moved: date = day + relativedelta(months=months)
+    return moved

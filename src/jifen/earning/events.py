@@ -22,7 +22,7 @@ A budget bounds points only; growth value is given whatever the budget has left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jifen.core.clock import start_of_day
 from jifen.core.cursors import decode_cursor, encode_cursor
 from jifen.core.errors import Conflict, InvalidInput, NotFound
 from jifen.earning import caps
@@ -296,10 +297,7 @@ def period_bounds(per: Period | str, day: date, tz: ZoneInfo) -> tuple[datetime,
         start, end = date(day.year, 1, 1), date(day.year + 1, 1, 1)
     else:
         raise ValueError(f"unknown period {per!r}")
-    return (
-        datetime.combine(start, time(), tz).astimezone(UTC),
-        datetime.combine(end, time(), tz).astimezone(UTC),
-    )
+    return start_of_day(start, tz), start_of_day(end, tz)
 
 
 def _rewarded_in_period(

@@ -26,12 +26,13 @@ frozen and refuse unknown fields; numbers must be real integers (no strings, no 
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
-from dateutil.relativedelta import relativedelta
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
+
+from jifen.core.clock import add_months, start_of_day
 
 __all__ = [
     "EXPIRY_POLICY",
@@ -210,26 +211,12 @@ def _local_date(at: datetime, tz: ZoneInfo) -> date:
     return at.astimezone(tz).date()
 
 
-def _start_of_local_day(d: date, tz: ZoneInfo) -> datetime:
-    """The first instant of local day `d`, in UTC.
-
-    With fold=0 a midnight that a DST change skips resolves to the instant of the change
-    (the day's first instant), and a repeated midnight to its first occurrence.
-    """
-    return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
-
-
 def _end_of_local_day(d: date, tz: ZoneInfo) -> datetime:
-    return _start_of_local_day(d + timedelta(days=1), tz)
+    return start_of_day(d + timedelta(days=1), tz)
 
 
 def _clamped(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, calendar.monthrange(year, month)[1]))
-
-
-def _add_months(d: date, months: int) -> date:
-    result: date = d + relativedelta(months=months)
-    return result
 
 
 def _rounded_up(d: date, round_to: RoundTo) -> date:
@@ -261,7 +248,7 @@ def inactivity_deadline(
     day, in UTC. Every earn or spend moves the deadline for every lot of the member.
     """
     last = _aware(last_activity_at, "last_activity_at")
-    return _end_of_local_day(_add_months(_local_date(last, tz), policy.months), tz)
+    return _end_of_local_day(add_months(_local_date(last, tz), policy.months), tz)
 
 
 def expires_at(
@@ -304,7 +291,7 @@ def expires_at(
         case NeverExpire():
             return None
         case AfterMonths(months=months, round_to=round_to):
-            due = _rounded_up(_add_months(earned_date, months), round_to)
+            due = _rounded_up(add_months(earned_date, months), round_to)
             return _end_of_local_day(due, tz)
         case FixedYearlyDate(month=month, day=day, years_after=years_after):
             due = _clamped(earned_date.year + years_after, month, day)
@@ -319,5 +306,5 @@ def expires_at(
             k = max(earned_date.year - enrolled_date.year, 0)
             if k > 0 and _anniversary(enrolled_date, k) > earned_date:
                 k -= 1
-            return _start_of_local_day(_anniversary(enrolled_date, k + years), tz)
+            return start_of_day(_anniversary(enrolled_date, k + years), tz)
     raise TypeError(f"not an expiry policy: {policy!r}")  # pragma: no cover

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from jifen.core.clock import start_of_day
 from jifen.db.outbox import emit, emit_many
 from jifen.earning.models import Purchase
 from jifen.earning.schemas import LineIn
@@ -78,11 +79,7 @@ def expiry(spec: CouponSpec, issued_at: datetime, tz: ZoneInfo) -> datetime:
     else:
         assert spec.valid_until is not None
         last = spec.valid_until
-    return _start_of(last + timedelta(days=1), tz)
-
-
-def _start_of(day: date, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
+    return start_of_day(last + timedelta(days=1), tz)
 
 
 def issue(

@@ -27,13 +27,14 @@ and the same issue.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from jifen.core.clock import start_of_day
 from jifen.core.errors import InsufficientPoints, InvalidInput
 from jifen.db.outbox import emit
 from jifen.ledger import service as ledger
@@ -257,9 +258,7 @@ def check_tier(program: Program, reward: Reward, tier: str | None) -> None:
 def local_day(book: Book, now: datetime) -> tuple[datetime, datetime]:
     """The programme-local day containing `now`, as [start, end) instants."""
     day = now.astimezone(book.tz).date()
-    start = datetime.combine(day, time(0), tzinfo=book.tz)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=book.tz)
-    return start, end
+    return start_of_day(day, book.tz), start_of_day(day + timedelta(days=1), book.tz)
 
 
 def _used(

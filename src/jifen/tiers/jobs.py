@@ -49,6 +49,7 @@ from sqlalchemy import ColumnElement, and_, exists, extract, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
 from jifen.db.outbox import emit_many
 from jifen.ledger import service as ledger
@@ -79,7 +80,7 @@ from jifen.tiers.service import (
     tz_of,
 )
 from jifen.tiers.standing import policy_of
-from jifen.tiers.windows import Windows, period_key, start_of, windows
+from jifen.tiers.windows import Windows, period_key, windows
 
 ACTOR = "job:tiers"
 BENEFITS_ACTOR = "job:tier-benefits"
@@ -237,7 +238,7 @@ def _evaluate_one(
             written += 1
     elif row.grace_until is None and policy.grace_days > 0:
         today = now.astimezone(tz).date()
-        row.grace_until = start_of(today + timedelta(days=policy.grace_days + 1), tz)
+        row.grace_until = start_of_day(today + timedelta(days=policy.grace_days + 1), tz)
         facing = {
             "tier": row.tier,
             "qualified_tier": row.qualified_tier,

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jifen.core.clock import start_of_day
 from jifen.core.cursors import decode_cursor, encode_cursor
 from jifen.core.errors import InvalidInput, MemberClosed, NotFound
 from jifen.db.outbox import emit_many
@@ -55,7 +56,7 @@ from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
 from jifen.tiers.qualify import Measures, entered, near, needed, next_rank, shortfall
 from jifen.tiers.schemas import GrantIn, GrantOut, HistoryItem, HistoryPage
 from jifen.tiers.standing import policy_of
-from jifen.tiers.windows import Span, start_of, windows
+from jifen.tiers.windows import Span, windows
 
 CURSOR = "t"
 NEAR_PREFIX = "near-upgrade:"
@@ -395,7 +396,7 @@ def grant(
         ends_at = data.ends_at.astimezone(UTC)
     else:
         assert data.days is not None
-        ends_at = start_of(now.astimezone(tz).date() + timedelta(days=data.days), tz)
+        ends_at = start_of_day(now.astimezone(tz).date() + timedelta(days=data.days), tz)
     if ends_at <= now:
         raise GrantEndsBeforeStart(starts_at=now.isoformat(), ends_at=ends_at.isoformat())
     if data.reference is not None:

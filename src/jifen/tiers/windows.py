@@ -13,11 +13,11 @@ Pure: an instant, the programme's time zone and the policy's window in, UTC span
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from jifen.core.clock import add_months, start_of_day
 from jifen.programs.tiers import Window
 
 
@@ -51,19 +51,6 @@ class Windows:
     `2027-03`; for a rolling window, the local month."""
 
 
-def add_months(day: date, months: int) -> date:
-    """`day` moved by whole months, the day of the month clamped to the month's length."""
-    year, month = divmod(day.month - 1 + months, 12)
-    year += day.year
-    month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def start_of(day: date, tz: ZoneInfo) -> datetime:
-    """The instant a local day begins, in UTC."""
-    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-
-
 def period_start(day: date, period: str) -> date:
     if period == "month":
         return day.replace(day=1)
@@ -92,14 +79,14 @@ def windows(window: Window, now: datetime, tz: ZoneInfo) -> Windows:
     today = now.astimezone(tz).date()
     if window.kind == "rolling":
         assert window.months is not None
-        span = Span(start_of(add_months(today, -window.months), tz))
+        span = Span(start_of_day(add_months(today, -window.months), tz))
         return Windows(span, (span,), None, period_key(today, "month"))
     assert window.period is not None
     first = period_start(today, window.period)
     following = next_period(first, window.period)
     previous = add_months(first, -{"month": 1, "quarter": 3, "year": 12}[window.period])
-    current = Span(start_of(first, tz))
-    before = Span(start_of(previous, tz), start_of(first, tz))
+    current = Span(start_of_day(first, tz))
+    before = Span(start_of_day(previous, tz), start_of_day(first, tz))
     return Windows(
         current,
         (current, before),
