@@ -36,11 +36,17 @@ MemberQuery = Annotated[
 ]
 
 
-def _out(u: Unit, reward: Reward, member_id: int | None, lang: str) -> RewardOut:
-    offer = None
-    if member_id is not None:
-        offer = reads.offer(u.session, u.program, u.book, reward, member_id, u.now, lang=lang)
-    return catalog.describe(reward, u.now, offer)
+def _described(u: Unit, rewards: list[Reward], member_id: int | None, lang: str) -> list[RewardOut]:
+    """The rewards, with the member's offer on each (the member read once)."""
+    if member_id is None:
+        return [catalog.describe(reward, u.now) for reward in rewards]
+    who = reads.shopper(u.session, u.program, u.book, member_id, u.now)
+    return [
+        catalog.describe(
+            reward, u.now, reads.offer(u.session, u.program, u.book, reward, who, u.now, lang=lang)
+        )
+        for reward in rewards
+    ]
 
 
 @router.get(
@@ -69,7 +75,7 @@ def list_rewards(
         found = catalog.list_rewards(
             u.session, u.program_id, kind=kind, available_at=u.now if available else None
         )
-        return [_out(u, reward, member_id, language(request)) for reward in found]
+        return _described(u, found, member_id, language(request))
 
     return render(read(call, ALL, op))
 
@@ -88,7 +94,9 @@ def get_reward(
         read(
             call,
             ALL,
-            lambda u: _out(u, catalog.get_reward(u.session, u.program_id, code), member_id, lang),
+            lambda u: _described(
+                u, [catalog.get_reward(u.session, u.program_id, code)], member_id, lang
+            )[0],
         )
     )
 

@@ -107,7 +107,8 @@ def rewards_show(
         offer = None
         if member is not None:
             book = book_for(session, found)
-            offer = reads.offer(session, found, book, reward, member, now, lang=language())
+            who = reads.shopper(session, found, book, member, now)
+            offer = reads.offer(session, found, book, reward, who, now, lang=language())
         return found, catalog.describe(reward, now, offer)
 
     found, reward = state.database().read(read)

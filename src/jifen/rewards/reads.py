@@ -10,6 +10,7 @@ that moment agree; the redemption, under its locks, decides for real.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import distinct, func, select
@@ -38,12 +39,34 @@ from jifen.tiers.standing import tier_of
 # ---------------------------------------------------------------- a member's offer
 
 
+@dataclass(frozen=True)
+class Shopper:
+    """The member side of an offer, read once for a whole catalog."""
+
+    member_id: int
+    account: Account
+    tier: str | None
+    spendable: int
+
+
+def shopper(
+    session: Session, program: Program, book: Book, member_id: int, now: datetime
+) -> Shopper:
+    account = _points_account(session, book, member_id)
+    return Shopper(
+        member_id=member_id,
+        account=account,
+        tier=tier_of(session, program, member_id),
+        spendable=_spendable(session, account, now),
+    )
+
+
 def offer(
     session: Session,
     program: Program,
     book: Book,
     reward: Reward,
-    member_id: int,
+    who: Shopper,
     now: datetime,
     *,
     lang: str = "zh-CN",
@@ -51,26 +74,23 @@ def offer(
     """What the member would pay for one unit now, and the refusal a redemption of one
     unit would get, its detail in `lang` (read without locks: a redemption decides for
     real)."""
-    account = _points_account(session, book, member_id)
-    tier = tier_of(session, program, member_id)
-    price = catalog.price_for(reward, tier)
+    price = catalog.price_for(reward, who.tier)
     refusal: JifenError | None = None
     try:
-        ensure_writable(account)
+        ensure_writable(who.account)
         refused = catalog.unavailable(reward, now)
         if refused is not None:
             raise refused
-        redemptions.check_tier(program, reward, tier)
-        redemptions.check_limits(session, book, reward, member_id, 1, now)
+        redemptions.check_tier(program, reward, who.tier)
+        redemptions.check_limits(session, book, reward, who.member_id, 1, now)
         redemptions.check_stock(reward, 1)
-        spendable = _spendable(session, account, now)
-        if spendable < price:
-            raise InsufficientPoints(needed=price, available=max(spendable, 0))
+        if who.spendable < price:
+            raise InsufficientPoints(needed=price, available=max(who.spendable, 0))
     except JifenError as exc:
         refusal = exc
     return MemberOffer(
-        member_id=member_id,
-        tier=tier,
+        member_id=who.member_id,
+        tier=who.tier,
         points=price,
         cash=reward.cash,
         may_redeem=refusal is None,
