@@ -20,7 +20,7 @@ till never earns twice, and an order cancelled and completed again is not awarde
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -62,7 +62,7 @@ from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
 from jifen.tiers import service as tiers
-from jifen.tiers.standing import policy_of, tier_of
+from jifen.tiers.standing import policy_of, tiers_of
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a till's clock may be before its purchase is refused."""
@@ -208,61 +208,105 @@ def evaluate_purchase(
     *,
     lock: bool,
 ) -> Evaluation:
-    day = basket.at.date()
-    points, usage = _bounded(
-        session, program_id, member_id, rules.earning, basket, facts, day, lock=lock, prefix=""
-    )
-    growth, growth_usage = _bounded(
-        session,
-        program_id,
+    """Evaluate with the caps and budgets as the database has them (budget rows locked
+    first, in key order, with `lock`)."""
+    return evaluate_with(
+        rules,
         member_id,
-        rules.growth,
         basket,
         facts,
-        day,
-        lock=lock,
-        prefix=GROWTH_PREFIX,
+        lambda bounds: caps.room(session, program_id, bounds, lock=lock),
+    )
+
+
+Room = Callable[[list[caps.Bound]], int]
+"""What the tightest of a capped rule's counters still allows (never below 0)."""
+
+
+def evaluate_with(
+    rules: VersionedRules, member_id: int, basket: Basket, facts: MemberFacts, room: Room
+) -> Evaluation:
+    """The award of `basket`, asking `room` what each capped rule that fires may still
+    give. Pure but for `room`: a bulk import answers it from counters read in advance."""
+    day = basket.at.date()
+    points, usage = _bounded(rules.earning, basket, facts, member_id, day, room, prefix="")
+    growth, growth_usage = _bounded(
+        rules.growth, basket, facts, member_id, day, room, prefix=GROWTH_PREFIX
     )
     for key, n in growth_usage.items():
         usage[key] = usage.get(key, 0) + n
     return Evaluation(rules, points, growth, usage)
 
 
-def _bounded(
-    session: Session,
-    program_id: int,
-    member_id: int,
+def capped(rules: VersionedRules) -> bool:
+    """Whether any rule of the set has a cap or a budget (else no counter is ever read)."""
+    return any(
+        c.rule.caps is not None or c.rule.budget is not None
+        for c in (*rules.earning, *rules.growth)
+    )
+
+
+def bounds_of(
+    rules: VersionedRules, member_id: int, basket: Basket, facts: MemberFacts
+) -> list[caps.Bound]:
+    """Every counter `evaluate_with` may ask `room` about for this basket."""
+    day = basket.at.date()
+    found: list[caps.Bound] = []
+    for compiled, prefix in ((rules.earning, ""), (rules.growth, GROWTH_PREFIX)):
+        _, bounds = _priced(compiled, basket, facts, member_id, day, prefix)
+        for rule_bounds in bounds.values():
+            found.extend(rule_bounds)
+    return found
+
+
+def _priced(
     compiled: Sequence[CompiledRule],
     basket: Basket,
     facts: MemberFacts,
+    member_id: int,
     day: date,
-    *,
-    lock: bool,
     prefix: str,
-) -> tuple[Award, dict[str, int]]:
-    """Evaluate; where capped rules may give points, find what their caps leave and
-    evaluate again."""
+) -> tuple[Award, dict[str, list[caps.Bound]]]:
+    """The award before caps, and the counters of each capped rule that may give points
+    (by rule id, in id order: the order budget rows are locked in)."""
     first = _evaluate(compiled, basket, facts, None)
-    capped: dict[str, EarningRule] = {
+    capped_rules: dict[str, EarningRule] = {
         c.rule.id: c.rule for c in compiled if c.rule.caps is not None or c.rule.budget is not None
     }
-    firing = sorted(rule for rule in _may_give(compiled, basket, facts, first) if rule in capped)
-    if not firing:
+    if not capped_rules:
         return first, {}
-    bounds = {
+    firing = sorted(
+        rule for rule in _may_give(compiled, basket, facts, first) if rule in capped_rules
+    )
+    return first, {
         rule_id: caps.bounds(
             rule_id,
             member_id=member_id,
             day=day,
-            caps=capped[rule_id].caps,
-            budget=capped[rule_id].budget,
+            caps=capped_rules[rule_id].caps,
+            budget=capped_rules[rule_id].budget,
             prefix=prefix,
         )
         for rule_id in firing
     }
-    allowances = {
-        rule_id: caps.room(session, program_id, bounds[rule_id], lock=lock) for rule_id in firing
-    }
+
+
+def _bounded(
+    compiled: Sequence[CompiledRule],
+    basket: Basket,
+    facts: MemberFacts,
+    member_id: int,
+    day: date,
+    room: Room,
+    *,
+    prefix: str,
+) -> tuple[Award, dict[str, int]]:
+    """Evaluate; where capped rules may give points, find what their caps leave and
+    evaluate again."""
+    first, bounds = _priced(compiled, basket, facts, member_id, day, prefix)
+    if not bounds:
+        return first, {}
+    allowances = {rule_id: room(rule_bounds) for rule_id, rule_bounds in bounds.items()}
     award = _evaluate(compiled, basket, facts, allowances)
     usage: dict[str, int] = {}
     for item in award.items:
@@ -472,22 +516,44 @@ def _facts(
 ) -> MemberFacts:
     if member is None:
         return MemberFacts()
-    program_id = program.id
-    tier = tier_of(session, program, member.id)
+    excluded = () if exclude_purchase is None else (exclude_purchase,)
+    return facts_of(session, program, [member], exclude_purchases=excluded)[member.id]
+
+
+def facts_of(
+    session: Session,
+    program: Program,
+    members_: Sequence[Member],
+    *,
+    exclude_purchases: Collection[int] = (),
+) -> dict[int, MemberFacts]:
+    """What the rules know of each member before a purchase (one query per fact for the
+    whole batch): the tier, segments, whether it is the first purchase (not counting
+    `exclude_purchases`, the purchases being awarded) and the birthday."""
+    ids = [member.id for member in members_]
+    if not ids:
+        return {}
     policy = policy_of(program)
-    level = policy.get(tier) if policy is not None and tier is not None else None
-    earlier = select(Purchase.id).where(
-        Purchase.program_id == program_id, Purchase.member_id == member.id
+    tiers_now = tiers_of(session, program, ids)
+    segments = members.segments_by_member(session, program.id, ids)
+    bought = select(Purchase.member_id).where(
+        Purchase.program_id == program.id, Purchase.member_id.in_(ids)
     )
-    if exclude_purchase is not None:
-        earlier = earlier.where(Purchase.id != exclude_purchase)
-    return MemberFacts(
-        tier=tier,
-        segments=members.segments_of(session, program_id, member.id),
-        first_purchase=session.execute(earlier.limit(1)).first() is None,
-        birthday=member.birthday,
-        tier_multiplier=level.benefits.earn_multiplier if level is not None else None,
-    )
+    if exclude_purchases:
+        bought = bought.where(Purchase.id.not_in(list(exclude_purchases)))
+    buyers = set(session.execute(bought.group_by(Purchase.member_id)).scalars())
+    found: dict[int, MemberFacts] = {}
+    for member in members_:
+        tier = tiers_now[member.id]
+        level = policy.get(tier) if policy is not None and tier is not None else None
+        found[member.id] = MemberFacts(
+            tier=tier,
+            segments=segments[member.id],
+            first_purchase=member.id not in buyers,
+            birthday=member.birthday,
+            tier_multiplier=level.benefits.earn_multiplier if level is not None else None,
+        )
+    return found
 
 
 def _facts_json(facts: MemberFacts) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import or_, select
@@ -149,9 +150,20 @@ def resolve(session: Session, program_id: int, ref: MemberRef) -> Member:
 
 
 def segments_of(session: Session, program_id: int, member_id: int) -> frozenset[str]:
-    rows = session.execute(
-        select(SegmentMember.segment).where(
-            SegmentMember.program_id == program_id, SegmentMember.member_id == member_id
-        )
-    ).scalars()
-    return frozenset(rows)
+    return segments_by_member(session, program_id, [member_id])[member_id]
+
+
+def segments_by_member(
+    session: Session, program_id: int, member_ids: Collection[int]
+) -> dict[int, frozenset[str]]:
+    """Each member's segments (`segments_of` for a batch, in one query)."""
+    found: dict[int, set[str]] = {member_id: set() for member_id in member_ids}
+    if found:
+        for member_id, segment in session.execute(
+            select(SegmentMember.member_id, SegmentMember.segment).where(
+                SegmentMember.program_id == program_id,
+                SegmentMember.member_id.in_(list(found)),
+            )
+        ):
+            found[member_id].add(segment)
+    return {member_id: frozenset(segments) for member_id, segments in found.items()}

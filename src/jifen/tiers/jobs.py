@@ -68,13 +68,14 @@ from jifen.tiers.measures import measure
 from jifen.tiers.models import BenefitIssue, MemberTier, TierGrant
 from jifen.tiers.qualify import Measures, better, supported
 from jifen.tiers.service import (
+    Near,
     Reason,
     active_grants,
     best_grant,
     event,
     measures_json,
     move,
-    notify_near,
+    notify_near_many,
     span_json,
     threshold_json,
     tz_of,
@@ -137,6 +138,7 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
         keep = {member_id: better(*(found[member_id] for found in each)) for member_id in ids}
     grants = active_grants(session, program.id, ids, now)
     outbox: list[dict[str, Any]] = []
+    near: list[Near] = []
     written = 0
     for member_id in ids:
         row = rows[member_id]
@@ -153,19 +155,9 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
             outbox,
         )
         if member_id in active:
-            notice = notify_near(
-                session,
-                policy,
-                program.id,
-                member_id,
-                policy.rank(row.tier),
-                enter[member_id],
-                win.period,
-                now,
-            )
-            if notice is not None:
-                outbox.append(notice)
+            near.append(Near(member_id, policy.rank(row.tier), enter[member_id]))
         row.evaluated_at = now
+    outbox.extend(notify_near_many(session, policy, program.id, near, win.period, now))
     emit_many(session, outbox)
     session.flush()
     return StepResult(accounts=len(ids), items=written)

@@ -24,7 +24,8 @@ What this module guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -43,7 +44,7 @@ from jifen.ledger.models import AccountStatus
 from jifen.ledger.posting import Book, lock_account
 from jifen.members import service as members
 from jifen.programs.models import Program
-from jifen.programs.tiers import Measure, Threshold, TierPolicy
+from jifen.programs.tiers import Measure, Threshold, Tier, TierPolicy
 from jifen.tiers.errors import (
     GrantEndsBeforeStart,
     GrantNotActive,
@@ -96,7 +97,13 @@ def row_of(session: Session, program_id: int, member_id: int) -> MemberTier | No
 
 
 def new_row(
-    session: Session, policy: TierPolicy, program_id: int, member_id: int, now: datetime
+    session: Session,
+    policy: TierPolicy,
+    program_id: int,
+    member_id: int,
+    now: datetime,
+    *,
+    flush: bool = True,
 ) -> MemberTier:
     """A member's first tier row: the base tier (where everyone starts)."""
     row = MemberTier(
@@ -110,7 +117,8 @@ def new_row(
         updated_at=now,
     )
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 
@@ -239,66 +247,99 @@ def event(row: MemberTier, type: str, now: datetime, payload: dict[str, Any]) ->
     }
 
 
-def notify_near(
+@dataclass(frozen=True)
+class Near:
+    """A member to tell of a near upgrade if they are near one: their tier's rank now,
+    their measures, and which of them were read."""
+
+    member_id: int
+    current: int
+    measures: Measures
+    which: Collection[Measure] = tuple(Measure)
+
+
+def notify_near_many(
     session: Session,
     policy: TierPolicy,
     program_id: int,
-    member_id: int,
-    current: int,
-    measures: Measures,
+    candidates: Sequence[Near],
     period: str,
     now: datetime,
-    which: Collection[Measure] = tuple(Measure),
-) -> dict[str, Any] | None:
-    """An outbox `tier.near_upgrade` row when the member is within 10% of the next tier's
-    enter threshold, once per tier and period (recorded in `tier_benefit_issues`); None
-    when not near or already told."""
-    target = next_rank(policy, current)
-    if target is None:
-        return None
-    tier = policy.levels[target]
-    if tier.enter is None or not near(tier.enter, measures):
-        return None
-    benefit = NEAR_PREFIX + tier.code
-    told = session.execute(
-        select(BenefitIssue.id).where(
-            BenefitIssue.program_id == program_id,
-            BenefitIssue.member_id == member_id,
-            BenefitIssue.benefit == benefit,
-            BenefitIssue.period == period,
+) -> list[dict[str, Any]]:
+    """An outbox `tier.near_upgrade` row for each member within 10% of the next tier's
+    enter threshold, once per tier and period (recorded in `tier_benefit_issues`): one
+    query for who has been told, one insert for the new notices."""
+    due: list[tuple[Near, Tier]] = []
+    for candidate in candidates:
+        target = next_rank(policy, candidate.current)
+        if target is None:
+            continue
+        tier = policy.levels[target]
+        if tier.enter is not None and near(tier.enter, candidate.measures):
+            due.append((candidate, tier))
+    if not due:
+        return []
+    told = {
+        (member_id, benefit)
+        for member_id, benefit in session.execute(
+            select(BenefitIssue.member_id, BenefitIssue.benefit).where(
+                BenefitIssue.program_id == program_id,
+                BenefitIssue.member_id.in_([c.member_id for c, _ in due]),
+                BenefitIssue.benefit.in_({NEAR_PREFIX + tier.code for _, tier in due}),
+                BenefitIssue.period == period,
+            )
         )
-    ).first()
-    if told is not None:
-        return None
-    missing = {m.value: str(n) for m, n in shortfall(tier.enter, measures).items()}
+    }
+    due = [(c, tier) for c, tier in due if (c.member_id, NEAR_PREFIX + tier.code) not in told]
+    issues: list[BenefitIssue] = []
+    outbox: list[dict[str, Any]] = []
+    for candidate, tier in due:
+        assert tier.enter is not None
+        missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
+        issues.append(
+            BenefitIssue(
+                program_id=program_id,
+                member_id=candidate.member_id,
+                benefit=NEAR_PREFIX + tier.code,
+                period=period,
+                tier=policy.levels[candidate.current].code,
+                details={
+                    "measures": measures_json(candidate.measures, candidate.which),
+                    "missing": missing,
+                },
+                issued_at=now,
+            )
+        )
+        outbox.append(
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "type": "tier.near_upgrade",
+                "payload": {
+                    "tier": policy.levels[candidate.current].code,
+                    "next": tier.code,
+                    "missing": missing,
+                    "period": period,
+                },
+                "occurred_at": now,
+            }
+        )
     try:
         with session.begin_nested():
-            session.add(
-                BenefitIssue(
-                    program_id=program_id,
-                    member_id=member_id,
-                    benefit=benefit,
-                    period=period,
-                    tier=policy.levels[current].code,
-                    details={"measures": measures_json(measures, which), "missing": missing},
-                    issued_at=now,
-                )
-            )
+            session.add_all(issues)
             session.flush()
-    except IntegrityError:  # told a moment ago by another worker
-        return None
-    return {
-        "program_id": program_id,
-        "member_id": member_id,
-        "type": "tier.near_upgrade",
-        "payload": {
-            "tier": policy.levels[current].code,
-            "next": tier.code,
-            "missing": missing,
-            "period": period,
-        },
-        "occurred_at": now,
-    }
+    except IntegrityError:  # some were told a moment ago by another worker: one at a time
+        kept = []
+        for issue, row in zip(issues, outbox, strict=True):
+            try:
+                with session.begin_nested():
+                    session.add(issue)
+                    session.flush()
+            except IntegrityError:
+                continue
+            kept.append(row)
+        return kept
+    return outbox
 
 
 # -- upgrades on activity ---------------------------------------------------------------
@@ -316,51 +357,77 @@ def on_activity(
     """After a write that may raise the member's measures (under the member's points-account
     lock, which the caller holds): move them up to the highest tier they now enter.
     Returns the new tier's code when the tier changed. See the module's docstring."""
+    return on_activity_many(session, program, {member_id: cause}, now=now, actor=actor).get(
+        member_id
+    )
+
+
+def on_activity_many(
+    session: Session,
+    program: Program,
+    causes: Mapping[int, dict[str, Any]],
+    *,
+    now: datetime,
+    actor: str,
+) -> dict[int, str]:
+    """`on_activity` for a batch of members (member id → the write that may have raised
+    their measures), each under the account lock the caller holds, with one query per
+    measure for the batch. Returns the new tier of each member whose tier changed."""
     policy = policy_of(program)
-    if policy is None or len(policy.levels) < 2:
-        return None
-    row = row_of(session, program.id, member_id)
-    qualified = policy.rank(row.qualified_tier) if row is not None else 0
-    which = needed(policy, range(qualified + 1, len(policy.levels)))
-    if not which:
-        return None
+    if policy is None or len(policy.levels) < 2 or not causes:
+        return {}
+    rows = {
+        row.member_id: row
+        for row in session.execute(
+            select(MemberTier).where(
+                MemberTier.program_id == program.id, MemberTier.member_id.in_(list(causes))
+            )
+        ).scalars()
+    }
+    qualified = {m: policy.rank(rows[m].qualified_tier) if m in rows else 0 for m in causes}
+    which = {m: needed(policy, range(qualified[m] + 1, len(policy.levels))) for m in causes}
+    asked = [m for m in causes if which[m]]
+    if not asked:
+        return {}
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
-    measures = measure(session, program.id, [member_id], win.enter, which)[member_id]
-    reached = entered(policy, qualified, measures)
+    measured = measure(session, program.id, asked, win.enter, set().union(*which.values()))
     outbox: list[dict[str, Any]] = []
-    changed: str | None = None
-    current = policy.rank(row.tier) if row is not None else 0
-    if reached > qualified:
-        if row is None:
-            row = new_row(session, policy, program.id, member_id, now)
-        tier = policy.levels[reached]
-        # Never lower here: a tier held by a grant that ended awaits the evaluation job.
-        current = max(current, reached)
-        details = {
-            "measures": measures_json(measures, which),
-            "threshold": threshold_json(tier.enter),
-            "window": span_json(win.enter, tz),
-            "cause": cause,
-        }
-        row.grace_until = None  # the record now holds more than the tier it was losing
-        if move(
-            session,
-            row,
-            tier=policy.levels[current].code,
-            qualified=tier.code,
-            reason=Reason.QUALIFIED,
-            details=details,
-            now=now,
-            actor=actor,
-            outbox=outbox,
-        ):
-            changed = row.tier
-    notice = notify_near(
-        session, policy, program.id, member_id, current, measures, win.period, now, which
-    )
-    if notice is not None:
-        outbox.append(notice)
+    changed: dict[int, str] = {}
+    candidates: list[Near] = []
+    for member_id in asked:
+        measures = measured[member_id]
+        reached = entered(policy, qualified[member_id], measures)
+        row = rows.get(member_id)
+        current = policy.rank(row.tier) if row is not None else 0
+        if reached > qualified[member_id]:
+            if row is None:
+                row = new_row(session, policy, program.id, member_id, now, flush=False)
+            tier = policy.levels[reached]
+            # Never lower here: a tier held by a grant that ended awaits the evaluation job.
+            current = max(current, reached)
+            details = {
+                "measures": measures_json(measures, which[member_id]),
+                "threshold": threshold_json(tier.enter),
+                "window": span_json(win.enter, tz),
+                "cause": causes[member_id],
+            }
+            row.grace_until = None  # the record now holds more than the tier it was losing
+            if move(
+                session,
+                row,
+                tier=policy.levels[current].code,
+                qualified=tier.code,
+                reason=Reason.QUALIFIED,
+                details=details,
+                now=now,
+                actor=actor,
+                outbox=outbox,
+            ):
+                changed[member_id] = row.tier
+        candidates.append(Near(member_id, current, measures, which[member_id]))
+    session.flush()
+    outbox.extend(notify_near_many(session, policy, program.id, candidates, win.period, now))
     emit_many(session, outbox)
     return changed
 

@@ -3,6 +3,8 @@ reward prices and restrictions, benefits)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,14 +30,24 @@ def policy_of(program: Program) -> TierPolicy | None:
 def tier_of(session: Session, program: Program, member_id: int) -> str | None:
     """The member's tier code now (the base tier until they reach another); None when the
     programme has no tiers."""
+    return tiers_of(session, program, [member_id])[member_id]
+
+
+def tiers_of(
+    session: Session, program: Program, member_ids: Collection[int]
+) -> dict[int, str | None]:
+    """`tier_of` for a batch of members, in one query."""
     policy = policy_of(program)
     if policy is None:
-        return None
-    code = session.execute(
-        select(MemberTier.tier).where(
-            MemberTier.program_id == program.id, MemberTier.member_id == member_id
+        return dict.fromkeys(member_ids)
+    found: dict[int, str | None] = dict.fromkeys(member_ids, policy.base.code)
+    if not member_ids:
+        return found
+    for member_id, code in session.execute(
+        select(MemberTier.member_id, MemberTier.tier).where(
+            MemberTier.program_id == program.id, MemberTier.member_id.in_(list(member_ids))
         )
-    ).scalar_one_or_none()
-    if code is None or policy.get(code) is None:
-        return policy.base.code
-    return code
+    ):
+        if policy.get(code) is not None:
+            found[member_id] = code
+    return found
