@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from jifen.cli import (
     coupons,
     db,
+    imports,
     jobs,
     keys,
     ledger,
@@ -102,6 +103,7 @@ app.add_typer(rewards.redemptions_app, name="redemptions")
 app.add_typer(tiers.app, name="tiers")
 app.add_typer(coupons.app, name="coupons")
 app.add_typer(coupons.checkout_app, name="checkout")
+app.add_typer(imports.app, name="import")
 
 
 @app.callback()

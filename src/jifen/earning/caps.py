@@ -66,9 +66,23 @@ def bounds(
 def room(session: Session, program_id: int, rule_bounds: Iterable[Bound], *, lock: bool) -> int:
     """What the tightest of `rule_bounds` leaves (never below 0). With `lock`, budget rows
     are created if missing and locked first, in key order."""
+    bounds_list = list(rule_bounds)
+    return left(bounds_list, read(session, program_id, bounds_list, lock=lock))
+
+
+def left(rule_bounds: Iterable[Bound], used: Mapping[str, int]) -> int:
+    """What the tightest of `rule_bounds` leaves, given the counters' `used` (never below 0)."""
+    return max(0, min(b.limit - used.get(b.key, 0) for b in rule_bounds))
+
+
+def read(
+    session: Session, program_id: int, rule_bounds: Iterable[Bound], *, lock: bool
+) -> dict[str, int]:
+    """The counters of `rule_bounds` (key → used; a missing one is 0). With `lock`, budget
+    rows are created if missing and locked first, in key order."""
     bounds_list = sorted(rule_bounds, key=lambda b: b.key)
     if lock:
-        shared = [b.key for b in bounds_list if b.shared]
+        shared = sorted({b.key for b in bounds_list if b.shared})
         if shared:
             _ensure(session, program_id, shared)
             session.execute(
@@ -77,8 +91,7 @@ def room(session: Session, program_id: int, rule_bounds: Iterable[Bound], *, loc
                 .order_by(RuleCounter.key)
                 .with_for_update()
             ).all()
-    used = _used(session, program_id, [b.key for b in bounds_list])
-    return max(0, min(b.limit - used.get(b.key, 0) for b in bounds_list))
+    return _used(session, program_id, sorted({b.key for b in bounds_list}))
 
 
 def use(session: Session, program_id: int, amounts: Mapping[str, int]) -> None:

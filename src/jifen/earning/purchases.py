@@ -184,7 +184,7 @@ def simulate(
         lines = checkout.preview(
             session, program, data.points_payment.hold_id, member, lines, now=now
         )
-    basket = _basket(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
+    basket = basket_of(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
     facts = _facts(session, program, member, exclude_purchase=None)
     result = evaluate_purchase(
         session,
@@ -397,7 +397,7 @@ def _award(
     if purchase.status != PurchaseStatus.RETURNED:  # claimed after it all came back
         purchase.status = PurchaseStatus.AWARDED
     purchase.rule_set_version = result.rules.version
-    purchase.facts = _facts_json(facts)
+    purchase.facts = facts_json(facts)
     purchase.points = result.points.points
     purchase.growth = result.growth.points
     purchase.breakdown = [item.as_dict() for item in result.points.items]
@@ -556,7 +556,7 @@ def facts_of(
     return found
 
 
-def _facts_json(facts: MemberFacts) -> dict[str, Any]:
+def facts_json(facts: MemberFacts) -> dict[str, Any]:
     return {
         "tier": facts.tier,
         "segments": sorted(facts.segments),
@@ -664,12 +664,12 @@ def remaining_basket(book: Book, purchase: Purchase, lines: list[PurchaseLine]) 
                 attributes=line.attributes or {},
             )
         )
-    return _basket(
+    return basket_of(
         book, purchase.occurred_at, purchase.channel, purchase.store, purchase.payment_method, kept
     )
 
 
-def _basket(
+def basket_of(
     book: Book,
     occurred_at: datetime,
     channel: str,

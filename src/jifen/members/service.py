@@ -37,14 +37,14 @@ def _check_free(
         raise DuplicateIdentifier(field=field, value=identifiers[field], member_id=clash.id)
 
 
-def _check_birthday(birthday: date | None, now: datetime) -> None:
+def check_birthday(birthday: date | None, now: datetime) -> None:
     """No birthday after today anywhere on Earth (UTC+14 is a day ahead at most)."""
     if birthday is not None and birthday > (now + timedelta(hours=14)).date():
         raise InvalidInput(field="birthday", reason="cannot be in the future")
 
 
 def enrol(session: Session, book: Book, data: MemberCreate, *, now: datetime) -> Member:
-    _check_birthday(data.birthday, now)
+    check_birthday(data.birthday, now)
     identifiers = data.given()
     _check_free(session, book.program_id, identifiers)
     enrolled_at = data.enrolled_at or now
@@ -100,7 +100,7 @@ def update_profile(
 ) -> Member:
     member = get(session, program_id, member_id)
     changes = data.model_dump(exclude_unset=True)
-    _check_birthday(changes.get("birthday"), now)
+    check_birthday(changes.get("birthday"), now)
     identifiers = {f: v for f, v in changes.items() if f in IdentifierField.__members__.values()}
     _check_free(session, program_id, {k: v for k, v in identifiers.items() if v}, member.id)
     remaining = {f: getattr(member, f) for f in IdentifierField} | identifiers

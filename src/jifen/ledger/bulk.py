@@ -1,0 +1,243 @@
+"""Credits for many members at once (bulk imports): the same journal rows, lots, balances
+and outbox events that `service.credit` and `service.credit_growth` write one member at
+a time, written set-based — each table once per batch (`jifen.db.bulk`).
+
+The batch is a set of credits to distinct members whose points accounts the caller has
+locked with `posting.lock_accounts` (which also brought them up to date). A member in
+debt whose credit would be available at once repays the debt from it; that takes lots
+apart, so such a credit goes through `service.credit`, one at a time, in the same
+transaction. The result is the same either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from jifen.db.bulk import reserve_ids, write_rows
+from jifen.db.outbox import OutboxEvent
+from jifen.ledger.expiry import AfterInactivity, inactivity_deadline
+from jifen.ledger.models import (
+    Account,
+    AccountKind,
+    Bucket,
+    JournalEntry,
+    JournalTransaction,
+    Lot,
+    LotStatus,
+    TxnKind,
+)
+from jifen.ledger.posting import Book, check_points, ensure_writable, lock_accounts
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Points (pending for the return window when `pending`) and growth value for one
+    member; either may be 0."""
+
+    member_id: int
+    points: int
+    growth: int
+    earned_at: datetime
+    pending: bool
+    reference: str
+    growth_reference: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Credited:
+    txn_id: int | None
+    growth_txn_id: int | None
+
+
+def credit_many(
+    session: Session,
+    book: Book,
+    accounts: dict[int, Account],
+    credits: Sequence[Credit],
+    *,
+    now: datetime,
+    actor: str,
+) -> list[Credited]:
+    """Book `credits` (distinct members; `accounts` are their points accounts, locked).
+    Returns each credit's transactions, in order."""
+    from jifen.ledger import service  # service builds on this module's siblings
+
+    members = [c.member_id for c in credits]
+    if len(set(members)) != len(members):
+        raise ValueError("credit_many takes one credit per member")
+    for credit in credits:
+        if credit.points:
+            check_points(credit.points)
+        if credit.growth:
+            check_points(credit.growth, "growth")
+        ensure_writable(accounts[credit.member_id])
+    growing = [c.member_id for c in credits if c.growth]
+    growth_accounts = (
+        lock_accounts(session, book, growing, now, AccountKind.GROWTH) if growing else {}
+    )
+    for account in growth_accounts.values():
+        ensure_writable(account)
+
+    one_by_one: dict[int, int] = {}
+    """Credits that repay a debt: index → their transaction, booked by `service.credit`."""
+    batch: list[tuple[int, Credit, datetime | None]] = []
+    for i, credit in enumerate(credits):
+        if not credit.points:
+            continue
+        release = book.release_at(credit.earned_at) if credit.pending else None
+        if release is not None and release <= now:
+            release = None
+        if release is None and accounts[credit.member_id].available < 0:
+            one_by_one[i] = service.credit(
+                session,
+                book,
+                credit.member_id,
+                credit.points,
+                now=now,
+                actor=actor,
+                pending=credit.pending,
+                earned_at=credit.earned_at,
+                reference=credit.reference,
+                details=credit.details,
+            ).id
+        else:
+            batch.append((i, credit, release))
+
+    growth_list = [(i, c) for i, c in enumerate(credits) if c.growth]
+    txn_ids = reserve_ids(session, JournalTransaction.__table__, len(batch) + len(growth_list))  # type: ignore[arg-type]
+    lot_ids = reserve_ids(session, Lot.__table__, len(batch))  # type: ignore[arg-type]
+    issued = book.accounts[AccountKind.ISSUED]
+    growth_issued = book.accounts[AccountKind.GROWTH_ISSUED]
+    transactions: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    lots: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    found: dict[int, Credited] = {}
+
+    def txn(txn_id: int, kind: TxnKind, credit: Credit, points: int, reference: str) -> None:
+        transactions.append(
+            {
+                "id": txn_id,
+                "program_id": book.program_id,
+                "member_id": credit.member_id,
+                "kind": str(kind),
+                "points": points,
+                "created_at": now,
+                "reference": reference,
+                "reverses_id": None,
+                "hold_id": None,
+                "clawback_of_id": None,
+                "reason": None,
+                "actor": actor,
+                "details": credit.details,
+            }
+        )
+        events.append(
+            {
+                "program_id": book.program_id,
+                "member_id": credit.member_id,
+                "type": "points.credited" if kind == TxnKind.EARN else "growth.credited",
+                "payload": {"transaction_id": txn_id, "kind": str(kind), "points": points},
+                "occurred_at": now,
+                "published_at": None,
+            }
+        )
+
+    def entry(
+        txn_id: int, account_id: int, member_id: int | None, bucket: Bucket, n: int
+    ) -> dict[str, Any]:
+        return {
+            "transaction_id": txn_id,
+            "program_id": book.program_id,
+            "account_id": account_id,
+            "member_id": member_id,
+            "bucket": str(bucket),
+            "amount": n,
+        }
+
+    deadline = (
+        inactivity_deadline(book.expiry, last_activity_at=now, tz=book.tz)
+        if isinstance(book.expiry, AfterInactivity)
+        else None
+    )
+    touched: list[int] = []
+    for (i, credit, release), txn_id, lot_id in zip(batch, txn_ids, lot_ids, strict=False):
+        account = accounts[credit.member_id]
+        txn(txn_id, TxnKind.EARN, credit, credit.points, credit.reference)
+        bucket = Bucket.PENDING if release is not None else Bucket.AVAILABLE
+        pair = sorted(
+            [
+                (issued, Bucket.AVAILABLE, None, -credit.points),
+                (account.id, bucket, account.member_id, credit.points),
+            ]
+        )
+        entries.extend(entry(txn_id, a, m, b, n) for a, b, m, n in pair)
+        expiry = book.lot_expiry(account, credit.earned_at, now)
+        lots.append(
+            {
+                "id": lot_id,
+                "program_id": book.program_id,
+                "member_id": credit.member_id,
+                "account_id": account.id,
+                "transaction_id": txn_id,
+                "amount": credit.points,
+                "remaining": credit.points,
+                "status": str(LotStatus.PENDING if release is not None else LotStatus.AVAILABLE),
+                "earned_at": credit.earned_at,
+                "available_at": release,
+                "expires_at": expiry,
+            }
+        )
+        due = release or expiry
+        if due is not None and (account.next_due_at is None or due < account.next_due_at):
+            account.next_due_at = due
+        if release is not None:
+            account.pending += credit.points
+        else:
+            account.available += credit.points
+        account.lifetime_earned += credit.points
+        account.last_activity_at = now
+        touched.append(account.id)
+        found[i] = Credited(txn_id, None)
+    for i, txn_id in one_by_one.items():
+        found[i] = Credited(txn_id, None)
+
+    for (i, credit), txn_id in zip(growth_list, txn_ids[len(batch) :], strict=True):
+        growth_account = growth_accounts[credit.member_id]
+        txn(txn_id, TxnKind.GROWTH, credit, credit.growth, credit.growth_reference)
+        pair = sorted(
+            [
+                (growth_issued, Bucket.AVAILABLE, None, -credit.growth),
+                (growth_account.id, Bucket.AVAILABLE, credit.member_id, credit.growth),
+            ]
+        )
+        entries.extend(entry(txn_id, a, m, b, n) for a, b, m, n in pair)
+        growth_account.available += credit.growth
+        earn = found.get(i, Credited(None, None)).txn_id
+        found[i] = Credited(earn, txn_id)
+
+    session.flush()  # the accounts' new balances
+    write_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
+    write_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
+    write_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
+    write_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    if deadline is not None and touched:
+        # Earning is activity: under an inactivity policy it pushes every lot of the member.
+        session.execute(
+            update(Lot)
+            .where(
+                Lot.account_id.in_(touched),
+                Lot.status.in_([LotStatus.PENDING, LotStatus.AVAILABLE]),
+                or_(Lot.expires_at.is_(None), Lot.expires_at < deadline),
+            )
+            .values(expires_at=deadline)
+            .execution_options(synchronize_session=False)
+        )
+    return [found.get(i, Credited(None, None)) for i in range(len(credits))]
