@@ -45,8 +45,8 @@ CATEGORIES = ["fresh", "dairy", "grocery", "household", "electronics", "drinks"]
 PRICES = ["3.50", "12.80", "28.00", "59.90", "199.00", "688.00", "1299.00"]
 
 
-def programme_text(*, capped: bool) -> str:
-    text = examples.text("retail-chain")
+def programme_text(*, capped: bool, code: str = "retail-chain") -> str:
+    text = examples.text("retail-chain").replace("code: retail-chain", f"code: {code}", 1)
     if capped:
         marker = "  # 满额送积分"
         assert marker in text
@@ -54,8 +54,10 @@ def programme_text(*, capped: bool) -> str:
     return text
 
 
-def apply_programme(db: Database, clock: FrozenClock, *, capped: bool) -> int:
-    file = load_program_file(programme_text(capped=capped), "retail-chain.yaml")
+def apply_programme(
+    db: Database, clock: FrozenClock, *, capped: bool, code: str = "retail-chain"
+) -> int:
+    file = load_program_file(programme_text(capped=capped, code=code), f"{code}.yaml")
     return db.write(lambda s: apply(s, file, now=clock.now(), actor="test").program_id)
 
 
