@@ -28,6 +28,7 @@ from .twins import (
     state,
     write_members_csv,
     write_purchases_csv,
+    write_rows,
 )
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
@@ -101,13 +102,6 @@ def test_a_rerun_after_a_crash_books_every_order_once(
     members_in(db, clock, clean, tmp_path / "members.csv")
     purchases_in(db, clock, clean, tmp_path / "purchases.csv", chunk=30)
     assert state(db, program_id) == state(db, clean)
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=PURCHASE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def test_bad_rows_are_refused_with_their_reasons_and_change_nothing(

@@ -185,10 +185,14 @@ def purchase_rows(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_purchases_csv(path: Path, orders: list[dict[str, Any]]) -> None:
+    write_rows(path, purchase_rows(orders))
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.DictWriter(stream, fieldnames=PURCHASE_COLUMNS)
         writer.writeheader()
-        writer.writerows(purchase_rows(orders))
+        writer.writerows(rows)
 
 
 def post_through_api(db: Database, clock: FrozenClock, program_id: int, data: Sample) -> None:
