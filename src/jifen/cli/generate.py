@@ -16,8 +16,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jifen.cli.errors import Failure, UsageFailure
+from jifen.cli.jobs import plural
 from jifen.cli.output import err, out
-from jifen.generator.service import Spec, Written, generate
+from jifen.generator.members import MAX_MEMBERS
+from jifen.generator.service import EARLIEST, LATEST, Spec, Written, generate
 from jifen.generator.writers import Format
 from jifen.programs import examples
 from jifen.programs.config import ProgramFile, load_program_file
@@ -67,7 +69,7 @@ def gen(
             "--out", metavar="DIR", help="Directory for the members, purchases and returns files."
         ),
     ],
-    members: Annotated[int, typer.Option(min=0, help="Members to make.")] = 10_000,
+    members: Annotated[int, typer.Option(min=0, max=MAX_MEMBERS, help="Members to make.")] = 10_000,
     purchases: Annotated[
         int, typer.Option(min=0, help="Orders to make (1 or more lines each).")
     ] = 100_000,
@@ -98,6 +100,11 @@ def gen(
     first, last = start.date(), end.date()
     if last < first:
         raise UsageFailure(f"--end {last} is before --start {first}", ctx)
+    for option, day in (("--start", first), ("--end", last)):
+        if not EARLIEST <= day <= LATEST:
+            raise UsageFailure(f"{option} {day}: give a day from {EARLIEST} to {LATEST}", ctx)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise Failure(f"--out {out_dir} is a file, not a directory")
     spec = Spec(
         members=members,
         purchases=purchases,
@@ -147,7 +154,8 @@ def summary(written: Written) -> str:
     files = ", ".join(f"{p.name} {_size(size)}" for p, size in written.files.values())
     rows = written.members + c.lines + c.returned_lines
     return (
-        f"wrote {written.members:,} members, {c.orders:,} orders in {c.lines:,} lines "
-        f"({c.unclaimed:,} unclaimed), {c.returns:,} returns of {c.returned_lines:,} lines: "
-        f"{files} in {written.seconds:.1f} s ({rows / max(written.seconds, 1e-9):,.0f} rows/s)"
+        f"wrote {plural(written.members, 'member')}, {plural(c.orders, 'order')} in "
+        f"{plural(c.lines, 'line')} ({c.unclaimed:,} unclaimed), {plural(c.returns, 'return')} "
+        f"of {plural(c.returned_lines, 'line')}: {files} in {written.seconds:.1f} s "
+        f"({rows / max(written.seconds, 1e-9):,.0f} rows/s)"
     )

@@ -181,10 +181,10 @@ def generate(spec: Spec, out: Path, fmt: Format, progress: Progress | None = Non
                 target.write(table)
                 if progress is not None and done is not None:
                     progress(name, done(table))
+            files[name] = (path, target.close())
         except BaseException:
             target.discard()
             raise
-        files[name] = (path, target.close())
 
     seen = {"members": 0}
 
