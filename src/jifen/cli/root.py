@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from jifen.cli import (
     coupons,
     db,
+    generate,
     imports,
     jobs,
     keys,
@@ -91,6 +92,7 @@ app = typer.Typer(
 )
 app.command()(serve.serve)
 app.command()(serve.demo)
+app.command("gen")(generate.gen)
 app.add_typer(db.app, name="db")
 app.add_typer(programs.app, name="programs")
 app.add_typer(programs.app, name="program", hidden=True)  # `jifen program apply` reads well too
