@@ -1,0 +1,301 @@
+"""Bulk import: purchases/s through `jifen import purchases`, beside plain COPY of the same
+rows into the same tables, in the same run, on PostgreSQL (fsync on); and the same import
+on SQLite.
+
+    .venv/bin/python bench/imports.py [--members 20000] [--orders 200000] [--store both]
+
+1. `jifen gen` makes members and orders (the retail chain's shape, seed 1, the last 12
+   months), as CSV.
+2. A fresh database with the retail chain's programme; the members are imported (timed
+   too); then, on PostgreSQL, the database is copied (`CREATE DATABASE … TEMPLATE`), so
+   the plain COPY later starts from the same state.
+3. `jifen import purchases` (the library call the CLI makes: files read, orders checked
+   with the API's schema, priced by the pure evaluator, booked in waves) — timed from the
+   first row read to the last commit. Rows written = the new rows of purchases,
+   purchase_lines, journal_transactions, journal_entries, lots, outbox_events,
+   tier_history and the other tier tables.
+4. The limit: those same rows (`COPY (SELECT …) TO STDOUT`, read beforehand) written with
+   `COPY … FROM STDIN` into the same tables of the copy, in one transaction, with the same
+   indexes, foreign keys and the journal's balance trigger — timed to the commit.
+   Ratio = import rows/s ÷ COPY rows/s (target ≥ 0.5).
+SQLite has no COPY: its figure is the import's alone, beside executemany INSERTs of the
+same rows into a copy of the file, measured the same way.
+
+Results go to bench/results/imports.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from common import (
+    ROOT,
+    durable_cluster,
+    machine,
+    plain_url,
+    prepare,
+    ratio,
+    show,
+    utc_now,
+    write_results,
+)
+
+from jifen.core.clock import FrozenClock
+from jifen.db.uow import Database
+from jifen.imports.files import FileFormat, Rejects, read_rows
+from jifen.imports.members import import_members
+from jifen.imports.orders import REQUIRED
+from jifen.imports.purchases import import_purchases
+
+TABLES = (
+    "journal_transactions",
+    "journal_entries",
+    "lots",
+    "purchases",
+    "purchase_lines",
+    "outbox_events",
+    "member_tiers",
+    "tier_history",
+    "tier_benefit_issues",
+    "rule_counters",
+)
+"""The tables an import of purchases writes rows into (accounts are updated, not
+written: their balances change in place)."""
+
+
+def generate(folder: Path, members: int, orders: int, now: Any) -> None:
+    start = (now.date().replace(year=now.year - 1)).isoformat()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jifen.cli",
+            "gen",
+            "--members",
+            str(members),
+            "--purchases",
+            str(orders),
+            "--seed",
+            "1",
+            "--start",
+            start,
+            "--end",
+            (now.date()).isoformat(),
+            "--out",
+            str(folder),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def counts(connect: Any) -> dict[str, int]:
+    with connect() as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def timed_import(db: Database, program_id: int, folder: Path, now: Any) -> tuple[float, Any]:
+    rejects = Rejects(folder / "purchases.rejected.csv")
+    started = time.perf_counter()
+    summary = import_purchases(
+        db,
+        program_id,
+        read_rows(folder / "purchases.csv", FileFormat.CSV, REQUIRED),
+        clock=FrozenClock(now),
+        actor="bench",
+        rejects=rejects,
+    )
+    took = time.perf_counter() - started
+    rejects.close()
+    return took, summary
+
+
+def members_in(db: Database, program_id: int, folder: Path, now: Any) -> float:
+    started = time.perf_counter()
+    done = import_members(
+        db,
+        program_id,
+        read_rows(folder / "members.csv", FileFormat.CSV, ()),
+        clock=FrozenClock(now),
+        rejects=Rejects(None),
+    )
+    assert done.rejected == 0, done
+    return time.perf_counter() - started
+
+
+def postgres(folder: Path, now: Any) -> dict[str, Any]:
+    with durable_cluster() as cluster:
+        url = cluster.create_database("jifen")
+        prepared = prepare(url, now=now)
+        db = Database(url)
+        member_seconds = members_in(db, prepared.program_id, folder, now)
+        db.dispose()
+        with cluster.connect() as admin:
+            admin.execute("CHECKPOINT")
+            admin.execute("CREATE DATABASE plain TEMPLATE jifen")
+        plain = url.rsplit("/", 1)[0] + "/plain"
+
+        def connect_jifen() -> psycopg.Connection[Any]:
+            return psycopg.connect(plain_url(url))
+
+        before = counts(connect_jifen)
+        db = Database(url)
+        seconds, summary = timed_import(db, prepared.program_id, folder, now)
+        db.dispose()
+        after = counts(connect_jifen)
+        written = {t: after[t] - before[t] for t in TABLES}
+        # the same rows, read out, then written with plain COPY into the copy
+        dumps: dict[str, bytes] = {}
+        with connect_jifen() as conn:
+            for table in TABLES:
+                if not written[table]:
+                    continue
+                buffer = io.BytesIO()
+                query = f"COPY (SELECT * FROM {table} ORDER BY id OFFSET {before[table]}) TO STDOUT"
+                with conn.cursor().copy(query) as copy:  # type: ignore[arg-type]
+                    for data in copy:
+                        buffer.write(data)
+                dumps[table] = buffer.getvalue()
+        with psycopg.connect(plain_url(plain)) as conn:
+            started = time.perf_counter()
+            with conn.transaction():
+                for table in TABLES:  # in this order the foreign keys are satisfied
+                    if table in dumps:
+                        with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:  # type: ignore[arg-type]
+                            copy.write(dumps[table])
+            copy_seconds = time.perf_counter() - started
+        rows = sum(written.values())
+        return {
+            "store": "postgresql",
+            "machine": machine(cluster),
+            "members": {"rows": summary_rows(folder / "members.csv"), "seconds": member_seconds},
+            **figures(summary, seconds, rows, written, copy_seconds, "COPY"),
+        }
+
+
+def sqlite(folder: Path, now: Any) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="jifen-bench-sqlite-"))
+    try:
+        path = work / "jifen.db"
+        prepared = prepare(f"sqlite:///{path}", now=now)
+        db = Database(prepared.url)
+        member_seconds = members_in(db, prepared.program_id, folder, now)
+        db.dispose()
+        shutil.copyfile(path, work / "plain.db")
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(path)
+
+        before = counts(connect)
+        db = Database(prepared.url)
+        seconds, summary = timed_import(db, prepared.program_id, folder, now)
+        db.dispose()
+        after = counts(connect)
+        written = {t: after[t] - before[t] for t in TABLES}
+        source = sqlite3.connect(path)
+        dumps = {
+            t: source.execute(
+                f"SELECT * FROM {t} ORDER BY id LIMIT -1 OFFSET {before[t]}"
+            ).fetchall()
+            for t in TABLES
+            if written[t]
+        }
+        source.close()
+        target = sqlite3.connect(work / "plain.db", isolation_level=None)
+        target.execute("PRAGMA journal_mode=WAL")
+        target.execute("PRAGMA synchronous=NORMAL")
+        target.execute("PRAGMA foreign_keys=ON")
+        started = time.perf_counter()
+        target.execute("BEGIN IMMEDIATE")
+        for table, rows in dumps.items():
+            marks = ",".join("?" * len(rows[0]))
+            target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        target.execute("COMMIT")
+        insert_seconds = time.perf_counter() - started
+        target.close()
+        return {
+            "store": "sqlite",
+            "members": {"rows": summary_rows(folder / "members.csv"), "seconds": member_seconds},
+            **figures(summary, seconds, sum(written.values()), written, insert_seconds, "INSERT"),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summary_rows(path: Path) -> int:
+    with path.open("rb") as stream:
+        return sum(1 for _ in stream) - 1
+
+
+def figures(
+    summary: Any, seconds: float, rows: int, written: dict[str, int], plain_seconds: float, how: str
+) -> dict[str, Any]:
+    return {
+        "orders": summary.orders,
+        "imported": summary.imported,
+        "rejected": summary.rejected,
+        "lines": summary.rows,
+        "seconds": round(seconds, 2),
+        "orders_per_s": round(summary.imported / seconds, 1),
+        "rows_written": rows,
+        "rows_written_by_table": written,
+        "rows_per_s": round(rows / seconds, 1),
+        "plain": {
+            "how": how,
+            "seconds": round(plain_seconds, 3),
+            "rows_per_s": round(rows / plain_seconds, 1),
+        },
+        "ratio": ratio(rows / seconds, rows / plain_seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--store", choices=["postgres", "sqlite", "both"], default="both")
+    parser.add_argument("--data", type=Path, help="reuse files made by jifen gen here")
+    args = parser.parse_args()
+    now = utc_now().replace(microsecond=0)
+    folder = args.data or Path(tempfile.mkdtemp(prefix="jifen-bench-import-"))
+    if not (folder / "purchases.csv").exists():
+        generate(folder, args.members, args.orders, now)
+    results = []
+    if args.store in ("postgres", "both"):
+        results.append(postgres(folder, now))
+    if args.store in ("sqlite", "both"):
+        results.append(sqlite(folder, now))
+    show(
+        "bulk import of purchases (retail chain, jifen gen shape)",
+        ["store", "orders", "lines", "orders/s", "rows written", "rows/s", "plain rows/s", "ratio"],
+        [
+            (
+                r["store"],
+                r["imported"],
+                r["lines"],
+                r["orders_per_s"],
+                r["rows_written"],
+                r["rows_per_s"],
+                f"{r['plain']['rows_per_s']:,.0f} ({r['plain']['how']})",
+                r["ratio"],
+            )
+            for r in results
+        ],
+    )
+    write_results("imports", {"benchmark": "imports", "runs": results})
+
+
+if __name__ == "__main__":
+    main()
