@@ -130,11 +130,15 @@ def _with_progress(spec: Spec, out_dir: Path, fmt: Format) -> Written:
     ) as progress:
         tasks = {
             "members": progress.add_task("members", total=spec.members),
-            "purchases": progress.add_task("orders", total=spec.purchases),
+            "purchases": progress.add_task("orders", total=spec.purchases, start=False),
         }
-        return generate(
-            spec, out_dir, fmt, lambda name, done: progress.update(tasks[name], completed=done)
-        )
+
+        def advance(name: str, done: int) -> None:
+            task = tasks[name]
+            progress.start_task(task)  # the orders clock starts when the members are done
+            progress.update(task, completed=done)
+
+        return generate(spec, out_dir, fmt, advance)
 
 
 def _size(size: int) -> str:
