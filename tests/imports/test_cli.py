@@ -95,3 +95,35 @@ def test_refusals_are_one_line(run: Run, tmp_path: Path) -> None:
         1,
         "nobody.csv: needs one of the columns phone, email, card_number, external_id",
     )
+
+
+def test_gen_into_a_programme_imports_every_generated_row(
+    run: Run, database: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "retail.yaml").write_text(programme_text(capped=False), encoding="utf-8")
+    ok(run("programs", "apply", str(tmp_path / "retail.yaml")))
+    today = datetime.now(UTC).date()
+    shown = ok(
+        run(
+            "gen",
+            "--members",
+            "120",
+            "--purchases",
+            "600",
+            "--seed",
+            "9",
+            "--start",
+            today.replace(year=today.year - 1).isoformat(),
+            "--end",
+            today.isoformat(),
+            "--into",
+            "retail-chain",
+        )
+    ).splitlines()
+    assert shown[1] == "members: 120 imported, 0 already there, 0 rejected, of 120 rows"
+    assert shown[2].startswith("purchases: 600 orders imported (")
+    assert ", 0 already there, 0 rejected, of 600 orders in " in shown[2]
+    got = state(database, 1)
+    assert len(got["purchases"]) == 600
+    assert sum(a[3] for (_, kind), a in got["accounts"].items() if kind == "points") > 0
+    refused(run("gen", "--members", "3"), 2, "give --out DIR, or --into PROGRAMME")

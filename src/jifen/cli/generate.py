@@ -8,6 +8,7 @@ retail-chain example unless `--program-file` names another — read here, so tha
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypedDict
@@ -16,8 +17,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jifen.cli.errors import Failure, UsageFailure
+from jifen.cli.imports import members_from, purchases_from
 from jifen.cli.jobs import plural
 from jifen.cli.output import err, out
+from jifen.cli.programs import program_named
+from jifen.cli.state import state_of
 from jifen.generator.members import MAX_MEMBERS
 from jifen.generator.service import EARLIEST, LATEST, Spec, Written, generate
 from jifen.generator.writers import Format
@@ -64,11 +68,14 @@ def _programme(file: Path | None) -> ProgramFile:
 def gen(
     ctx: typer.Context,
     out_dir: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--out", metavar="DIR", help="Directory for the members, purchases and returns files."
+            "--out",
+            metavar="DIR",
+            help="Directory for the members, purchases and returns files "
+            "(with --into and no --out: a temporary one).",
         ),
-    ],
+    ] = None,
     members: Annotated[int, typer.Option(min=0, max=MAX_MEMBERS, help="Members to make.")] = 10_000,
     purchases: Annotated[
         int, typer.Option(min=0, help="Orders to make (1 or more lines each).")
@@ -94,9 +101,24 @@ def gen(
             "(default: the retail-chain example)."
         ),
     ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            metavar="PROGRAMME",
+            help="Then import the members and purchases into this programme of the "
+            "database (as `jifen import` does).",
+        ),
+    ] = None,
 ) -> None:
     """Make synthetic members and purchases, deterministically from a seed: DIR/members,
     DIR/purchases (one row per order line, in time order) and DIR/returns."""
+    if out_dir is None:
+        if into is None:
+            raise UsageFailure("give --out DIR, or --into PROGRAMME to import the data", ctx)
+        with tempfile.TemporaryDirectory(prefix="jifen-gen-") as scratch:
+            gen(ctx, Path(scratch), members, purchases, seed, fmt, start, end, program_file, into)
+        return
     first, last = start.date(), end.date()
     if last < first:
         raise UsageFailure(f"--end {last} is before --start {first}", ctx)
@@ -113,8 +135,16 @@ def gen(
         end=last,
         **programme_spec(_programme(program_file)),
     )
+    state = state_of(ctx)
+    if into is not None:  # refuse an unknown programme or a bad database before the work
+        state.database().read(lambda s: program_named(s, into))
     written = _with_progress(spec, out_dir, fmt)
     out().print(summary(written))
+    if into is not None:
+        members_file, _ = written.files["members"]
+        purchases_file, _ = written.files["purchases"]
+        members_from(state, members_file, into, None, None, 5000)
+        purchases_from(state, purchases_file, into, None, None, 5000)
 
 
 def _with_progress(spec: Spec, out_dir: Path, fmt: Format) -> Written:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from jifen.cli.messages import language
 from jifen.cli.output import err, out
 from jifen.cli.programs import program_named
-from jifen.cli.state import actor, state_of
+from jifen.cli.state import State, actor, state_of
 from jifen.imports import members as member_import
 from jifen.imports import orders
 from jifen.imports import purchases as purchase_import
@@ -87,7 +87,13 @@ def import_members(
     chunk: ChunkOption = 5000,
 ) -> None:
     """Enrol the members of FILE; rows already imported are skipped."""
-    state = state_of(ctx)
+    members_from(state_of(ctx), file, program, fmt, rejects, chunk)
+
+
+def members_from(
+    state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
+) -> None:
+    """`jifen import members` (also behind `jifen gen --into`)."""
     database = state.database()
     program_id = database.read(lambda s: program_named(s, program).id)
     kind = format_of(file, fmt)
@@ -125,7 +131,13 @@ def import_purchases(
     chunk: ChunkOption = 5000,
 ) -> None:
     """Record and award the orders of FILE (a row per order line); recorded ones are skipped."""
-    state = state_of(ctx)
+    purchases_from(state_of(ctx), file, program, fmt, rejects, chunk)
+
+
+def purchases_from(
+    state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
+) -> None:
+    """`jifen import purchases` (also behind `jifen gen --into`)."""
     database = state.database()
     program_id = database.read(lambda s: program_named(s, program).id)
     kind = format_of(file, fmt)
