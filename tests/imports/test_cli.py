@@ -123,6 +123,8 @@ def test_gen_into_a_programme_imports_every_generated_row(
     assert shown[1] == "members: 120 imported, 0 already there, 0 rejected, of 120 rows"
     assert shown[2].startswith("purchases: 600 orders imported (")
     assert ", 0 already there, 0 rejected, of 600 orders in " in shown[2]
+    assert shown[3].startswith("returns: ")
+    assert " imported, 0 already there, 0 rejected, of " in shown[3]
     got = state(database, 1)
     assert len(got["purchases"]) == 600
     assert sum(a[3] for (_, kind), a in got["accounts"].items() if kind == "points") > 0

@@ -17,15 +17,19 @@ from jifen.imports.files import FileFormat, Rejects, read_rows
 from jifen.imports.members import import_members
 from jifen.imports.orders import REQUIRED
 from jifen.imports.purchases import import_purchases
+from jifen.imports.returns import import_returns
 from jifen.jobs.runner import run_job
 
 from .twins import (
     apply_programme,
     post_through_api,
+    return_through_api,
+    returns_sample,
     sample,
     state,
     write_members_csv,
     write_purchases_csv,
+    write_returns_csv,
 )
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
@@ -97,6 +101,27 @@ def test_import_equals_posting_one_by_one(
     if capped:
         assert any(k.startswith("budget:") and v == 600 for k, v in expected["counters"].items())
         assert any(item["capped_by"] for b in breakdowns for item in b)
+
+    # returns and refunds: posted one by one, or imported
+    clock.set(NOW + timedelta(days=2))
+    refunds = returns_sample(data.orders, seed=8)
+    write_returns_csv(tmp_path / "returns.csv", refunds)
+    return_through_api(through_api, clock, api_program, refunds)
+    rejects = Rejects(None)
+    done = import_returns(
+        imported,
+        import_program,
+        read_rows(tmp_path / "returns.csv", FileFormat.CSV, ()),
+        clock=clock,
+        actor="import",
+        rejects=rejects,
+        chunk=7,
+    )
+    assert (done.imported, done.rejected) == (len(refunds), 0)
+    expected, got = state(through_api, api_program), state(imported, import_program)
+    assert got["purchases"] == expected["purchases"]
+    assert got == expected
+    assert any(p[1] == "returned" for p in expected["purchases"].values())
 
     # and they stay equal as time passes: points are released after the return window
     clock.set(NOW + timedelta(days=9))

@@ -281,6 +281,9 @@ def state(db: Database, program_id: int) -> dict[str, Any]:
                 p.rule_set_version,
                 p.earn_txn_id is not None,
                 p.growth_txn_id is not None,
+                p.net_total,
+                p.points_returned,
+                p.growth_returned,
             )
             for p in s.execute(select(Purchase).where(Purchase.program_id == program_id)).scalars()
         }
@@ -331,3 +334,66 @@ def _named(key: str, who: dict[int, str]) -> str:
     if parts[0] == "member":
         parts[1] = who[int(parts[1])]
     return ":".join(parts)
+
+
+RETURN_COLUMNS = ["order_id", "return_id", "line_no", "quantity", "amount"]
+
+
+def returns_sample(orders: list[dict[str, Any]], *, seed: int) -> list[dict[str, Any]]:
+    """Returns of about one order in eight: a whole line, part of a line, or a price
+    refund, some orders twice (two returns), each with its own return id."""
+    rng = random.Random(seed)
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for order in orders:
+        if order["external_id"] in seen or rng.random() > 0.12:
+            continue
+        seen.add(order["external_id"])
+        numbers = list(range(1, len(order["lines"]) + 1))
+        rng.shuffle(numbers)
+        for n in range(min(rng.choice([1, 1, 2]), len(numbers))):
+            line_no = numbers[n]  # a price refund on another line than the return
+            line = order["lines"][line_no - 1]
+            if n == 0 and Decimal(line["quantity"]) >= 2:
+                body = {"line_no": line_no, "quantity": "1"}
+            elif n == 0:
+                body = {"line_no": line_no, "quantity": line["quantity"]}
+            else:
+                body = {"line_no": line_no, "amount": "1.00"}
+            found.append({"order_id": order["external_id"], "return_id": f"R-{len(found)}", **body})
+    return found
+
+
+def write_returns_csv(path: Path, returns: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=RETURN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(returns)
+
+
+def return_through_api(
+    db: Database, clock: FrozenClock, program_id: int, returns: list[dict[str, Any]]
+) -> None:
+    key = db.write(
+        lambda s: create_key(
+            s, program_id, name="refunds", scope=Scope.ADMIN, now=clock.now(), created_by="test"
+        )[1]
+    )
+    ids = dict(
+        db.read(
+            lambda s: s.execute(
+                select(Purchase.external_id, Purchase.id).where(Purchase.program_id == program_id)
+            ).all()
+        )
+    )
+    app = create_app(db, clock, settings=Settings(root_token="root"))
+    headers = {"Authorization": f"Bearer {key}"}
+    with TestClient(app, raise_server_exceptions=True) as client:
+        for ret in returns:
+            line = {k: ret[k] for k in ("line_no", "quantity", "amount") if k in ret}
+            response = client.post(
+                f"/v1/purchases/{ids[ret['order_id']]}/returns",
+                json={"external_id": ret["return_id"], "lines": [line]},
+                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert response.status_code in (200, 201), response.text

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jifen.cli.errors import Failure, UsageFailure
-from jifen.cli.imports import members_from, purchases_from
+from jifen.cli.imports import members_from, purchases_from, returns_from
 from jifen.cli.jobs import plural
 from jifen.cli.output import err, out
 from jifen.cli.programs import program_named
@@ -145,6 +145,8 @@ def gen(
         purchases_file, _ = written.files["purchases"]
         members_from(state, members_file, into, None, None, 5000)
         purchases_from(state, purchases_file, into, None, None, 5000)
+        returns_file, _ = written.files["returns"]
+        returns_from(state, returns_file, into, None, None, 500)
 
 
 def _with_progress(spec: Spec, out_dir: Path, fmt: Format) -> Written:

@@ -16,6 +16,7 @@ from jifen.cli.state import State, actor, state_of
 from jifen.imports import members as member_import
 from jifen.imports import orders
 from jifen.imports import purchases as purchase_import
+from jifen.imports import returns as return_import
 from jifen.imports.files import FileFormat, Rejects, format_of, read_rows
 from jifen.members.models import IDENTIFIER_FIELDS
 
@@ -164,5 +165,51 @@ def purchases_from(
         f"{summary.already:,} already there, {summary.rejected:,} rejected, of "
         f"{summary.orders:,} orders in {summary.rows:,} rows; {summary.points:,} points, "
         f"{summary.growth:,} growth, {summary.upgrades:,} tier upgrades"
+    )
+    _report_rejects(sink)
+
+
+@app.command("returns")
+def import_returns(
+    ctx: typer.Context,
+    file: FileArgument,
+    program: ProgramOption,
+    fmt: FormatOption = None,
+    rejects: RejectsOption = None,
+    chunk: ChunkOption = 500,
+) -> None:
+    """Record the returns and refunds of FILE against imported orders; repeats are skipped."""
+    returns_from(state_of(ctx), file, program, fmt, rejects, chunk)
+
+
+def returns_from(
+    state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
+) -> None:
+    """`jifen import returns` (also behind `jifen gen --into`)."""
+    database = state.database()
+    program_id = database.read(lambda s: program_named(s, program).id)
+    kind = format_of(file, fmt)
+    rows = read_rows(file, kind, required=return_import.REQUIRED)
+    sink = Rejects(_rejects_path(file, rejects))
+    with _progress() as progress:
+        task = progress.add_task(f"returns ← {file.name}", total=_total_rows(file, kind))
+        try:
+            summary = return_import.import_returns(
+                database,
+                program_id,
+                rows,
+                clock=state.clock,
+                actor=actor(),
+                rejects=sink,
+                chunk=chunk,
+                lang=language(),
+                progress=lambda s: progress.update(task, completed=s.rows),
+            )
+        finally:
+            sink.close()
+    out().print(
+        f"returns: {summary.imported:,} imported, {summary.already:,} already there, "
+        f"{summary.rejected:,} rejected, of {summary.returns:,} returns in {summary.rows:,} "
+        f"rows; {summary.points:,} points taken back"
     )
     _report_rejects(sink)
