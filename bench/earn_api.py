@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import SystemClock
@@ -43,6 +43,7 @@ from jifen.programs.rulesets import save_rules
 from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, create_program
 from jifen.rules.schemas import RuleSet
+from bench.common import free_port
 from pgcluster import PgCluster
 
 RULES = {
@@ -89,12 +90,6 @@ RULES = {
     ]
 }
 CATEGORIES = ["fresh", "dairy", "snacks", "drinks", "household"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare(url: str, member_count: int) -> tuple[str, list[int]]:
