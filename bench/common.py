@@ -485,6 +485,10 @@ class LoadResult:
             found[f"{side}_cpu_per_wall_s"] = (
                 round(value / self.duration_s, 2) if value is not None else None
             )
+        server = self.cpu.get("server_cpu_s")
+        found["server_cpu_ms_per_request"] = (
+            round(server * 1000 / self.ok, 2) if server is not None and self.ok else None
+        )
         if self.failures:
             found["failures"] = dict(self.failures.most_common(10))
         if self.exhausted:
@@ -531,7 +535,7 @@ class _Connection:
 
     async def _chunked(self) -> bytes:
         assert self.reader is not None
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:

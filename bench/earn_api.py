@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import SystemClock
 from jifen.db.migrate import upgrade
@@ -43,7 +44,6 @@ from jifen.programs.rulesets import save_rules
 from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, create_program
 from jifen.rules.schemas import RuleSet
-from bench.common import free_port
 from pgcluster import PgCluster
 
 RULES = {

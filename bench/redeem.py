@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, summarise_profile, tree_cpu_seconds
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import SystemClock
 from jifen.db.migrate import upgrade
@@ -59,7 +60,6 @@ from jifen.programs.rewards import RewardSpec
 from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, create_program
 from jifen.rewards.catalog import put_reward
-from bench.common import free_port, summarise_profile, tree_cpu_seconds
 from pgcluster import PgCluster
 
 MEMBERS_PER_CLIENT = 100

@@ -34,7 +34,7 @@ PLAN: dict[str, dict[str, list[str]]] = {
         "large": ["--duration", "30", "--warmup", "5", "--members", "1000000"],
     },
     "jobs": {
-        "small": ["--lots", "100000", "--members", "25000", "--tier-members", "15000"],
+        "small": ["--lots", "60000", "--members", "15000", "--tier-members", "10000"],
         "large": ["--lots", "10000000", "--members", "1000000", "--tier-members", "1000000"],
     },
 }
