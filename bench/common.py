@@ -830,7 +830,9 @@ def show(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        if abs(value) < 1:
+            return f"{value:.3f}"
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

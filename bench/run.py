@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAN: dict[str, dict[str, list[str]]] = {
     # name: {size: arguments}; a new benchmark is one line here.
     "earn": {
-        "small": ["--duration", "15", "--warmup", "3"],
+        "small": ["--duration", "12", "--warmup", "3"],
         "large": ["--duration", "30", "--warmup", "5", "--members", "1000000"],
     },
     "reads": {
@@ -34,7 +34,7 @@ PLAN: dict[str, dict[str, list[str]]] = {
         "large": ["--duration", "30", "--warmup", "5", "--members", "1000000"],
     },
     "jobs": {
-        "small": ["--lots", "60000", "--members", "15000", "--tier-members", "10000"],
+        "small": ["--lots", "40000", "--members", "10000", "--tier-members", "6000"],
         "large": ["--lots", "10000000", "--members", "1000000", "--tier-members", "1000000"],
     },
 }
