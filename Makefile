@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean bench bench-large
 
 install: $(STAMP)
 
@@ -22,6 +22,15 @@ demo: install
 
 test: install
 	$(PY) -m pytest -n auto $(ARGS)
+
+# Benchmarks (bench/run.py lists them and their sizes): `make bench` finishes in under
+# 10 minutes on a 2-core machine; ARGS="earn" runs one, ARGS="--server-args '--workers 2'"
+# changes the server. Results go to bench/results/; docs/benchmarks.md explains them.
+bench: install
+	$(PY) bench/run.py --size small $(ARGS)
+
+bench-large: install
+	$(PY) bench/run.py --size large $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests

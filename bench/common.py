@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def prepare(url: str, *, now: datetime, scope: Scope = Scope.POS) -> Prepared:
     upgrade(url)
     db = Database(url)
     file = load_program_file(examples.text(PROGRAM), f"{PROGRAM}.yaml")
-    applied_at = now.replace(year=now.year - 3)
+    applied_at = now - timedelta(days=3 * 366)
 
     def setup(session: Any) -> tuple[int, str]:
         applied = apply(session, file, now=applied_at, actor="bench")
@@ -291,42 +291,45 @@ def enrol_members(url: str, program_id: int, count: int, *, now: datetime) -> li
 
     def enrol(session: Any) -> list[int]:
         first = session.execute(select(func.coalesce(func.max(Member.id), 0))).scalar_one()
-        rows = [
-            {
-                "program_id": program_id,
-                "phone": f"139{first + i:08d}",
-                "attributes": {},
-                "status": MemberStatus.ACTIVE,
-                "enrolled_at": now,
-                "enrolment_channel": "store",
-                "updated_at": now,
-            }
-            for i in range(count)
-        ]
-        ids = list(
-            session.execute(
-                insert(Member).returning(Member.id, sort_by_parameter_order=True), rows
-            ).scalars()
-        )
-        session.execute(
-            insert(Account),
-            [
+        ids: list[int] = []
+        for start in range(0, count, 50_000):  # bounded memory at a million members
+            rows = [
                 {
                     "program_id": program_id,
-                    "member_id": member_id,
-                    "kind": kind,
-                    "status": AccountStatus.ACTIVE,
-                    "available": 0,
-                    "pending": 0,
-                    "held": 0,
-                    "lifetime_earned": 0,
-                    "allow_negative": False,
-                    "opened_at": now,
+                    "phone": f"139{first + i:08d}",
+                    "attributes": {},
+                    "status": MemberStatus.ACTIVE,
+                    "enrolled_at": now,
+                    "enrolment_channel": "store",
+                    "updated_at": now,
                 }
-                for member_id in ids
-                for kind in (AccountKind.POINTS, AccountKind.GROWTH)
-            ],
-        )
+                for i in range(start, min(start + 50_000, count))
+            ]
+            chunk = list(
+                session.execute(
+                    insert(Member).returning(Member.id, sort_by_parameter_order=True), rows
+                ).scalars()
+            )
+            session.execute(
+                insert(Account),
+                [
+                    {
+                        "program_id": program_id,
+                        "member_id": member_id,
+                        "kind": kind,
+                        "status": AccountStatus.ACTIVE,
+                        "available": 0,
+                        "pending": 0,
+                        "held": 0,
+                        "lifetime_earned": 0,
+                        "allow_negative": False,
+                        "opened_at": now,
+                    }
+                    for member_id in chunk
+                    for kind in (AccountKind.POINTS, AccountKind.GROWTH)
+                ],
+            )
+            ids += chunk
         return ids
 
     try:
@@ -485,6 +488,10 @@ class LoadResult:
             found[f"{side}_cpu_per_wall_s"] = (
                 round(value / self.duration_s, 2) if value is not None else None
             )
+        server = self.cpu.get("server_cpu_s")
+        found["server_cpu_ms_per_request"] = (
+            round(server * 1000 / self.ok, 2) if server is not None and self.ok else None
+        )
         if self.failures:
             found["failures"] = dict(self.failures.most_common(10))
         if self.exhausted:
@@ -531,7 +538,7 @@ class _Connection:
 
     async def _chunked(self) -> bytes:
         assert self.reader is not None
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:
@@ -826,7 +833,9 @@ def show(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -
 
 def _cell(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        if abs(value) < 1:
+            return f"{value:.3f}"
+        return f"{value:.2f}" if abs(value) < 10 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

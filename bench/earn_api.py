@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import SystemClock
 from jifen.db.migrate import upgrade
@@ -89,12 +90,6 @@ RULES = {
     ]
 }
 CATEGORIES = ["fresh", "dairy", "snacks", "drinks", "household"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare(url: str, member_count: int) -> tuple[str, list[int]]:

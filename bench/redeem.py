@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,7 +46,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, summarise_profile, tree_cpu_seconds
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import SystemClock
 from jifen.db.migrate import upgrade
@@ -63,12 +64,6 @@ from pgcluster import PgCluster
 
 MEMBERS_PER_CLIENT = 100
 VOUCHER = {"kind": "fixed", "amount": "10", "min_spend": "50", "valid_days": 30}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def prepare(url: str, clients: int, rewards: int, n: int) -> tuple[str, list[int], list[str]]:
@@ -100,11 +95,6 @@ def prepare(url: str, clients: int, rewards: int, n: int) -> tuple[str, list[int
     key, ids = db.write(setup)
     db.dispose()
     return key, ids, codes
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sample_waits(url: str, stop: threading.Event, found: Counter[str]) -> None:
@@ -205,13 +195,13 @@ def run(url: str, n: int, clients: int, rewards: int, profile: Path | None) -> d
         stop = threading.Event()
         sampler = threading.Thread(target=sample_waits, args=(url, stop, waits))
         sampler.start()
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before = tree_cpu_seconds(server.pid)
         start.wait()
         started = time.perf_counter()
         for thread in threads:
             thread.join()
         elapsed = time.perf_counter() - started
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = tree_cpu_seconds(server.pid) - cpu_before
         stop.set()
         sampler.join()
         if spy is not None:
@@ -237,28 +227,6 @@ def run(url: str, n: int, clients: int, rewards: int, profile: Path | None) -> d
         "pg_wait_events_avg": {
             event: round(count / samples, 2) for event, count in waits.most_common(8)
         },
-    }
-
-
-def summarise_profile(raw: Path, top: int = 25) -> dict[str, list[str]]:
-    """From py-spy's raw output (collapsed stacks): the share of samples in which each
-    function is on the stack (inclusive) and on top (self), heaviest first."""
-    inclusive: Counter[str] = Counter()
-    own: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        frames = stack.split(";")
-        samples = int(count)
-        total += samples
-        own[frames[-1]] += samples
-        for frame in set(frames):
-            inclusive[frame] += samples
-    return {
-        "inclusive": [f"{100 * c / total:.1f}% {f}" for f, c in inclusive.most_common(top)],
-        "self": [f"{100 * c / total:.1f}% {f}" for f, c in own.most_common(top)],
     }
 
 
