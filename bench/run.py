@@ -37,6 +37,10 @@ PLAN: dict[str, dict[str, list[str]]] = {
         "small": ["--lots", "40000", "--members", "10000", "--tier-members", "6000"],
         "large": ["--lots", "10000000", "--members", "1000000", "--tier-members", "1000000"],
     },
+    "imports": {
+        "small": ["--members", "3000", "--orders", "20000", "--store", "both"],
+        "large": ["--members", "1000000", "--orders", "10000000", "--store", "postgres"],
+    },
 }
 TAKES_SERVER_ARGS = {"earn", "reads"}
 
