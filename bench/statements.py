@@ -1,4 +1,5 @@
-"""SQL statements per POST /v1/purchases, by kind: where an earning request's round trips go.
+"""SQL statements per POST /v1/purchases, by kind: where an earning request's round trips go;
+and the Python work per purchase, counted.
 
 The app runs in-process (FastAPI's test client, the system clock) on a throw-away
 PostgreSQL cluster or a SQLite file, with the retail chain's example programme applied
@@ -8,9 +9,15 @@ engine sends is counted through SQLAlchemy's `before_cursor_execute` event and p
 kind (`SELECT accounts`, `INSERT lots`, `SAVEPOINT` …); the transaction's own round trips
 (BEGIN, COMMIT, the pool's pre-ping) are counted from the engine's and the pool's events.
 
+Then as many purchases again go through the route's function itself (the idempotent unit
+of work, the service, the answer; no HTTP) under cProfile, which counts the Python
+function calls per purchase: a measure of the server's CPU work that, unlike a timer,
+does not change with the load of a shared machine. The CPU time of that phase is shown
+too, for what it is worth on a busy machine.
+
     .venv/bin/python bench/statements.py [--n 200] [--members 50] [--store postgres|sqlite]
 
-Prints the kinds with statements per purchase, and the total. No timing: see bench/.
+Prints the kinds with statements per purchase, the total, and the calls per purchase.
 """
 
 from __future__ import annotations
@@ -154,7 +161,46 @@ def order(i: int, member_id: int) -> dict[str, object]:
     }
 
 
-def measure(url: str, n: int, member_count: int) -> tuple[Counter[str], int]:
+def calls_per_purchase(db: Database, key: str, ids: list[int], n: int) -> tuple[float, float]:
+    """Python function calls and CPU milliseconds per purchase through the route function."""
+    import cProfile
+    import json
+    import pstats
+    import time
+
+    from jifen.api.deps import WriteCall
+    from jifen.api.purchases import record_purchase
+    from jifen.core.settings import Settings
+    from jifen.earning.schemas import PurchaseIn
+
+    settings = Settings()
+    calls = []
+    for i in range(n):
+        body = json.loads(json.dumps(order(10**6 + i, ids[i % len(ids)])))
+        call = WriteCall(
+            db=db,
+            clock=SystemClock(),
+            settings=settings,
+            token=key,
+            method="POST",
+            path="/v1/purchases",
+            idempotency_key=str(uuid.uuid4()),
+            body=body,
+        )
+        calls.append((PurchaseIn.model_validate(body), call))
+    profile = cProfile.Profile()
+    started = time.process_time()
+    profile.enable()
+    for data, call in calls:
+        if record_purchase(data, call).status_code != 201:
+            raise SystemExit("purchase refused")
+    profile.disable()
+    cpu = time.process_time() - started
+    total = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    return total / n, 1000 * cpu / n
+
+
+def measure(url: str, n: int, member_count: int) -> tuple[Counter[str], int, float, float]:
     upgrade(url)
     db = Database(url)
     try:
@@ -178,7 +224,8 @@ def measure(url: str, n: int, member_count: int) -> tuple[Counter[str], int]:
             with counter.counting():
                 for i in range(n):
                     post(len(ids) + i)
-        return counter.kinds, n
+        calls, cpu_ms = calls_per_purchase(db, key, ids, n)
+        return counter.kinds, n, calls, cpu_ms
     finally:
         db.dispose()
 
@@ -191,14 +238,17 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.store == "sqlite":
-            kinds, n = measure(f"sqlite:///{tmp}/statements.db", args.n, args.members)
+            found = measure(f"sqlite:///{tmp}/statements.db", args.n, args.members)
         else:
             with PgCluster() as cluster:
-                kinds, n = measure(cluster.create_database("statements"), args.n, args.members)
+                found = measure(cluster.create_database("statements"), args.n, args.members)
+    kinds, n, calls, cpu_ms = found
     print(f"{'statements per purchase':<32} {'count':>7}")
     for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])):
         print(f"{kind:<32} {count / n:>7.2f}")
     print(f"{'total':<32} {sum(kinds.values()) / n:>7.2f}")
+    print(f"{'Python calls per purchase':<32} {calls:>7.0f}")
+    print(f"{'CPU ms per purchase (profiled)':<32} {cpu_ms:>7.1f}")
 
 
 if __name__ == "__main__":
