@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -180,6 +180,20 @@ def refuse_used_reference(session: Session, book: Book, reference: str) -> None:
         raise DuplicateReference(reference=reference, transaction_id=existing)
 
 
+NEW_LOTS = "jifen.ledger.new_lots"
+"""`session.info` key: transaction id → the lots this session's postings created for it."""
+
+
+def lot_created(session: Session, transaction_id: int) -> Lot | None:
+    """The one lot a posting of this session created for the transaction (None: it made
+    none or several, or they were rolled back), as a query for it would read it: a lot's
+    dates never change, and the session holds every other change to it."""
+    lots: list[Lot] = session.info.get(NEW_LOTS, {}).get(transaction_id, [])
+    if len(lots) != 1 or not inspect(lots[0]).persistent:
+        return None
+    return lots[0]
+
+
 class Posting:
     """One journal transaction under construction."""
 
@@ -298,6 +312,7 @@ class Posting:
         )
         self.session.add(lot)
         self.session.flush()
+        self.session.info.setdefault(NEW_LOTS, {}).setdefault(self.id, []).append(lot)
         due = pending_until or expiry
         if due is not None and (account.next_due_at is None or due < account.next_due_at):
             account.next_due_at = due
