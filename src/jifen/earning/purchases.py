@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import Exists, exists, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -446,9 +446,7 @@ def _check(
         raise InvalidInput(field="occurred_at", reason="is in the future")
     if attach:
         _check_window(program, data.occurred_at, now)
-    _check_code(session, Channel, program.id, "channel", data.channel)
-    if data.store is not None:
-        _check_code(session, Store, program.id, "store", data.store)
+    _check_codes(session, program.id, data.channel, data.store)
 
 
 def _check_window(program: Program, occurred_at: datetime, now: datetime) -> None:
@@ -456,22 +454,33 @@ def _check_window(program: Program, occurred_at: datetime, now: datetime) -> Non
         raise OutsideClaimWindow(occurred_at=occurred_at.isoformat(), days=program.claim_days)
 
 
-def _check_code(
-    session: Session, model: type[Channel] | type[Store], program_id: int, field: str, code: str
-) -> None:
-    active = session.execute(
-        select(model.id).where(
+def _check_codes(session: Session, program_id: int, channel: str, store: str | None) -> None:
+    """The channel (then the store, if given) is an active one of the programme: both
+    looked up in one query, the known ones listed only for a refusal."""
+
+    def active(model: type[Channel] | type[Store], code: str) -> Exists:
+        return exists().where(
             model.program_id == program_id, model.code == code, model.active.is_(True)
         )
-    ).first()
-    if active is None:
-        known = session.execute(
-            select(model.code)
-            .where(model.program_id == program_id, model.active.is_(True))
-            .order_by(model.code)
-            .limit(20)
-        ).scalars()
-        raise UnknownCode(field=field, code=code, known=", ".join(known) or "—")
+
+    checks = [active(Channel, channel)] + ([active(Store, store)] if store is not None else [])
+    found = session.execute(select(*checks)).one()
+    if not found[0]:
+        _refuse_code(session, Channel, program_id, "channel", channel)
+    if store is not None and not found[1]:
+        _refuse_code(session, Store, program_id, "store", store)
+
+
+def _refuse_code(
+    session: Session, model: type[Channel] | type[Store], program_id: int, field: str, code: str
+) -> NoReturn:
+    known = session.execute(
+        select(model.code)
+        .where(model.program_id == program_id, model.active.is_(True))
+        .order_by(model.code)
+        .limit(20)
+    ).scalars()
+    raise UnknownCode(field=field, code=code, known=", ".join(known) or "—")
 
 
 def _facts(
