@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import Exists, exists, insert, inspect, select
+from sqlalchemy import Exists, exists, inspect, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -37,7 +37,7 @@ from jifen.core.errors import (
     OutsideClaimWindow,
     UnknownCode,
 )
-from jifen.db.dml import insert_returning
+from jifen.db.dml import insert_many_returning, insert_returning
 from jifen.db.outbox import emit
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseReturn, PurchaseStatus
@@ -584,7 +584,7 @@ def _insert(
 def _insert_lines(
     session: Session, program: Program, purchase: Purchase, data: PurchaseIn
 ) -> list[PurchaseLine]:
-    """The order's lines, in one INSERT … RETURNING (the persistent rows, in order)."""
+    """The order's lines, in one INSERT … RETURNING (the persistent rows, in line order)."""
     rows = [
         {
             "program_id": program.id,
@@ -604,11 +604,7 @@ def _insert_lines(
         }
         for i, line in enumerate(data.lines)
     ]
-    lines = list(
-        session.scalars(
-            insert(PurchaseLine).returning(PurchaseLine, sort_by_parameter_order=True), rows
-        )
-    )
+    lines = insert_many_returning(session, PurchaseLine, rows)
     session.info.setdefault(NEW_LINES, {})[purchase.id] = lines
     return lines
 

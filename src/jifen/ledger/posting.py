@@ -298,20 +298,23 @@ class Posting:
             expiry = self.book.lot_expiry(account, earned, self.now)
         else:
             expiry = None
-        lot = Lot(
-            program_id=self.book.program_id,
-            member_id=account.member_id,
-            account_id=account.id,
-            transaction_id=self.id,
-            amount=amount,
-            remaining=amount,
-            status=LotStatus.PENDING if pending_until else LotStatus.AVAILABLE,
-            earned_at=earned,
-            available_at=pending_until,
-            expires_at=expiry,
+        lot = insert_returning(
+            self.session,
+            Lot,
+            {
+                "program_id": self.book.program_id,
+                "member_id": account.member_id,
+                "account_id": account.id,
+                "transaction_id": self.id,
+                "amount": amount,
+                "remaining": amount,
+                "status": LotStatus.PENDING if pending_until else LotStatus.AVAILABLE,
+                "earned_at": earned,
+                "available_at": pending_until,
+                "expires_at": expiry,
+            },
         )
-        self.session.add(lot)
-        self.session.flush()
+        assert lot is not None
         self.session.info.setdefault(NEW_LOTS, {}).setdefault(self.id, []).append(lot)
         due = pending_until or expiry
         if due is not None and (account.next_due_at is None or due < account.next_due_at):
