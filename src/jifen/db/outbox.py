@@ -31,6 +31,9 @@ class OutboxEvent(Base):
 EVENTS = cast(Table, OutboxEvent.__table__)
 """The Core table: an insert needs no ORM bookkeeping and no id back."""
 
+INSERT = insert(EVENTS)
+"""Built once: executed with each event's values (compiled once, too)."""
+
 
 def emit(
     session: Session,
@@ -42,17 +45,18 @@ def emit(
     payload: dict[str, Any] | None = None,
 ) -> None:
     session.execute(
-        insert(EVENTS).values(
-            program_id=program_id,
-            member_id=member_id,
-            type=type,
-            payload=payload or {},
-            occurred_at=at,
-        )
+        INSERT,
+        {
+            "program_id": program_id,
+            "member_id": member_id,
+            "type": type,
+            "payload": payload or {},
+            "occurred_at": at,
+        },
     )
 
 
 def emit_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form for jobs: each row has program_id, member_id, type, payload, occurred_at."""
     if rows:
-        session.execute(insert(EVENTS), rows)
+        session.execute(INSERT, rows)

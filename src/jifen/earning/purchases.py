@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import Exists, exists, inspect, select
+from sqlalchemy import Exists, bindparam, exists, inspect, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -454,17 +454,27 @@ def _check_window(program: Program, occurred_at: datetime, now: datetime) -> Non
         raise OutsideClaimWindow(occurred_at=occurred_at.isoformat(), days=program.claim_days)
 
 
+def _active(model: type[Channel] | type[Store], code: str) -> Exists:
+    return exists().where(
+        model.program_id == bindparam("program_id"),
+        model.code == bindparam(code),
+        model.active.is_(True),
+    )
+
+
+_CODES = {
+    False: select(_active(Channel, "channel")),
+    True: select(_active(Channel, "channel"), _active(Store, "store")),
+}
+"""Whether the channel (and the store) are active ones of the programme (built once)."""
+
+
 def _check_codes(session: Session, program_id: int, channel: str, store: str | None) -> None:
     """The channel (then the store, if given) is an active one of the programme: both
     looked up in one query, the known ones listed only for a refusal."""
 
-    def active(model: type[Channel] | type[Store], code: str) -> Exists:
-        return exists().where(
-            model.program_id == program_id, model.code == code, model.active.is_(True)
-        )
-
-    checks = [active(Channel, channel)] + ([active(Store, store)] if store is not None else [])
-    found = session.execute(select(*checks)).one()
+    params = {"program_id": program_id, "channel": channel, "store": store}
+    found = session.execute(_CODES[store is not None], params).one()
     if not found[0]:
         _refuse_code(session, Channel, program_id, "channel", channel)
     if store is not None and not found[1]:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, func, insert, inspect, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -60,6 +60,8 @@ MAX_POINTS = 10**12
 # splits rows by which values are None and asks for the new ids back).
 ENTRIES = cast(Table, JournalEntry.__table__)
 ALLOCATIONS = cast(Table, LotAllocation.__table__)
+INSERT_ENTRIES = insert(ENTRIES)
+INSERT_ALLOCATIONS = insert(ALLOCATIONS)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,20 @@ def ensure_writable(account: Account) -> None:
         raise MemberClosed(member_id=account.member_id)
 
 
+_LOCK = (
+    select(Account)
+    .where(
+        Account.program_id == bindparam("program_id"),
+        Account.member_id.in_(bindparam("member_ids", expanding=True)),
+        Account.kind == bindparam("kind"),
+    )
+    .order_by(Account.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+"""The lock every ledger write starts with (built once)."""
+
+
 def lock_accounts(
     session: Session, book: Book, member_ids: list[int], now: datetime, kind: AccountKind
 ) -> dict[int, Account]:
@@ -126,15 +142,7 @@ def lock_accounts(
     # which changes them with set-based statements.
     accounts = (
         session.execute(
-            select(Account)
-            .where(
-                Account.program_id == book.program_id,
-                Account.member_id.in_(member_ids),
-                Account.kind == kind,
-            )
-            .order_by(Account.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+            _LOCK, {"program_id": book.program_id, "member_ids": member_ids, "kind": kind}
         )
         .scalars()
         .all()
@@ -521,9 +529,9 @@ class Posting:
                     break
         self.session.flush()
         if entries:
-            self.session.execute(insert(ENTRIES), entries)
+            self.session.execute(INSERT_ENTRIES, entries)
         if self.allocations:
-            self.session.execute(insert(ALLOCATIONS), self.allocations)
+            self.session.execute(INSERT_ALLOCATIONS, self.allocations)
         if event is not None:
             emit(
                 self.session,
