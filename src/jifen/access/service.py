@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from jifen.access.models import ApiKey
 from jifen.core.errors import InvalidInput, NotFound, Unauthorized
+from jifen.programs.models import Program
 
 
 class Scope(StrEnum):
@@ -43,6 +44,19 @@ class Principal:
     @property
     def actor(self) -> str:
         return f"key:{self.key_id}"
+
+
+KEY_PROGRAMME = "jifen.access.programme"
+"""`session.info` key: the programme of the key authenticated in the session."""
+
+
+_KEY_AND_PROGRAMME = (
+    select(ApiKey, Program)
+    .join(Program, Program.id == ApiKey.program_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+"""The key and its programme in one round trip (built once): nearly every request needs
+the programme next, and finds it in the session (`session.get`) without a query."""
 
 
 def _digest(secret: str) -> str:
@@ -75,7 +89,10 @@ def authenticate(session: Session, token: str | None) -> Principal:
     if not token or not token.startswith("jf_") or token.count("_") < 2:
         raise Unauthorized()
     _, prefix, secret = token.split("_", 2)
-    key = session.execute(select(ApiKey).where(ApiKey.prefix == prefix)).scalar_one_or_none()
+    found = session.execute(_KEY_AND_PROGRAMME, {"prefix": prefix}).one_or_none()
+    key = found[0] if found is not None else None
+    if found is not None:  # the identity map holds an object only while it is referenced
+        session.info[KEY_PROGRAMME] = found[1]
     if key is None or key.revoked_at is not None:
         raise Unauthorized()
     if not hmac.compare_digest(key.secret_hash, _digest(secret)):

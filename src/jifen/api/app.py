@@ -1,8 +1,10 @@
-"""The FastAPI application: `create_app(db, clock)`.
+"""The FastAPI application: `create_app(db, clock)`, and `app_from_env()` for workers.
 
 Everything the app needs hangs off `app.state` (`db`, `clock`, `settings`): there are no
 globals, so a test builds an app on its own database with a frozen clock, and the demo
-and `jifen serve` build theirs on the configured store and the system clock.
+and `jifen serve` build theirs on the configured store and the system clock. Under
+`jifen serve --workers N` each worker process calls `app_from_env()`, which builds the
+app from the settings (`JIFEN_*`) with an engine and connection pool of its own.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from jifen.api.problems import (
     problem_types,
     problems,
 )
-from jifen.core.clock import Clock
+from jifen.core.clock import Clock, SystemClock
 from jifen.core.settings import Settings
 from jifen.db.uow import Database
 
@@ -175,3 +177,15 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app on the store the settings name, with the system clock: the factory each
+    worker process of `jifen serve --workers N` calls (uvicorn imports it by name)."""
+    settings = Settings()
+    db = Database(
+        settings.resolved_database_url(),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    return create_app(db, SystemClock(), settings=settings)

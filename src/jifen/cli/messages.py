@@ -43,6 +43,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "没有代码为 {code} 的计划（用 `jifen programs list` 查看）。",
         "en": "no programme with code {code} (see `jifen programs list`).",
     },
+    "workers-memory": {
+        "zh-CN": "内存中的 SQLite 数据库 {url} 每个进程各有一份：--workers 大于 1 时请用数据库文件"
+        "或 PostgreSQL。",
+        "en": "the in-memory SQLite database {url} would be a different one in each "
+        "process: with --workers above 1 use a database file or PostgreSQL.",
+    },
     "port-busy": {
         "zh-CN": "无法监听 {host}:{port}：{reason}；请用 --port 换一个端口。",
         "en": "cannot listen on {host}:{port}: {reason}; choose another with --port.",

@@ -1,4 +1,17 @@
-"""`jifen serve` and `jifen demo`: the HTTP API under uvicorn, the demo seeded first."""
+"""`jifen serve` and `jifen demo`: the HTTP API under uvicorn, the demo seeded first.
+
+`jifen serve --workers N` runs N uvicorn worker processes on one listening socket. Each
+builds its app from the settings (`jifen.api.app.app_from_env`: its own engine and
+connection pool of `JIFEN_DB_POOL_SIZE`, the system clock); `--database-url` reaches
+them as `JIFEN_DATABASE_URL`. Nothing a request relies on lives in one process only:
+idempotency keys, locks and counters are rows in the database, and what a process caches
+(compiled rules by content digest, a programme's tier policy by its document, its
+account ids) is immutable or checked against the row it came from. On SQLite the
+workers share the file: its write lock (`BEGIN IMMEDIATE`, waited for up to 30 s) lets
+one writer in at a time across processes, so several workers are safe there too and
+help reads, not writes; an in-memory SQLite database would be one per process and is
+refused.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +24,14 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 from jifen.cli.errors import Failure
 from jifen.cli.messages import say
 from jifen.cli.output import err, out
-from jifen.cli.state import state_of
+from jifen.cli.state import sqlite_file, state_of
 from jifen.core.clock import Clock
 from jifen.core.settings import Settings
 from jifen.db.migrate import upgrade
@@ -31,6 +46,15 @@ from jifen.programs.service import book_for
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
 PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Worker processes (each with its own connection pool); about one per CPU "
+        "core for throughput. 1 serves in this process.",
+    ),
+]
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -69,13 +93,56 @@ def serve_app(database: Database, clock: Clock, settings: Settings, host: str, p
     err().print("jifen: stopped")
 
 
-def serve(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+WORKER_HEALTHCHECK_S = 60
+
+
+def in_memory(url: str) -> bool:
+    """An in-memory SQLite database (one per process)."""
+    try:
+        return make_url(url).get_backend_name() == "sqlite" and sqlite_file(url) is None
+    except ArgumentError:
+        return False  # refused as a bad URL when the database is opened
+
+
+def serve_workers(url: str, host: str, port: int, workers: int) -> None:
+    """Serve with `workers` processes, each building its app from the settings, until
+    SIGINT or SIGTERM (uvicorn's supervisor stops the workers and returns)."""
+    import uvicorn
+
+    os.environ["JIFEN_DATABASE_URL"] = url  # what the workers' settings read
+    uvicorn.run(
+        "jifen.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # A worker answers the supervisor's health checks from a thread; starting one
+        # (a fresh interpreter importing jifen) takes seconds on a busy machine, longer
+        # than uvicorn's default 5 s, after which it would be killed and started again.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+    )
+    err().print("jifen: stopped")
+
+
+def serve(
+    ctx: typer.Context,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    workers: WorkersOption = 1,
+) -> None:
     """Serve the HTTP API (and its docs at /docs)."""
     state = state_of(ctx)
+    if workers > 1 and in_memory(state.url):
+        raise Failure(say("workers-memory", url=state.shown_url))
     database = state.database()
     ensure_port_free(host, port)
-    err().print(f"jifen: serving {state.shown_url} at http://{host}:{port} (docs: /docs)")
-    serve_app(database, state.clock, state.settings, host, port)
+    shown = f"{workers} workers, " if workers > 1 else ""
+    err().print(f"jifen: serving {state.shown_url} at http://{host}:{port} ({shown}docs: /docs)")
+    if workers > 1:
+        state.close()  # each worker opens its own engine
+        serve_workers(state.url, host, port, workers)
+    else:
+        serve_app(database, state.clock, state.settings, host, port)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -13,9 +13,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -36,6 +46,9 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[Any | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+KEYS = cast(Table, IdempotencyRecord.__table__)
 
 
 @dataclass(frozen=True)
@@ -61,15 +74,10 @@ def claim(
     """
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput(field="Idempotency-Key", reason=f"1–{MAX_KEY_LENGTH} characters")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(IdempotencyRecord)
-        .values(program_id=program_id, key=key, request_hash=fingerprint, created_at=now)
-        .on_conflict_do_nothing(index_elements=["program_id", "key"])
-        .returning(IdempotencyRecord.id)
-    )
-    record_id = session.execute(stmt).scalar_one_or_none()
+    values = {"program_id": program_id, "key": key, "request_hash": fingerprint, "created_at": now}
+    record_id: int | None = session.execute(
+        _claim_statement(session.get_bind().dialect.name), values
+    ).scalar_one_or_none()
     if record_id is not None:
         return record_id
     existing = session.execute(
@@ -82,10 +90,25 @@ def claim(
     return Replay(status_code=existing.status_code, response=existing.response)
 
 
+@cache
+def _claim_statement(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return (
+        module.insert(KEYS)
+        .on_conflict_do_nothing(index_elements=["program_id", "key"])
+        .returning(KEYS.c.id)
+    )
+
+
+_STORE = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("record_id"))
+    .values(status_code=bindparam("new_status"), response=bindparam("new_response"))
+)
+
+
 def store(session: Session, record_id: int, *, status_code: int, response: Any) -> None:
     """Record the response of the request that claimed the key (same transaction)."""
     session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(status_code=status_code, response=response)
+        _STORE, {"record_id": record_id, "new_status": status_code, "new_response": response}
     )

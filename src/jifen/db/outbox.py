@@ -7,9 +7,9 @@ is ever sent for a change that rolled back.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, String, insert
+from sqlalchemy import ForeignKey, Index, String, Table, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from jifen.db.base import Base, Id, Json, UtcDateTime
@@ -28,6 +28,13 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+EVENTS = cast(Table, OutboxEvent.__table__)
+"""The Core table: an insert needs no ORM bookkeeping and no id back."""
+
+INSERT = insert(EVENTS)
+"""Built once: executed with each event's values (compiled once, too)."""
+
+
 def emit(
     session: Session,
     *,
@@ -38,17 +45,18 @@ def emit(
     payload: dict[str, Any] | None = None,
 ) -> None:
     session.execute(
-        insert(OutboxEvent).values(
-            program_id=program_id,
-            member_id=member_id,
-            type=type,
-            payload=payload or {},
-            occurred_at=at,
-        )
+        INSERT,
+        {
+            "program_id": program_id,
+            "member_id": member_id,
+            "type": type,
+            "payload": payload or {},
+            "occurred_at": at,
+        },
     )
 
 
 def emit_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form for jobs: each row has program_id, member_id, type, payload, occurred_at."""
     if rows:
-        session.execute(insert(OutboxEvent), rows)
+        session.execute(INSERT, rows)

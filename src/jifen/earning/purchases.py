@@ -24,10 +24,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Exists, bindparam, exists, inspect, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -38,6 +37,7 @@ from jifen.core.errors import (
     OutsideClaimWindow,
     UnknownCode,
 )
+from jifen.db.dml import insert_many_returning, insert_returning
 from jifen.db.outbox import emit
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseReturn, PurchaseStatus
@@ -52,7 +52,7 @@ from jifen.earning.schemas import (
 )
 from jifen.ledger import service as ledger
 from jifen.ledger.models import Account, AccountKind, Lot
-from jifen.ledger.posting import Book, ensure_writable, lock_account
+from jifen.ledger.posting import Book, ensure_writable, lock_account, lot_created
 from jifen.members import service as members
 from jifen.members.models import Member
 from jifen.programs.models import Channel, Program, Store
@@ -99,17 +99,18 @@ def record(
     actor: str,
 ) -> Recorded:
     member = members.resolve(session, program.id, data.member) if data.member else None
-    existing = _by_external_id(session, program.id, data.external_id)
-    if existing is not None:  # a repeat gets the first result, whatever the member is now
+    # The order id is claimed first (INSERT … ON CONFLICT DO NOTHING): a repeat, or a
+    # concurrent request for the same order once it commits, inserts nothing and gets the
+    # first result, whatever the member is now; a refusal below rolls the row back.
+    purchase = _insert(session, program, data, member, now=now, actor=actor)
+    if purchase is None:
+        existing = _by_external_id(session, program.id, data.external_id)
+        assert existing is not None
         return Recorded(_same_order(existing, data, member), created=False)
     if member is not None:
         _lock_member(session, book, member, now)
     _check(session, program, data, now, attach=member is not None)
-    purchase = _insert(session, program, data, now=now, actor=actor)
-    if purchase is None:  # a concurrent request recorded the same order id first
-        existing = _by_external_id(session, program.id, data.external_id)
-        assert existing is not None
-        return Recorded(_same_order(existing, data, member), created=False)
+    _insert_lines(session, program, purchase, data)
     if data.points_payment is not None:
         # Points paid part of it: the hold is captured now, before the award, which then
         # sees each line's cash part only (jifen.rewards.checkout).
@@ -125,7 +126,6 @@ def record(
             actor=actor,
         )
     if member is not None:
-        purchase.member_id = member.id
         _award(session, program, book, purchase, member, now=now, actor=actor)
     emit(
         session,
@@ -394,21 +394,16 @@ def _award(
         facts,
         lock=True,
     )
-    if purchase.status != PurchaseStatus.RETURNED:  # claimed after it all came back
-        purchase.status = PurchaseStatus.AWARDED
-    purchase.rule_set_version = result.rules.version
-    purchase.facts = facts_json(facts)
-    purchase.points = result.points.points
-    purchase.growth = result.growth.points
-    purchase.breakdown = [item.as_dict() for item in result.points.items]
-    purchase.growth_breakdown = [item.as_dict() for item in result.growth.items]
+    # The ledger first, then every field of the purchase at once: one UPDATE of its row.
     details = {"purchase_id": purchase.id, "order": purchase.external_id}
-    if purchase.points > 0:
-        purchase.earn_txn_id = ledger.credit(
+    points, growth = result.points.points, result.growth.points
+    earn_txn_id = growth_txn_id = None
+    if points > 0:
+        earn_txn_id = ledger.credit(
             session,
             book,
             member.id,
-            purchase.points,
+            points,
             now=now,
             actor=actor,
             pending=True,
@@ -416,18 +411,30 @@ def _award(
             reference=f"purchase:{purchase.id}",
             details=details,
         ).id
-    if purchase.growth > 0:
-        purchase.growth_txn_id = ledger.credit_growth(
+    if growth > 0:
+        growth_txn_id = ledger.credit_growth(
             session,
             book,
             member.id,
-            purchase.growth,
+            growth,
             now=now,
             actor=actor,
             reference=f"purchase-growth:{purchase.id}",
             details=details,
         ).id
     caps.use(session, program.id, result.usage)
+    if purchase.status != PurchaseStatus.RETURNED:  # claimed after it all came back
+        purchase.status = PurchaseStatus.AWARDED
+    purchase.rule_set_version = result.rules.version
+    purchase.facts = facts_json(facts)
+    purchase.points = points
+    purchase.growth = growth
+    purchase.breakdown = [item.as_dict() for item in result.points.items]
+    purchase.growth_breakdown = [item.as_dict() for item in result.growth.items]
+    if earn_txn_id is not None:
+        purchase.earn_txn_id = earn_txn_id
+    if growth_txn_id is not None:
+        purchase.growth_txn_id = growth_txn_id
     session.flush()
     # The order counts towards the member's tier once awarded (it was evaluated at the
     # tier the member had before it): an upgrade it earns is in this transaction.
@@ -483,9 +490,7 @@ def _check(
         raise InvalidInput(field="occurred_at", reason="is in the future")
     if attach:
         _check_window(program, data.occurred_at, now)
-    _check_code(session, Channel, program.id, "channel", data.channel)
-    if data.store is not None:
-        _check_code(session, Store, program.id, "store", data.store)
+    _check_codes(session, program.id, data.channel, data.store)
 
 
 def _check_window(program: Program, occurred_at: datetime, now: datetime) -> None:
@@ -493,22 +498,43 @@ def _check_window(program: Program, occurred_at: datetime, now: datetime) -> Non
         raise OutsideClaimWindow(occurred_at=occurred_at.isoformat(), days=program.claim_days)
 
 
-def _check_code(
+def _active(model: type[Channel] | type[Store], code: str) -> Exists:
+    return exists().where(
+        model.program_id == bindparam("program_id"),
+        model.code == bindparam(code),
+        model.active.is_(True),
+    )
+
+
+_CODES = {
+    False: select(_active(Channel, "channel")),
+    True: select(_active(Channel, "channel"), _active(Store, "store")),
+}
+"""Whether the channel (and the store) are active ones of the programme (built once)."""
+
+
+def _check_codes(session: Session, program_id: int, channel: str, store: str | None) -> None:
+    """The channel (then the store, if given) is an active one of the programme: both
+    looked up in one query, the known ones listed only for a refusal."""
+
+    params = {"program_id": program_id, "channel": channel, "store": store}
+    found = session.execute(_CODES[store is not None], params).one()
+    if not found[0]:
+        _refuse_code(session, Channel, program_id, "channel", channel)
+    if store is not None and not found[1]:
+        _refuse_code(session, Store, program_id, "store", store)
+
+
+def _refuse_code(
     session: Session, model: type[Channel] | type[Store], program_id: int, field: str, code: str
-) -> None:
-    active = session.execute(
-        select(model.id).where(
-            model.program_id == program_id, model.code == code, model.active.is_(True)
-        )
-    ).first()
-    if active is None:
-        known = session.execute(
-            select(model.code)
-            .where(model.program_id == program_id, model.active.is_(True))
-            .order_by(model.code)
-            .limit(20)
-        ).scalars()
-        raise UnknownCode(field=field, code=code, known=", ".join(known) or "—")
+) -> NoReturn:
+    known = session.execute(
+        select(model.code)
+        .where(model.program_id == program_id, model.active.is_(True))
+        .order_by(model.code)
+        .limit(20)
+    ).scalars()
+    raise UnknownCode(field=field, code=code, known=", ".join(known) or "—")
 
 
 def _facts(
@@ -582,55 +608,81 @@ def facts_from_json(stored: dict[str, Any] | None) -> MemberFacts:
 # ---------------------------------------------------------------- rows and baskets
 
 
+NEW_LINES = "jifen.earning.new_lines"
+"""`session.info` key: purchase id → the lines this session inserted for it (as ORM rows,
+in line order): the lines of an order recorded in this transaction, read without a query."""
+
+
 def _insert(
-    session: Session, program: Program, data: PurchaseIn, *, now: datetime, actor: str
+    session: Session,
+    program: Program,
+    data: PurchaseIn,
+    member: Member | None,
+    *,
+    now: datetime,
+    actor: str,
 ) -> Purchase | None:
-    purchase = Purchase(
-        program_id=program.id,
-        member_id=None,
-        external_id=data.external_id,
-        status=PurchaseStatus.UNCLAIMED,
+    """The purchase row, or None when the programme already has this order id."""
+    values = {
+        "program_id": program.id,
+        "member_id": member.id if member is not None else None,
+        "external_id": data.external_id,
+        "status": PurchaseStatus.UNCLAIMED,
         # in UTC, as it reads back: the first answer and its repeats render it alike
-        occurred_at=data.occurred_at.astimezone(UTC),
-        channel=data.channel,
-        store=data.store,
-        payment_method=data.payment_method,
-        total=data.total,
-        net_total=data.total,
-        points=0,
-        growth=0,
-        points_returned=0,
-        growth_returned=0,
-        attributes={k: str(v) for k, v in data.attributes.items()} or None,
-        created_at=now,
-        actor=actor,
-    )
-    try:
-        with session.begin_nested():
-            session.add(purchase)
-            session.flush()
-    except IntegrityError:
-        return None
-    session.add_all(
-        PurchaseLine(
-            program_id=program.id,
-            purchase_id=purchase.id,
-            line_no=i + 1,
-            sku=line.sku,
-            category=line.category,
-            brand=line.brand,
-            quantity=line.quantity,
-            unit_price=line.unit_price,
-            amount=line.amount,
-            discount=line.discount,
-            attributes={k: str(v) for k, v in line.attributes.items()} or None,
-            returned_quantity=Decimal(0),
-            returned_amount=Decimal(0),
-        )
+        "occurred_at": data.occurred_at.astimezone(UTC),
+        "channel": data.channel,
+        "store": data.store,
+        "payment_method": data.payment_method,
+        "total": data.total,
+        "net_total": data.total,
+        "rule_set_version": None,
+        "facts": None,
+        "points": 0,
+        "growth": 0,
+        "points_returned": 0,
+        "growth_returned": 0,
+        "breakdown": None,
+        "growth_breakdown": None,
+        "earn_txn_id": None,
+        "growth_txn_id": None,
+        "attributes": {k: str(v) for k, v in data.attributes.items()} or None,
+        "hold_id": None,
+        "paid_points": 0,
+        "paid_points_value": Decimal("0.00"),
+        "capture_txn_id": None,
+        "created_at": now,
+        "claimed_at": None,
+        "actor": actor,
+    }
+    return insert_returning(session, Purchase, values, unique=("program_id", "external_id"))
+
+
+def _insert_lines(
+    session: Session, program: Program, purchase: Purchase, data: PurchaseIn
+) -> list[PurchaseLine]:
+    """The order's lines, in one INSERT … RETURNING (the persistent rows, in line order)."""
+    rows = [
+        {
+            "program_id": program.id,
+            "purchase_id": purchase.id,
+            "line_no": i + 1,
+            "sku": line.sku,
+            "category": line.category,
+            "brand": line.brand,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+            "amount": line.amount,
+            "discount": line.discount,
+            "attributes": {k: str(v) for k, v in line.attributes.items()} or None,
+            "returned_quantity": Decimal(0),
+            "returned_amount": Decimal(0),
+            "points_value": Decimal("0.00"),
+        }
         for i, line in enumerate(data.lines)
-    )
-    session.flush()
-    return purchase
+    ]
+    lines = insert_many_returning(session, PurchaseLine, rows)
+    session.info.setdefault(NEW_LINES, {})[purchase.id] = lines
+    return lines
 
 
 def _line(index: int, line: Any) -> Line:
@@ -687,6 +739,9 @@ def basket_of(
 
 
 def _lines_of(session: Session, purchase_id: int) -> list[PurchaseLine]:
+    new = _new_lines(session, purchase_id)
+    if new is not None:
+        return new
     return list(
         session.execute(
             select(PurchaseLine)
@@ -694,6 +749,16 @@ def _lines_of(session: Session, purchase_id: int) -> list[PurchaseLine]:
             .order_by(PurchaseLine.line_no)
         ).scalars()
     )
+
+
+def _new_lines(session: Session, purchase_id: int) -> list[PurchaseLine] | None:
+    """The lines of a purchase this session inserted, while they are still its rows (a
+    rollback makes them transient): every change to them since went through these very
+    objects, so they are what a query would read."""
+    lines: list[PurchaseLine] | None = session.info.get(NEW_LINES, {}).get(purchase_id)
+    if lines is None or not all(inspect(line).persistent for line in lines):
+        return None
+    return lines
 
 
 # ---------------------------------------------------------------- reading
@@ -746,19 +811,30 @@ def _earned(result: Evaluation) -> Earned:
 
 
 def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
-    lines = _lines_of(session, purchase.id)
-    returns = session.execute(
-        select(PurchaseReturn)
-        .where(PurchaseReturn.purchase_id == purchase.id)
-        .order_by(PurchaseReturn.id)
-    ).scalars()
-    release = (
-        session.execute(
-            select(Lot.available_at).where(Lot.transaction_id == purchase.earn_txn_id)
-        ).scalar_one_or_none()
-        if purchase.earn_txn_id
-        else None
-    )
+    """The purchase as the API shows it. One recorded in this very transaction is described
+    from what the session wrote (its lines, no returns yet, its lot's release), without
+    reading any of it back."""
+    new = _new_lines(session, purchase.id)
+    lines = new if new is not None else _lines_of(session, purchase.id)
+    returns: list[PurchaseReturn] = []
+    if new is None:
+        returns = list(
+            session.execute(
+                select(PurchaseReturn)
+                .where(PurchaseReturn.purchase_id == purchase.id)
+                .order_by(PurchaseReturn.id)
+            ).scalars()
+        )
+    release = None
+    if purchase.earn_txn_id:
+        lot = lot_created(session, purchase.earn_txn_id)
+        release = (
+            lot.available_at
+            if lot is not None
+            else session.execute(
+                select(Lot.available_at).where(Lot.transaction_id == purchase.earn_txn_id)
+            ).scalar_one_or_none()
+        )
     return PurchaseOut(
         id=purchase.id,
         external_id=purchase.external_id,

@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, and_, bindparam, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -37,6 +36,7 @@ from jifen.core.errors import (
     NotFound,
     NotReversible,
 )
+from jifen.db.dml import insert_returning
 from jifen.db.outbox import emit
 from jifen.ledger.expiry import AfterInactivity, ExpiryPolicy, expires_at, inactivity_deadline
 from jifen.ledger.models import (
@@ -55,6 +55,13 @@ from jifen.ledger.models import (
 )
 
 MAX_POINTS = 10**12
+
+# Core tables for the bulk inserts: one executemany of uniform rows (the ORM's bulk insert
+# splits rows by which values are None and asks for the new ids back).
+ENTRIES = cast(Table, JournalEntry.__table__)
+ALLOCATIONS = cast(Table, LotAllocation.__table__)
+INSERT_ENTRIES = insert(ENTRIES)
+INSERT_ALLOCATIONS = insert(ALLOCATIONS)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,20 @@ def ensure_writable(account: Account) -> None:
         raise MemberClosed(member_id=account.member_id)
 
 
+_LOCK = (
+    select(Account)
+    .where(
+        Account.program_id == bindparam("program_id"),
+        Account.member_id.in_(bindparam("member_ids", expanding=True)),
+        Account.kind == bindparam("kind"),
+    )
+    .order_by(Account.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+"""The lock every ledger write starts with (built once)."""
+
+
 def lock_accounts(
     session: Session, book: Book, member_ids: list[int], now: datetime, kind: AccountKind
 ) -> dict[int, Account]:
@@ -116,32 +137,32 @@ def lock_accounts(
     up to date: due holds lapse, due pending lots are released, due lots expire."""
     from jifen.ledger import jobs  # jobs builds on this module
 
-    rows = session.execute(
-        select(Account.id, Account.member_id, Account.next_due_at)
-        .where(
-            Account.program_id == book.program_id,
-            Account.member_id.in_(member_ids),
-            Account.kind == kind,
-        )
-        .order_by(Account.id)
-        .with_for_update()
-    ).all()
-    found = {row.member_id for row in rows}
-    for member_id in member_ids:
-        if member_id not in found:
-            raise NotFound(what="member", key=member_id)
-    due = [row.id for row in rows if row.next_due_at is not None and row.next_due_at <= now]
-    if due and kind == AccountKind.POINTS:
-        jobs.maintain_accounts(session, book, due, now)
+    # The rows are read whole with their lock (one round trip) and refreshed in the
+    # identity map; only when something is due are they read again after maintenance,
+    # which changes them with set-based statements.
     accounts = (
         session.execute(
-            select(Account)
-            .where(Account.id.in_([row.id for row in rows]))
-            .execution_options(populate_existing=True)
+            _LOCK, {"program_id": book.program_id, "member_ids": member_ids, "kind": kind}
         )
         .scalars()
         .all()
     )
+    found = {account.member_id for account in accounts}
+    for member_id in member_ids:
+        if member_id not in found:
+            raise NotFound(what="member", key=member_id)
+    due = [a.id for a in accounts if a.next_due_at is not None and a.next_due_at <= now]
+    if due and kind == AccountKind.POINTS:
+        jobs.maintain_accounts(session, book, due, now)
+        accounts = (
+            session.execute(
+                select(Account)
+                .where(Account.id.in_([account.id for account in accounts]))
+                .execution_options(populate_existing=True)
+            )
+            .scalars()
+            .all()
+        )
     return {account.member_id: account for account in accounts if account.member_id is not None}
 
 
@@ -165,6 +186,20 @@ def refuse_used_reference(session: Session, book: Book, reference: str) -> None:
     ).scalar_one_or_none()
     if existing is not None:
         raise DuplicateReference(reference=reference, transaction_id=existing)
+
+
+NEW_LOTS = "jifen.ledger.new_lots"
+"""`session.info` key: transaction id → the lots this session's postings created for it."""
+
+
+def lot_created(session: Session, transaction_id: int) -> Lot | None:
+    """The one lot a posting of this session created for the transaction (None: it made
+    none or several, or they were rolled back), as a query for it would read it: a lot's
+    dates never change, and the session holds every other change to it."""
+    lots: list[Lot] = session.info.get(NEW_LOTS, {}).get(transaction_id, [])
+    if len(lots) != 1 or not inspect(lots[0]).persistent:
+        return None
+    return lots[0]
 
 
 class Posting:
@@ -195,31 +230,29 @@ class Posting:
         self.allocations: list[dict[str, Any]] = []
         self._refunds: dict[int, dict[int, int]] = {}
         """Cancelled lot id → lot id → points this posting passed on to that lot."""
-        self.txn = JournalTransaction(
-            program_id=book.program_id,
-            member_id=member_id,
-            kind=kind,
-            points=points,
-            created_at=now,
-            reference=reference,
-            reverses_id=reverses_id,
-            hold_id=hold_id,
-            clawback_of_id=clawback_of_id,
-            reason=reason,
-            actor=actor,
-            details=details,
-        )
-        if reference is None:
-            session.add(self.txn)
-            session.flush()
-            return
-        refuse_used_reference(session, book, reference)
-        try:
-            with session.begin_nested():
-                session.add(self.txn)
-                session.flush()
-        except IntegrityError as exc:
-            raise DuplicateReference(reference=reference, transaction_id="?") from exc
+        values = {
+            "program_id": book.program_id,
+            "member_id": member_id,
+            "kind": kind,
+            "points": points,
+            "created_at": now,
+            "reference": reference,
+            "reverses_id": reverses_id,
+            "hold_id": hold_id,
+            "clawback_of_id": clawback_of_id,
+            "reason": reason,
+            "actor": actor,
+            "details": details,
+        }
+        # One INSERT … RETURNING; an external reference already used inserts nothing
+        # (the unique constraint, waited on while a concurrent insert is in flight).
+        unique = ("program_id", "reference") if reference is not None else None
+        txn = insert_returning(session, JournalTransaction, values, unique=unique)
+        if txn is None:
+            assert reference is not None
+            refuse_used_reference(session, book, reference)
+            raise DuplicateReference(reference=reference, transaction_id="?")
+        self.txn = txn
 
     @property
     def id(self) -> int:
@@ -273,20 +306,24 @@ class Posting:
             expiry = self.book.lot_expiry(account, earned, self.now)
         else:
             expiry = None
-        lot = Lot(
-            program_id=self.book.program_id,
-            member_id=account.member_id,
-            account_id=account.id,
-            transaction_id=self.id,
-            amount=amount,
-            remaining=amount,
-            status=LotStatus.PENDING if pending_until else LotStatus.AVAILABLE,
-            earned_at=earned,
-            available_at=pending_until,
-            expires_at=expiry,
+        lot = insert_returning(
+            self.session,
+            Lot,
+            {
+                "program_id": self.book.program_id,
+                "member_id": account.member_id,
+                "account_id": account.id,
+                "transaction_id": self.id,
+                "amount": amount,
+                "remaining": amount,
+                "status": LotStatus.PENDING if pending_until else LotStatus.AVAILABLE,
+                "earned_at": earned,
+                "available_at": pending_until,
+                "expires_at": expiry,
+            },
         )
-        self.session.add(lot)
-        self.session.flush()
+        assert lot is not None
+        self.session.info.setdefault(NEW_LOTS, {}).setdefault(self.id, []).append(lot)
         due = pending_until or expiry
         if due is not None and (account.next_due_at is None or due < account.next_due_at):
             account.next_due_at = due
@@ -492,9 +529,9 @@ class Posting:
                     break
         self.session.flush()
         if entries:
-            self.session.execute(insert(JournalEntry), entries)
+            self.session.execute(INSERT_ENTRIES, entries)
         if self.allocations:
-            self.session.execute(insert(LotAllocation), self.allocations)
+            self.session.execute(INSERT_ALLOCATIONS, self.allocations)
         if event is not None:
             emit(
                 self.session,

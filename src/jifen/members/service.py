@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,9 +73,19 @@ def enrol(session: Session, book: Book, data: MemberCreate, *, now: datetime) ->
     return member
 
 
+_BY_ID = select(Member).where(
+    Member.id == bindparam("member_id"), Member.program_id == bindparam("program_id")
+)
+_SEGMENTS = select(SegmentMember.segment).where(
+    SegmentMember.program_id == bindparam("program_id"),
+    SegmentMember.member_id == bindparam("member_id"),
+)
+"""Statements of every earning request, built once."""
+
+
 def get(session: Session, program_id: int, member_id: int) -> Member:
     member = session.execute(
-        select(Member).where(Member.id == member_id, Member.program_id == program_id)
+        _BY_ID, {"member_id": member_id, "program_id": program_id}
     ).scalar_one_or_none()
     if member is None:
         raise NotFound(what="member", key=member_id)
@@ -150,7 +160,8 @@ def resolve(session: Session, program_id: int, ref: MemberRef) -> Member:
 
 
 def segments_of(session: Session, program_id: int, member_id: int) -> frozenset[str]:
-    return segments_by_member(session, program_id, [member_id])[member_id]
+    rows = session.execute(_SEGMENTS, {"program_id": program_id, "member_id": member_id}).scalars()
+    return frozenset(rows)
 
 
 def segments_by_member(

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import NotFound
@@ -107,13 +107,17 @@ def references(rules: RuleSet) -> list[Reference]:
     return found
 
 
+_CURRENT = (
+    select(RuleSetVersion.version, RuleSetVersion.digest)
+    .where(RuleSetVersion.program_id == bindparam("program_id"))
+    .order_by(RuleSetVersion.version.desc())
+    .limit(1)
+)
+"""Asked on every purchase (built once)."""
+
+
 def current_rules(session: Session, program_id: int) -> VersionedRules:
-    row = session.execute(
-        select(RuleSetVersion.version, RuleSetVersion.digest)
-        .where(RuleSetVersion.program_id == program_id)
-        .order_by(RuleSetVersion.version.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_CURRENT, {"program_id": program_id}).first()
     if row is None:
         raise NotFound(what="rule set", key=program_id)
     return _load(session, program_id, row.version, row.digest)

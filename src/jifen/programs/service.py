@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import Conflict, InvalidInput, NotFound
 from jifen.ledger.expiry import EXPIRY_POLICY
+from jifen.ledger.models import AccountKind
 from jifen.ledger.posting import Book
 from jifen.ledger.service import open_program_accounts, program_account_ids
 from jifen.programs.errors import RulesVersionMismatch
@@ -65,6 +67,7 @@ def create_program(
     )
     session.add(program)
     session.flush()
+    session.info.setdefault(CREATED, set()).add(program.id)
     open_program_accounts(session, program.id, now)
     if default_channels:
         for code, (zh, _en) in DEFAULT_CHANNELS.items():
@@ -103,7 +106,27 @@ def lock_program(session: Session, program_id: int) -> Program:
     return program
 
 
+_ACCOUNT_IDS: WeakKeyDictionary[Engine, dict[tuple[int, datetime], dict[AccountKind, int]]] = (
+    WeakKeyDictionary()
+)
+"""A programme's own account ids, per engine (a database) and programme (id and creation
+instant): they are opened with the programme and never change, so each process reads
+them once — from a transaction that did not create the programme, where they are
+committed (the creating one may yet roll back, and SQLite would give the id again)."""
+
+CREATED = "jifen.programs.created"
+"""`session.info` key: ids of the programmes this session created."""
+
+
 def book_for(session: Session, program: Program) -> Book:
+    engine = session.get_bind().engine
+    known = _ACCOUNT_IDS.setdefault(engine, {})
+    key = (program.id, program.created_at)
+    accounts = known.get(key)
+    if accounts is None:
+        accounts = program_account_ids(session, program.id)
+        if program.id not in session.info.get(CREATED, ()):
+            known[key] = accounts
     return Book(
         program_id=program.id,
         tz=ZoneInfo(program.timezone),
@@ -112,7 +135,7 @@ def book_for(session: Session, program: Program) -> Book:
         allow_negative=program.allow_negative_balance,
         allow_transfers=program.allow_transfers,
         hold_minutes=program.hold_minutes,
-        accounts=program_account_ids(session, program.id),
+        accounts=dict(accounts),
     )
 
 
