@@ -10,7 +10,10 @@ order id and Idempotency-Key each) for `--seconds` after a warm-up. Every respon
 checked (201 and points >= 0); a refusal is counted and reported, never hidden.
 
 Reported: purchases/s, p50/p99 latency, failures, the CPU seconds per wall second of the
-server's process tree and of this client, and with `--profile FILE` a py-spy profile of
+server's process tree and of this client, the server's CPU milliseconds per purchase (the
+figure that moves least with the load of a shared machine), on PostgreSQL the backends'
+sampled wait events (IO/WalSync: commits waiting for the disk; Lock/…: row locks; CPU:
+working; few active backends: PostgreSQL waits for the server), and with `--profile FILE` a py-spy profile of
 every server process (speedscope JSON, or an SVG flame graph if FILE ends in .svg).
 
     .venv/bin/python bench/earn_load.py [--clients 8] [--seconds 20] [--members 2000]
@@ -30,11 +33,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -158,6 +165,22 @@ async def run_clients(
     }
 
 
+def sample_waits(url: str, stop: threading.Event, found: Counter[str]) -> None:
+    """What PostgreSQL's backends are doing, every 10 ms (pg_stat_activity)."""
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        while not stop.is_set():
+            rows = conn.execute(
+                "SELECT coalesce(wait_event_type || '/' || wait_event, 'CPU (running)') "
+                "FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND state = 'active' AND pid <> pg_backend_pid()"
+            ).fetchall()
+            for (event,) in rows:
+                found[event] += 1
+            found["(samples)"] += 1
+            time.sleep(0.01)
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its live children (uvicorn workers)."""
     total = 0.0
@@ -239,10 +262,29 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        waits: Counter[str] = Counter()
+        stop = threading.Event()
+        sampler = None
+        if url.startswith("postgresql"):
+            sampler = threading.Thread(target=sample_waits, args=(url, stop, waits), daemon=True)
+            sampler.start()
         cpu0, client0, wall0 = tree_cpu_seconds(server.pid), time.process_time(), time.time()
         result = asyncio.run(run_clients(port, requests, args.clients, args.seconds, args.warmup))
         wall = time.time() - wall0
-        result["server_cpu_per_s"] = round((tree_cpu_seconds(server.pid) - cpu0) / wall, 2)
+        stop.set()
+        if sampler is not None:
+            sampler.join()
+            samples = waits.pop("(samples)", 0) or 1
+            result["pg_active_backends"] = round(sum(waits.values()) / samples, 2)
+            result["pg_waits_per_sample"] = {
+                event: round(n / samples, 3) for event, n in waits.most_common(8)
+            }
+        server_cpu = tree_cpu_seconds(server.pid) - cpu0
+        result["server_cpu_per_s"] = round(server_cpu / wall, 2)
+        served = result["purchases"] * wall / result["elapsed_s"] if result["purchases"] else 0
+        result["server_cpu_ms_per_purchase"] = (
+            round(1000 * server_cpu / served, 1) if served else None
+        )
         result["client_cpu_per_s"] = round((time.process_time() - client0) / wall, 2)
         result["clients"] = args.clients
         result["server_args"] = args.server_args
