@@ -19,10 +19,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, union_all, update
+from sqlalchemy import Select, Table, bindparam, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from jifen.db.outbox import emit_many
+from jifen.ledger import sweep
 from jifen.ledger.models import (
     Account,
     AccountKind,
@@ -78,42 +79,54 @@ def run_step(
     return _expire_lots(session, book, account_ids, now)
 
 
-def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: int) -> StepResult:
-    """One batch of a scheduled job: lock up to `limit` accounts with something due and
-    process them. An empty result means the job is done for now."""
+SCAN = 8
+"""A batch of `limit` accounts looks at the first `SCAN × limit` due items to find them."""
+
+
+def _due(step: Step, program_id: int, now: datetime) -> Select[int]:
+    """The accounts of due items, in the order of the partial index on due items (the
+    status is written into the SQL so that the planner can use it)."""
     if step == Step.LAPSE:
-        due = select(Hold.account_id).where(
-            Hold.program_id == book.program_id,
-            Hold.status == HoldStatus.ACTIVE,
+        return select(Hold.account_id).where(
+            Hold.program_id == program_id,
+            Hold.status == literal(str(HoldStatus.ACTIVE), literal_execute=True),
             Hold.expires_at <= now,
         )
-    elif step == Step.RELEASE:
-        due = select(Lot.account_id).where(
-            Lot.program_id == book.program_id,
-            Lot.status == LotStatus.PENDING,
+    if step == Step.RELEASE:
+        return select(Lot.account_id).where(
+            Lot.program_id == program_id,
+            Lot.status == literal(str(LotStatus.PENDING), literal_execute=True),
             Lot.available_at <= now,
         )
-    else:
-        due = select(Lot.account_id).where(
-            Lot.program_id == book.program_id,
-            Lot.status == LotStatus.AVAILABLE,
-            Lot.expires_at <= now,
-        )
-    candidates = sorted(set(session.execute(due.distinct().limit(limit)).scalars()))
-    if not candidates:
-        return StepResult()
+    return select(Lot.account_id).where(
+        Lot.program_id == program_id,
+        Lot.status == literal(str(LotStatus.AVAILABLE), literal_execute=True),
+        Lot.expires_at <= now,
+    )
+
+
+def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: int) -> StepResult:
+    """One batch of a scheduled job: lock up to `limit` accounts with something due and
+    process them. An empty result means the job is done for now.
+
+    The candidates are the accounts of the first due items in the due index, not the first
+    accounts in account order: what earlier batches did leaves only dead index entries
+    behind in the due index, which later scans skip, where an account-ordered scan would
+    walk every account done before it again in every batch."""
+    items = _due(step, book.program_id, now).limit(SCAN * limit).subquery()
+    candidates = select(items.c.account_id).distinct().order_by(items.c.account_id).limit(limit)
     locked = list(
         session.execute(
             select(Account.id)
-            .where(Account.id.in_(candidates))
+            .where(Account.id.in_(candidates.scalar_subquery()))
             .order_by(Account.id)
             .with_for_update(skip_locked=True)
         ).scalars()
     )
+    if not locked:  # nothing due, or every candidate is being worked on by another worker
+        return StepResult()
     result = run_step(session, book, step, locked, now)
     refresh_next_due(session, locked)
-    if not locked:  # every candidate is being worked on by another worker right now
-        result.accounts = 0
     return result
 
 
@@ -171,6 +184,10 @@ def _lapse_holds(session: Session, book: Book, account_ids: list[int], now: date
 def _release_lots(
     session: Session, book: Book, account_ids: list[int], now: datetime
 ) -> StepResult:
+    if _on_postgres(session):
+        return StepResult(
+            *sweep.release(session, book, account_ids, now, JOB_ACTOR.format("release"))
+        )
     # What is left of each lot is released: a clawback may have taken part of it already.
     lots = session.execute(
         select(Lot.id, Lot.account_id, Lot.member_id, Lot.remaining, Lot.expires_at)
@@ -244,6 +261,10 @@ def _release_lots(
 
 
 def _expire_lots(session: Session, book: Book, account_ids: list[int], now: datetime) -> StepResult:
+    if _on_postgres(session):
+        return StepResult(
+            *sweep.expire(session, book, account_ids, now, JOB_ACTOR.format("expire"))
+        )
     lots = session.execute(
         select(Lot.id, Lot.account_id, Lot.member_id, Lot.remaining)
         .where(
@@ -301,6 +322,14 @@ def _expire_lots(session: Session, book: Book, account_ids: list[int], now: date
 
 
 # -- shared --------------------------------------------------------------------------------
+
+
+def _on_postgres(session: Session) -> bool:
+    """PostgreSQL does the release and expiry steps in SQL (`jifen.ledger.sweep`)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    session.flush()  # the statements read what the ORM may still hold
+    return True
 
 
 def _entry(
@@ -392,6 +421,9 @@ def _apply(
 def refresh_next_due(session: Session, account_ids: list[int]) -> None:
     """Set each account's `next_due_at` to the earliest coming expiry, release or lapse."""
     if not account_ids:
+        return
+    if _on_postgres(session):
+        sweep.refresh_next_due(session, account_ids)
         return
     expiries = select(Lot.account_id.label("account_id"), Lot.expires_at.label("due")).where(
         Lot.account_id.in_(account_ids),
