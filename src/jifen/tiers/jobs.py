@@ -42,16 +42,30 @@ says `window: month`), once per member per year (`tier_benefit_issues` benefit
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, extract, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    exists,
+    extract,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
-from jifen.db.outbox import emit_many
+from jifen.db.bulk import among, update_rows, write_rows
+from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
@@ -64,24 +78,21 @@ from jifen.programs.tiers import DowngradePolicy, PeriodicBenefit, Tier, TierPol
 from jifen.rewards.errors import OutOfStock
 from jifen.rewards.models import Reward
 from jifen.rewards.redemptions import give
-from jifen.tiers.measures import measure
-from jifen.tiers.models import BenefitIssue, MemberTier, TierGrant
-from jifen.tiers.qualify import Measures, better, supported
+from jifen.tiers.measures import measure_spans
+from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
+from jifen.tiers.qualify import Measures, better, near, next_rank, shortfall, supported
 from jifen.tiers.service import (
+    NEAR_PREFIX,
     Near,
     Reason,
-    active_grants,
     best_grant,
-    event,
     measures_json,
-    move,
-    notify_near_many,
     span_json,
     threshold_json,
     tz_of,
 )
 from jifen.tiers.standing import policy_of
-from jifen.tiers.windows import Windows, period_key, windows
+from jifen.tiers.windows import period_key, windows
 
 ACTOR = "job:tiers"
 BENEFITS_ACTOR = "job:tier-benefits"
@@ -94,7 +105,13 @@ BIRTHDAY_BENEFIT = "birthday"
 
 def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 500) -> StepResult:
     """Evaluate one batch of members (see the module's docstring). Returns the members
-    evaluated (`accounts`) and the history rows written (`items`)."""
+    evaluated (`accounts`) and the history rows written (`items`).
+
+    Set-based: the batch's tier rows, measures (every window in one query per measure
+    kind), grants and near-upgrade notices are read in a few statements; each member is
+    decided in Python from them; then the rows that changed are written in one statement
+    per table (`update_rows`, `write_rows`), and the members with nothing to record get
+    `evaluated_at` in one UPDATE."""
     policy = policy_of(program)
     if policy is None:
         return StepResult()
@@ -120,90 +137,248 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
         return StepResult()
     ids = [member_id for member_id, _ in due]
     active = {member_id for member_id, status in due if status == AccountStatus.ACTIVE}
+    # Read after the lock (a statement of its own): a purchase that upgraded a member and
+    # committed while the lock query ran is seen.
     rows = {
-        row.member_id: row
+        row[1]: _Standing(*row)
         for row in session.execute(
-            select(MemberTier).where(
-                MemberTier.program_id == program.id, MemberTier.member_id.in_(ids)
+            select(*(_TIERS.c[name] for name in _Standing.COLUMNS)).where(
+                _TIERS.c.program_id == program.id, among(_TIERS.c.member_id, ids)
             )
-        ).scalars()
+        )
     }
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
-    enter = measure(session, program.id, ids, win.enter)
+    spans = list(dict.fromkeys((win.enter, *win.keep)))
+    measured = dict(zip(spans, measure_spans(session, program.id, ids, spans), strict=True))
+    enter = measured[win.enter]
     if len(win.keep) == 1:
-        keep: dict[int, Measures] = dict(enter)
+        keep: dict[int, Measures] = dict(measured[win.keep[0]])
     else:
-        each = [measure(session, program.id, ids, span) for span in win.keep]
-        keep = {member_id: better(*(found[member_id] for found in each)) for member_id in ids}
-    grants = active_grants(session, program.id, ids, now)
+        keep = {m: better(*(measured[span][m] for span in win.keep)) for m in ids}
+    grants = _active_grants(session, program.id, ids, now)
+    window = span_json(win.enter, tz)
+    history: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
     near: list[Near] = []
-    written = 0
     for member_id in ids:
         row = rows[member_id]
-        written += _evaluate_one(
+        _evaluate_one(
             session,
-            program,
+            program.id,
             policy,
+            tz,
             row,
-            win,
+            window,
+            len(win.keep) > 1,
             enter[member_id],
             keep[member_id],
-            grants[member_id],
+            grants.get(member_id, ()),
             now,
+            history,
             outbox,
         )
         if member_id in active:
             near.append(Near(member_id, policy.rank(row.tier), enter[member_id]))
-        row.evaluated_at = now
-    outbox.extend(notify_near_many(session, policy, program.id, near, win.period, now))
-    emit_many(session, outbox)
-    session.flush()
-    return StepResult(accounts=len(ids), items=written)
+    changed = [row for row in rows.values() if row.changed()]
+    update_rows(
+        session,
+        _TIERS,
+        ["id"],
+        [
+            {
+                "id": row.id,
+                "tier": row.tier,
+                "qualified_tier": row.qualified_tier,
+                "since": row.since,
+                "grace_until": row.grace_until,
+                "updated_at": row.updated_at,
+                "evaluated_at": now,
+            }
+            for row in changed
+        ],
+    )
+    untouched = [row.id for row in rows.values() if not row.changed()]
+    if untouched:
+        session.execute(
+            update(_TIERS).where(among(_TIERS.c.id, untouched)).values(evaluated_at=now)
+        )
+    write_rows(session, _HISTORY, history)
+    outbox.extend(_tell_near(session, policy, program.id, near, win.period, now))
+    write_rows(session, EVENTS, outbox)
+    return StepResult(accounts=len(ids), items=len(history))
+
+
+_TIERS = cast(Table, MemberTier.__table__)
+_HISTORY = cast(Table, TierChange.__table__)
+_ISSUES = cast(Table, BenefitIssue.__table__)
+
+
+class _Standing:
+    """A member's tier row as the job reads and changes it (in place of the ORM row: no
+    identity map, no unit of work; the job writes what changed itself)."""
+
+    __slots__ = (
+        "grace_until",
+        "id",
+        "member_id",
+        "qualified_tier",
+        "read",
+        "since",
+        "tier",
+        "updated_at",
+    )
+    COLUMNS = ("id", "member_id", "tier", "qualified_tier", "since", "grace_until", "updated_at")
+    """What the job reads of `member_tiers`: the constructor's arguments, in order."""
+
+    def __init__(
+        self,
+        id: int,
+        member_id: int,
+        tier: str,
+        qualified_tier: str,
+        since: datetime,
+        grace_until: datetime | None,
+        updated_at: datetime,
+    ) -> None:
+        self.id = id
+        self.member_id = member_id
+        self.tier = tier
+        self.qualified_tier = qualified_tier
+        self.since = since
+        self.grace_until = grace_until
+        self.updated_at = updated_at
+        self.read = self._state()
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.tier, self.qualified_tier, self.since, self.grace_until, self.updated_at)
+
+    def changed(self) -> bool:
+        return self._state() != self.read
+
+
+def _active_grants(
+    session: Session, program_id: int, member_ids: list[int], now: datetime
+) -> dict[int, list[TierGrant]]:
+    """`jifen.tiers.service.active_grants` for a batch (members without grants absent)."""
+    found: dict[int, list[TierGrant]] = {}
+    for grant in session.execute(
+        select(TierGrant)
+        .where(
+            TierGrant.program_id == program_id,
+            among(TierGrant.member_id, member_ids),
+            TierGrant.revoked_at.is_(None),
+            TierGrant.starts_at <= now,
+            TierGrant.ends_at > now,
+        )
+        .order_by(TierGrant.id)
+    ).scalars():
+        found.setdefault(grant.member_id, []).append(grant)
+    return found
+
+
+def _move(
+    program_id: int,
+    row: _Standing,
+    *,
+    tier: str,
+    qualified: str,
+    reason: Reason,
+    details: dict[str, Any],
+    now: datetime,
+    history: list[dict[str, Any]],
+    outbox: list[dict[str, Any]],
+    always: bool = False,
+) -> None:
+    """`jifen.tiers.service.move` on the job's row: the history row and the outbox
+    `tier.changed` are added to `history` and `outbox`."""
+    before, before_qualified = row.tier, row.qualified_tier
+    changed = tier != before
+    if not changed and qualified == before_qualified and not always:
+        return
+    if qualified != before_qualified:
+        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
+        row.qualified_tier = qualified
+    if changed:
+        row.tier = tier
+        row.since = now
+    row.updated_at = now
+    history.append(
+        {
+            "program_id": program_id,
+            "member_id": row.member_id,
+            "from_tier": before,
+            "to_tier": tier,
+            "reason": reason.value,
+            "details": details,
+            "at": now,
+            "actor": ACTOR,
+        }
+    )
+    if changed:
+        outbox.append(
+            _event(
+                program_id,
+                row,
+                "tier.changed",
+                now,
+                {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified},
+            )
+        )
+
+
+def _event(
+    program_id: int, row: _Standing, type: str, now: datetime, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "member_id": row.member_id,
+        "type": type,
+        "payload": payload,
+        "occurred_at": now,
+    }
 
 
 def _evaluate_one(
     session: Session,
-    program: Program,
+    program_id: int,
     policy: TierPolicy,
-    row: MemberTier,
-    win: Windows,
+    tz: ZoneInfo,
+    row: _Standing,
+    window: dict[str, str | None],
+    two_windows: bool,
     enter: Measures,
     keep: Measures,
-    grants: list[TierGrant],
+    grants: Sequence[TierGrant],
     now: datetime,
+    history: list[dict[str, Any]],
     outbox: list[dict[str, Any]],
-) -> int:
-    """Evaluate one member (steps 1 and 2 of the module's docstring): the history rows
-    written."""
-    tz = tz_of(program)
-    written = 0
+) -> None:
+    """Evaluate one member (steps 1 and 2 of the module's docstring): changes `row` and
+    adds the history and outbox rows to write."""
     qualified = policy.rank(row.qualified_tier)
     current = policy.rank(row.tier)
-    grant = best_grant(policy, grants)
+    grant = best_grant(policy, grants) if grants else None
     granted = policy.rank(grant.tier) if grant is not None else 0
     if current > qualified and current > granted:
-        ended = _ended_grant(session, program.id, row, now)
-        move(
-            session,
+        ended = _ended_grant(session, program_id, row.member_id, row.tier, now)
+        _move(
+            program_id,
             row,
             tier=policy.levels[max(qualified, granted)].code,
             qualified=row.qualified_tier,
             reason=Reason.GRANT_ENDED,
             details={"grant": ended},
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
         )
-        written += 1
-    record = {
-        "measures": measures_json(enter),
-        "window": span_json(win.enter, tz),
-    }
-    if len(win.keep) > 1:
-        record["keep_measures"] = measures_json(keep)
     reach = supported(policy, qualified, enter, keep)
+    if reach == qualified and row.grace_until is None:
+        return  # the common case: the record holds the tier, nothing to record
+    record = {"measures": measures_json(enter), "window": window}
+    if two_windows:
+        record["keep_measures"] = measures_json(keep)
     to = qualified
     reason: Reason | None = None
     details: dict[str, Any] = {}
@@ -212,22 +387,20 @@ def _evaluate_one(
         details = {**record, "threshold": threshold_json(policy.levels[reach].enter)}
         row.grace_until = None
     elif reach == qualified:
-        if row.grace_until is not None:
-            row.grace_until = None
-            move(
-                session,
-                row,
-                tier=row.tier,
-                qualified=row.qualified_tier,
-                reason=Reason.GRACE_CLEARED,
-                details={**record, "threshold": threshold_json(policy.levels[qualified].keep)},
-                now=now,
-                actor=ACTOR,
-                outbox=outbox,
-                always=True,
-            )
-            outbox.append(event(row, "tier.grace_cleared", now, {"tier": row.tier}))
-            written += 1
+        row.grace_until = None
+        _move(
+            program_id,
+            row,
+            tier=row.tier,
+            qualified=row.qualified_tier,
+            reason=Reason.GRACE_CLEARED,
+            details={**record, "threshold": threshold_json(policy.levels[qualified].keep)},
+            now=now,
+            history=history,
+            outbox=outbox,
+            always=True,
+        )
+        outbox.append(_event(program_id, row, "tier.grace_cleared", now, {"tier": row.tier}))
     elif row.grace_until is None and policy.grace_days > 0:
         today = now.astimezone(tz).date()
         row.grace_until = start_of_day(today + timedelta(days=policy.grace_days + 1), tz)
@@ -237,8 +410,8 @@ def _evaluate_one(
             "supported": policy.levels[reach].code,
             "grace_until": row.grace_until.isoformat(),
         }
-        move(
-            session,
+        _move(
+            program_id,
             row,
             tier=row.tier,
             qualified=row.qualified_tier,
@@ -249,12 +422,11 @@ def _evaluate_one(
                 "threshold": threshold_json(policy.levels[qualified].keep),
             },
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
             always=True,
         )
-        outbox.append(event(row, "tier.grace_started", now, facing))
-        written += 1
+        outbox.append(_event(program_id, row, "tier.grace_started", now, facing))
     elif row.grace_until is None or now >= row.grace_until:
         to = max(qualified - 1, reach) if policy.downgrade == DowngradePolicy.ONE_DOWN else reach
         reason = Reason.DOWNGRADED
@@ -267,31 +439,29 @@ def _evaluate_one(
         }
         row.grace_until = None
     if reason is not None and to != qualified:
-        move(
-            session,
+        _move(
+            program_id,
             row,
             tier=policy.levels[max(to, granted)].code,
             qualified=policy.levels[to].code,
             reason=reason,
             details=details,
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
         )
-        written += 1
-    return written
 
 
 def _ended_grant(
-    session: Session, program_id: int, row: MemberTier, now: datetime
+    session: Session, program_id: int, member_id: int, tier: str, now: datetime
 ) -> dict[str, Any] | None:
     """The grant that held the member's tier and has ended (for the history row)."""
     found = session.execute(
         select(TierGrant)
         .where(
             TierGrant.program_id == program_id,
-            TierGrant.member_id == row.member_id,
-            TierGrant.tier == row.tier,
+            TierGrant.member_id == member_id,
+            TierGrant.tier == tier,
             TierGrant.ends_at <= now,
         )
         .order_by(TierGrant.ends_at.desc(), TierGrant.id.desc())
@@ -300,6 +470,91 @@ def _ended_grant(
     if found is None:
         return None
     return {"id": found.id, "kind": found.kind, "ends_at": found.ends_at.isoformat()}
+
+
+def _tell_near(
+    session: Session,
+    policy: TierPolicy,
+    program_id: int,
+    candidates: Sequence[Near],
+    period: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """`jifen.tiers.service.notify_near_many` for the job's batch: the same notices and
+    outbox rows, read with one array parameter and written with one executemany."""
+    due: list[tuple[Near, Tier]] = []
+    for candidate in candidates:
+        target = next_rank(policy, candidate.current)
+        if target is None:
+            continue
+        tier = policy.levels[target]
+        if tier.enter is not None and near(tier.enter, candidate.measures):
+            due.append((candidate, tier))
+    if not due:
+        return []
+    told = {
+        (member_id, benefit)
+        for member_id, benefit in session.execute(
+            select(_ISSUES.c.member_id, _ISSUES.c.benefit).where(
+                _ISSUES.c.program_id == program_id,
+                among(_ISSUES.c.member_id, [c.member_id for c, _ in due]),
+                _ISSUES.c.benefit.in_(sorted({NEAR_PREFIX + tier.code for _, tier in due})),
+                _ISSUES.c.period == period,
+            )
+        )
+    }
+    issues: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for candidate, tier in due:
+        if (candidate.member_id, NEAR_PREFIX + tier.code) in told:
+            continue
+        assert tier.enter is not None
+        missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
+        current = policy.levels[candidate.current].code
+        issues.append(
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "benefit": NEAR_PREFIX + tier.code,
+                "period": period,
+                "tier": current,
+                "details": {
+                    "measures": measures_json(candidate.measures, candidate.which),
+                    "missing": missing,
+                },
+                "issued_at": now,
+            }
+        )
+        outbox.append(
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "type": "tier.near_upgrade",
+                "payload": {
+                    "tier": current,
+                    "next": tier.code,
+                    "missing": missing,
+                    "period": period,
+                },
+                "occurred_at": now,
+            }
+        )
+    if not issues:
+        return []
+    try:
+        with session.begin_nested():
+            session.execute(insert(_ISSUES), issues)
+    except IntegrityError:  # some were told a moment ago by another worker: one at a time
+        kept = []
+        for issue, row in zip(issues, outbox, strict=True):
+            try:
+                with session.begin_nested():
+                    session.execute(insert(_ISSUES), [issue])
+            except IntegrityError:
+                continue
+            kept.append(row)
+        return kept
+    return outbox
 
 
 # -- periodic benefits --------------------------------------------------------------------
