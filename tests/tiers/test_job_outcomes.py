@@ -8,6 +8,7 @@ account, members with nothing to do."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -504,3 +505,56 @@ EXPECTED = {
         },
     ],
 }
+
+
+def test_the_jobs_ladder_answers_as_qualify_does():
+    from itertools import product
+
+    from jifen.programs.tiers import Measure, TierPolicy
+    from jifen.tiers import qualify
+    from jifen.tiers.jobs import _ladder
+
+    from .kit import LEVELS, POLICY
+
+    mixed = [
+        {"code": "base", "name": "b"},
+        {"code": "a", "name": "a", "enter": {"spend": "500.00", "purchases": 5}},
+        {"code": "vip", "name": "v", "qualifiable": False},
+        {
+            "code": "b",
+            "name": "b",
+            "enter": {"growth": 3000, "purchases": 20},
+            "retain": {"spend": "1000.00"},
+        },
+    ]
+    for document in (POLICY, POLICY | {"levels": mixed}, POLICY | {"levels": LEVELS[:2]}):
+        policy = TierPolicy.model_validate(document)
+        ladder = _ladder(policy)
+        values = [
+            {
+                Measure.GROWTH: Decimal(g),
+                Measure.SPEND: Decimal(s),
+                Measure.PURCHASES: Decimal(n),
+            }
+            for g, s, n in product(
+                (0, 700, 800, 999, 1000, 2700, 2999, 3000, 4500, 5000, 18000, 20000),
+                ("0.00", "449.99", "450.00", "500.00", "999.99", "1000.00"),
+                (0, 4, 5, 18, 20),
+            )
+        ]
+        for current in range(len(policy.levels)):
+            for enter, keep in zip(values, reversed(values), strict=True):
+                assert ladder.supported(current, enter, keep) == qualify.supported(
+                    policy, current, enter, keep
+                )
+                target = qualify.next_rank(policy, current)
+                near = (
+                    target
+                    if target is not None and qualify.near(policy.levels[target].enter, enter)
+                    else None
+                )
+                assert ladder.near(current, enter) == near
+            assert ladder.rank(policy.levels[current].code) == policy.rank(
+                policy.levels[current].code
+            )
+        assert ladder.rank("gone") == policy.rank("gone") == 0

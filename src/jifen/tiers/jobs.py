@@ -44,6 +44,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -74,13 +75,20 @@ from jifen.members.schemas import MemberStatus
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
-from jifen.programs.tiers import DowngradePolicy, PeriodicBenefit, Tier, TierPolicy
+from jifen.programs.tiers import (
+    DowngradePolicy,
+    Measure,
+    PeriodicBenefit,
+    Threshold,
+    Tier,
+    TierPolicy,
+)
 from jifen.rewards.errors import OutOfStock
 from jifen.rewards.models import Reward
 from jifen.rewards.redemptions import give
 from jifen.tiers.measures import measure_spans
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
-from jifen.tiers.qualify import Measures, better, near, next_rank, shortfall, supported
+from jifen.tiers.qualify import NEAR, Measures, better, next_rank, shortfall
 from jifen.tiers.service import (
     NEAR_PREFIX,
     Near,
@@ -115,38 +123,37 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     policy = policy_of(program)
     if policy is None:
         return StepResult()
-    due = session.execute(
-        select(MemberTier.member_id, Account.status)
-        .join(
-            Account,
-            and_(
-                Account.program_id == program.id,
-                Account.member_id == MemberTier.member_id,
-                Account.kind == AccountKind.POINTS,
-            ),
+    # The tier rows are locked with the accounts: a purchase that upgraded a member and
+    # committed while this ran (it holds the account's lock while it writes the row) is
+    # read as it left the row, not as this statement's snapshot had it.
+    due = (
+        session.connection()
+        .execute(
+            select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
+            .join(
+                _ACCOUNTS,
+                and_(
+                    _ACCOUNTS.c.program_id == program.id,
+                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+                    _ACCOUNTS.c.kind == AccountKind.POINTS,
+                ),
+            )
+            .where(
+                _TIERS.c.program_id == program.id,
+                or_(_TIERS.c.evaluated_at.is_(None), _TIERS.c.evaluated_at < now),
+            )
+            .order_by(_ACCOUNTS.c.id)
+            .limit(limit)
+            .with_for_update(of=[_ACCOUNTS, _TIERS], skip_locked=True)
         )
-        .where(
-            MemberTier.program_id == program.id,
-            or_(MemberTier.evaluated_at.is_(None), MemberTier.evaluated_at < now),
-        )
-        .order_by(Account.id)
-        .limit(limit)
-        .with_for_update(of=Account, skip_locked=True)
-    ).all()
+        .all()
+    )
     if not due:
         return StepResult()
-    ids = [member_id for member_id, _ in due]
-    active = {member_id for member_id, status in due if status == AccountStatus.ACTIVE}
-    # Read after the lock (a statement of its own): a purchase that upgraded a member and
-    # committed while the lock query ran is seen.
-    rows = {
-        row[1]: _Standing(*row)
-        for row in session.execute(
-            select(*(_TIERS.c[name] for name in _Standing.COLUMNS)).where(
-                _TIERS.c.program_id == program.id, among(_TIERS.c.member_id, ids)
-            )
-        )
-    }
+    rows = {row[1]: _Standing(*row[:-1]) for row in due}
+    ids = list(rows)
+    active = {row[1] for row in due if row[-1] == AccountStatus.ACTIVE}
+    ladder = _ladder(policy)
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
     spans = list(dict.fromkeys((win.enter, *win.keep)))
@@ -167,6 +174,7 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
             session,
             program.id,
             policy,
+            ladder,
             tz,
             row,
             window,
@@ -179,7 +187,7 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
             outbox,
         )
         if member_id in active:
-            near.append(Near(member_id, policy.rank(row.tier), enter[member_id]))
+            near.append(Near(member_id, ladder.rank(row.tier), enter[member_id]))
     changed = [row for row in rows.values() if row.changed()]
     update_rows(
         session,
@@ -200,16 +208,17 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     )
     untouched = [row.id for row in rows.values() if not row.changed()]
     if untouched:
-        session.execute(
+        session.connection().execute(
             update(_TIERS).where(among(_TIERS.c.id, untouched)).values(evaluated_at=now)
         )
     write_rows(session, _HISTORY, history)
-    outbox.extend(_tell_near(session, policy, program.id, near, win.period, now))
+    outbox.extend(_tell_near(session, policy, ladder, program.id, near, win.period, now))
     write_rows(session, EVENTS, outbox)
     return StepResult(accounts=len(ids), items=len(history))
 
 
 _TIERS = cast(Table, MemberTier.__table__)
+_ACCOUNTS = cast(Table, Account.__table__)
 _HISTORY = cast(Table, TierChange.__table__)
 _ISSUES = cast(Table, BenefitIssue.__table__)
 
@@ -255,6 +264,87 @@ class _Standing:
 
     def changed(self) -> bool:
         return self._state() != self.read
+
+
+Pairs = tuple[tuple[Measure, Decimal], ...]
+
+
+class _Ladder:
+    """The policy's levels as the job asks them of every member: ranks by code, and each
+    threshold as (measure, need) pairs built once (`Threshold.measures()` builds a dict
+    at each call). Answers as `jifen.tiers.qualify` does (tests/tiers hold them equal)."""
+
+    def __init__(self, policy: TierPolicy) -> None:
+        levels = policy.levels
+        self.ranks: dict[str, int] = {}
+        for rank, tier in enumerate(levels):
+            self.ranks.setdefault(tier.code, rank)
+        self.enter = [_pairs(tier.enter) for tier in levels]
+        self.keep = [_pairs(tier.keep) for tier in levels]
+        self.qualifiable = [tier.qualifiable for tier in levels]
+        self.next: list[int | None] = [next_rank(policy, rank) for rank in range(len(levels))]
+        self.almost = [
+            tuple((m, need * NEAR) for m, need in pairs if need > 0) if pairs else ()
+            for pairs in self.enter
+        ]
+
+    def rank(self, code: str) -> int:
+        return self.ranks.get(code, 0)
+
+    def supported(self, current: int, enter: Measures, keep: Measures) -> int:
+        """`jifen.tiers.qualify.supported`."""
+        for rank in range(len(self.enter) - 1, 0, -1):
+            if not self.qualifiable[rank]:
+                continue
+            if rank <= current:
+                if _meets(self.keep[rank], keep):
+                    return rank
+            elif _meets(self.enter[rank], enter):
+                return rank
+        return 0
+
+    def near(self, current: int, measures: Measures) -> int | None:
+        """The next tier's rank when `measures` are near its enter threshold
+        (`jifen.tiers.qualify.next_rank` and `near`), else None."""
+        target = self.next[current]
+        if target is None:
+            return None
+        pairs = self.enter[target]
+        if pairs is None or _meets(pairs, measures):
+            return None
+        for m, need in self.almost[target]:
+            if measures.get(m, ZERO) >= need:
+                return target
+        return None
+
+
+ZERO = Decimal(0)
+
+
+def _pairs(threshold: Threshold | None) -> Pairs | None:
+    return None if threshold is None else tuple(threshold.measures().items())
+
+
+def _meets(pairs: Pairs | None, measures: Measures) -> bool:
+    if pairs is None:
+        return False
+    for m, need in pairs:  # noqa: SIM110 (a loop, not any(): no generator per member)
+        if measures.get(m, ZERO) >= need:
+            return True
+    return False
+
+
+_LADDERS: dict[int, tuple[TierPolicy, _Ladder]] = {}
+
+
+def _ladder(policy: TierPolicy) -> _Ladder:
+    """The policy's ladder, built once per parsed policy (`policy_of` keeps those)."""
+    cached = _LADDERS.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    ladder = _Ladder(policy)
+    _LADDERS[id(policy)] = (policy, ladder)
+    return ladder
 
 
 def _active_grants(
@@ -343,6 +433,7 @@ def _evaluate_one(
     session: Session,
     program_id: int,
     policy: TierPolicy,
+    ladder: _Ladder,
     tz: ZoneInfo,
     row: _Standing,
     window: dict[str, str | None],
@@ -356,10 +447,10 @@ def _evaluate_one(
 ) -> None:
     """Evaluate one member (steps 1 and 2 of the module's docstring): changes `row` and
     adds the history and outbox rows to write."""
-    qualified = policy.rank(row.qualified_tier)
-    current = policy.rank(row.tier)
+    qualified = ladder.rank(row.qualified_tier)
+    current = ladder.rank(row.tier)
     grant = best_grant(policy, grants) if grants else None
-    granted = policy.rank(grant.tier) if grant is not None else 0
+    granted = ladder.rank(grant.tier) if grant is not None else 0
     if current > qualified and current > granted:
         ended = _ended_grant(session, program_id, row.member_id, row.tier, now)
         _move(
@@ -373,7 +464,7 @@ def _evaluate_one(
             history=history,
             outbox=outbox,
         )
-    reach = supported(policy, qualified, enter, keep)
+    reach = ladder.supported(qualified, enter, keep)
     if reach == qualified and row.grace_until is None:
         return  # the common case: the record holds the tier, nothing to record
     record = {"measures": measures_json(enter), "window": window}
@@ -475,6 +566,7 @@ def _ended_grant(
 def _tell_near(
     session: Session,
     policy: TierPolicy,
+    ladder: _Ladder,
     program_id: int,
     candidates: Sequence[Near],
     period: str,
@@ -484,17 +576,14 @@ def _tell_near(
     outbox rows, read with one array parameter and written with one executemany."""
     due: list[tuple[Near, Tier]] = []
     for candidate in candidates:
-        target = next_rank(policy, candidate.current)
-        if target is None:
-            continue
-        tier = policy.levels[target]
-        if tier.enter is not None and near(tier.enter, candidate.measures):
-            due.append((candidate, tier))
+        target = ladder.near(candidate.current, candidate.measures)
+        if target is not None:
+            due.append((candidate, policy.levels[target]))
     if not due:
         return []
     told = {
         (member_id, benefit)
-        for member_id, benefit in session.execute(
+        for member_id, benefit in session.connection().execute(
             select(_ISSUES.c.member_id, _ISSUES.c.benefit).where(
                 _ISSUES.c.program_id == program_id,
                 among(_ISSUES.c.member_id, [c.member_id for c, _ in due]),

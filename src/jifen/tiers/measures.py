@@ -165,7 +165,8 @@ def measure_spans(
     )
     original = aliased(JournalTransaction)
     dated = func.coalesce(original.created_at, JournalTransaction.created_at)
-    growth = session.execute(
+    connection = session.connection()  # plain rows: no ORM result processing
+    growth = connection.execute(
         select(
             JournalEntry.member_id,
             *(func.sum(case((_in(dated, span), JournalEntry.amount))) for span in spans),
@@ -191,7 +192,7 @@ def measure_spans(
         for answer, total in zip(found, totals, strict=True):
             answer[member_id][Measure.GROWTH] = Decimal(int(total or 0))
     kept = Purchase.status != PurchaseStatus.RETURNED
-    bought = session.execute(
+    bought = connection.execute(
         select(
             Purchase.member_id,
             *(
