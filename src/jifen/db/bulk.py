@@ -162,7 +162,8 @@ def update_rows(
     `rows`. Returns the number of table rows updated.
 
     PostgreSQL: `UPDATE … FROM unnest(:a, :b, …)`, one array parameter per column (the
-    same statement text for any number of rows); SQLite: one executemany `UPDATE`."""
+    same statement text for any number of rows), the table's rows found by the keys'
+    index; SQLite: one executemany `UPDATE`."""
     if not rows:
         return 0
     names = list(rows[0])
@@ -198,6 +199,10 @@ def update_rows(
         + ", ".join(f"{quote(name)} = v.{quote(name)}" for name in sets)
         + f" FROM unnest({', '.join(arrays)}) AS v ({', '.join(columns)}) WHERE "
         + " AND ".join(f"t.{quote(key)} = v.{quote(key)}" for key in keys)
+        # The keys again as a condition on the table alone: the planner then finds the rows
+        # by the key's index instead of hashing the whole table to join it to the arrays
+        # (whose length it cannot know).
+        + "".join(f" AND t.{quote(key)} = ANY({arrays[names.index(key)]})" for key in keys)
     ).bindparams(*bound)
     result = session.execute(
         unnested, {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}

@@ -55,7 +55,6 @@ from sqlalchemy import (
     exists,
     extract,
     func,
-    insert,
     or_,
     select,
     update,
@@ -66,6 +65,7 @@ from sqlalchemy.orm import Session
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
 from jifen.db.bulk import among, update_rows, write_rows
+from jifen.db.dml import dialect_insert
 from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
@@ -123,36 +123,12 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     policy = policy_of(program)
     if policy is None:
         return StepResult()
-    # The tier rows are locked with the accounts: a purchase that upgraded a member and
-    # committed while this ran (it holds the account's lock while it writes the row) is
-    # read as it left the row, not as this statement's snapshot had it.
-    due = (
-        session.connection()
-        .execute(
-            select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
-            .join(
-                _ACCOUNTS,
-                and_(
-                    _ACCOUNTS.c.program_id == program.id,
-                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
-                    _ACCOUNTS.c.kind == AccountKind.POINTS,
-                ),
-            )
-            .where(
-                _TIERS.c.program_id == program.id,
-                or_(_TIERS.c.evaluated_at.is_(None), _TIERS.c.evaluated_at < now),
-            )
-            .order_by(_ACCOUNTS.c.id)
-            .limit(limit)
-            .with_for_update(of=[_ACCOUNTS, _TIERS], skip_locked=True)
-        )
-        .all()
-    )
+    due = _lock_due(session, program.id, now, limit)
     if not due:
         return StepResult()
-    rows = {row[1]: _Standing(*row[:-1]) for row in due}
+    rows = {row[1]: _Standing(*row[:-2]) for row in due}
     ids = list(rows)
-    active = {row[1] for row in due if row[-1] == AccountStatus.ACTIVE}
+    active = {row[1] for row in due if row[-2] == AccountStatus.ACTIVE}
     ladder = _ladder(policy)
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
@@ -215,6 +191,68 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     outbox.extend(_tell_near(session, policy, ladder, program.id, near, win.period, now))
     write_rows(session, EVENTS, outbox)
     return StepResult(accounts=len(ids), items=len(history))
+
+
+_RESUME: dict[int, tuple[datetime, int]] = {}
+"""Per programme, the evaluation instant and the last points-account id a batch of this
+process took at it (see `_lock_due`)."""
+
+
+def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> list[Any]:
+    """Lock and read the next members to evaluate at `now`: their tier rows, account
+    status and account id, in account order.
+
+    The tier rows are locked with the accounts: a purchase that upgraded a member and
+    committed while this ran (it holds the account's lock while it writes the row) is read
+    as it left the row, not as this statement's snapshot had it.
+
+    Without an index on `evaluated_at`, finding the first members not yet evaluated means
+    stepping over every account evaluated before them, so each batch of a run would cost
+    more than the last. The batch looks first past the last account the previous batch of
+    this process took at the same instant, and from the start only for what that leaves
+    short of `limit` (members skipped because they were busy, or left by another worker):
+    the same members in the end, each once; a run ends on a batch that found none."""
+    resume = _RESUME.get(program_id)
+    after = resume[1] if resume is not None and resume[0] == now else None
+    connection = session.connection()
+
+    def due(n: int, above: int | None, upto: int | None) -> list[Any]:
+        query = (
+            select(
+                *(_TIERS.c[name] for name in _Standing.COLUMNS),
+                _ACCOUNTS.c.status,
+                _ACCOUNTS.c.id,
+            )
+            .join(
+                _ACCOUNTS,
+                and_(
+                    _ACCOUNTS.c.program_id == program_id,
+                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+                    _ACCOUNTS.c.kind == AccountKind.POINTS,
+                ),
+            )
+            .where(
+                _TIERS.c.program_id == program_id,
+                or_(_TIERS.c.evaluated_at.is_(None), _TIERS.c.evaluated_at < now),
+            )
+            .order_by(_ACCOUNTS.c.id)
+            .limit(n)
+            .with_for_update(of=[_ACCOUNTS, _TIERS], skip_locked=True)
+        )
+        if above is not None:
+            query = query.where(_ACCOUNTS.c.id > above)
+        if upto is not None:
+            query = query.where(_ACCOUNTS.c.id <= upto)
+        return list(connection.execute(query).all())
+
+    found = due(limit, after, None)
+    if after is not None and len(found) < limit:
+        found += due(limit - len(found), None, after)
+    if found:
+        _RESUME[program_id] = (now, max(row[-1] for row in found))
+    else:
+        _RESUME.pop(program_id, None)
+    return found
 
 
 _TIERS = cast(Table, MemberTier.__table__)
@@ -573,7 +611,7 @@ def _tell_near(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """`jifen.tiers.service.notify_near_many` for the job's batch: the same notices and
-    outbox rows, read with one array parameter and written with one executemany."""
+    outbox rows, in one statement (no read of who was told first)."""
     due: list[tuple[Near, Tier]] = []
     for candidate in candidates:
         target = ladder.near(candidate.current, candidate.measures)
@@ -581,22 +619,9 @@ def _tell_near(
             due.append((candidate, policy.levels[target]))
     if not due:
         return []
-    told = {
-        (member_id, benefit)
-        for member_id, benefit in session.connection().execute(
-            select(_ISSUES.c.member_id, _ISSUES.c.benefit).where(
-                _ISSUES.c.program_id == program_id,
-                among(_ISSUES.c.member_id, [c.member_id for c, _ in due]),
-                _ISSUES.c.benefit.in_(sorted({NEAR_PREFIX + tier.code for _, tier in due})),
-                _ISSUES.c.period == period,
-            )
-        )
-    }
     issues: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
     for candidate, tier in due:
-        if (candidate.member_id, NEAR_PREFIX + tier.code) in told:
-            continue
         assert tier.enter is not None
         missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
         current = policy.levels[candidate.current].code
@@ -628,22 +653,20 @@ def _tell_near(
                 "occurred_at": now,
             }
         )
-    if not issues:
-        return []
-    try:
-        with session.begin_nested():
-            session.execute(insert(_ISSUES), issues)
-    except IntegrityError:  # some were told a moment ago by another worker: one at a time
-        kept = []
-        for issue, row in zip(issues, outbox, strict=True):
-            try:
-                with session.begin_nested():
-                    session.execute(insert(_ISSUES), [issue])
-            except IntegrityError:
-                continue
-            kept.append(row)
-        return kept
-    return outbox
+    # Told already (this period, of this tier) is a clash on the notice's unique key: ON
+    # CONFLICT DO NOTHING skips it (waiting, on PostgreSQL, for a concurrent insert of the
+    # same notice to commit or roll back) and RETURNING names the notices written.
+    statement = (
+        dialect_insert(session, _ISSUES)
+        .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
+        .returning(_ISSUES.c.member_id, _ISSUES.c.benefit)
+    )
+    written = {(m, b) for m, b in session.connection().execute(statement, issues)}
+    return [
+        row
+        for issue, row in zip(issues, outbox, strict=True)
+        if (issue["member_id"], issue["benefit"]) in written
+    ]
 
 
 # -- periodic benefits --------------------------------------------------------------------
