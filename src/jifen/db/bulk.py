@@ -130,7 +130,7 @@ class _Among(ColumnElement[bool]):
         else:
             array = bindparam(None, values, type_=ARRAY(column.type))
         self.array = column == any_(array)
-        self.listed = column.in_(values)
+        self.listed = column.in_(bindparam(None, values, expanding=True, type_=column.type))
 
 
 @compiles(_Among)

@@ -155,7 +155,8 @@ def measure_spans(
     one query per measure kind for all the spans: each span a conditional sum over what
     the union of the spans reads. The evaluation job's read: the batch's ids are one
     array parameter on PostgreSQL (`jifen.db.bulk.among`)."""
-    found = [{member_id: zero() for member_id in member_ids} for _ in spans]
+    nothing = zero()  # copied: Decimal("0.00") is parsed once, not once per member
+    found = [{member_id: dict(nothing) for member_id in member_ids} for _ in spans]
     if not member_ids or not spans:
         return found
     ids = list(member_ids)
