@@ -111,3 +111,41 @@ def test_two_workers_giving_benefits_at_once_give_each_once(pg_db: Database, clo
     assert len({m for m, *_ in handed}) == 25
     assert len(issues(pg_db, book)) == 25
     assert {m for m, *_ in handed} <= set(members)
+
+
+def test_a_member_busy_during_a_batch_is_evaluated_by_a_later_batch_of_the_run(
+    pg_db: Database, clock
+):
+    """Batches look past the last account the previous batch took first; a member skipped
+    while busy (its account locked) before that point is found when they come up short."""
+    from sqlalchemy import text
+
+    from jifen.programs.service import get_program
+    from jifen.tiers.jobs import evaluate
+
+    book = tiered(pg_db, clock, policy(grace_days=0))
+    members = [member(pg_db, book, clock) for _ in range(5)]
+    for m in members:
+        spend(pg_db, book, clock, m, "1000")
+    later = FrozenClock(local(2027, 3, 1, 12))
+    busy = pg_db.engine.connect()
+    try:
+        busy.execute(
+            text("SELECT id FROM accounts WHERE member_id = :m AND kind = 'points' FOR UPDATE"),
+            {"m": members[0]},
+        )
+        first = pg_db.write(
+            lambda s: evaluate(s, get_program(s, book.program_id), later.now(), limit=2)
+        )
+        assert first.accounts == 2  # members 2 and 3: member 1 is busy
+    finally:
+        busy.rollback()
+        busy.close()
+    report = run_job(pg_db, "tiers", now=later.now(), program_id=book.program_id, batch_size=2)
+    assert report.totals.accounts == 3  # 4 and 5, then 1
+    for m in members:
+        assert history(pg_db, book, m) == [
+            ("normal", "silver", "qualified"),
+            ("silver", "normal", "downgraded"),
+        ]
+    assert run_job(pg_db, "tiers", now=later.now(), program_id=book.program_id).batches == 0

@@ -17,9 +17,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, insert, select, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Column
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import TypeDecorator
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
@@ -71,3 +92,119 @@ def _adapter(column: Column[Any]) -> Any:
 
         return lambda value: None if value is None else Jsonb(value)
     return None
+
+
+class _IdArray(TypeDecorator[Sequence[int]]):
+    """Integers bound as the text of one PostgreSQL array (`{1,2,3}`), cast to BIGINT[] in
+    the statement: psycopg adapts a list of ints element by element, about ten times
+    slower (5 ms for 2,000 ids)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: Sequence[int] | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return "{" + ",".join(map(str, map(int, value))) + "}"
+
+
+class _Among(ColumnElement[bool]):
+    """`column = ANY(:ids)` on PostgreSQL, `column IN (…)` elsewhere (see `among`).
+
+    Both forms are built (each with its own bound parameter) and are the element's cache
+    key, so a statement using it is compiled once per dialect and reused for any ids."""
+
+    __visit_name__ = "jifen_among"
+    inherit_cache = True
+    _traverse_internals = [
+        ("array", InternalTraversal.dp_clauseelement),
+        ("listed", InternalTraversal.dp_clauseelement),
+    ]
+    type = Boolean()
+    _is_implicitly_boolean = True
+
+    def __init__(self, column: ColumnElement[Any], ids: Sequence[Any]) -> None:
+        values = list(ids)
+        if isinstance(column.type, Integer):
+            array: Any = cast(bindparam(None, values, type_=_IdArray()), ARRAY(BigInteger))
+        else:
+            array = bindparam(None, values, type_=ARRAY(column.type))
+        self.array = column == any_(array)
+        self.listed = column.in_(bindparam(None, values, expanding=True, type_=column.type))
+
+
+@compiles(_Among)
+def _compile_listed(element: _Among, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.listed, **kw))
+
+
+@compiles(_Among, "postgresql")
+def _compile_array(element: _Among, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.array, **kw))
+
+
+def among(column: ColumnElement[Any] | Any, ids: Sequence[Any]) -> ColumnElement[bool]:
+    """`column` is one of `ids`: on PostgreSQL one array parameter (`= ANY(:ids)`: one
+    statement text and one plan whatever the number of ids, and no per-id parameter to
+    bind), elsewhere an `IN` list. An empty `ids` matches nothing."""
+    return _Among(column, ids)
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    key_columns: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> int:
+    """Update `rows` of `table` in one statement: each row a mapping of column name →
+    new value, the same keys in every row; `key_columns` (among the keys) say which row
+    of the table each one updates, the other keys are set. Keys must be unique among
+    `rows`. Returns the number of table rows updated.
+
+    PostgreSQL: `UPDATE … FROM unnest(:a, :b, …)`, one array parameter per column (the
+    same statement text for any number of rows), the table's rows found by the keys'
+    index; SQLite: one executemany `UPDATE`."""
+    if not rows:
+        return 0
+    names = list(rows[0])
+    keys = list(key_columns)
+    sets = [name for name in names if name not in keys]
+    if not keys or not sets or any(key not in names for key in keys):
+        raise ValueError(f"update_rows: keys {keys} must be among the row's columns {names}")
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        statement = (
+            update(table)
+            .where(and_(*(table.c[key] == bindparam("k_" + key) for key in keys)))
+            .values({name: bindparam("v_" + name) for name in sets})
+        )
+        params = [
+            {("k_" if name in keys else "v_") + name: row[name] for name in names} for row in rows
+        ]
+        result = session.execute(statement, params)
+        return int(getattr(result, "rowcount", 0) or 0)
+    quote = dialect.identifier_preparer.quote
+    arrays = []
+    bound = []
+    for i, name in enumerate(names):
+        kind = table.c[name].type  # a column of the table: the names below are its own
+        sql_type = kind.dialect_impl(dialect)
+        if isinstance(sql_type, TypeDecorator):
+            sql_type = sql_type.impl_instance
+        arrays.append(f"CAST(:c{i} AS {sql_type.compile(dialect=dialect)}[])")
+        bound.append(bindparam(f"c{i}", type_=ARRAY(kind)))
+    columns = [quote(name) for name in names]
+    unnested = text(
+        f"UPDATE {quote(table.name)} AS t SET "  # noqa: S608 (identifiers, not values)
+        + ", ".join(f"{quote(name)} = v.{quote(name)}" for name in sets)
+        + f" FROM unnest({', '.join(arrays)}) AS v ({', '.join(columns)}) WHERE "
+        + " AND ".join(f"t.{quote(key)} = v.{quote(key)}" for key in keys)
+        # The keys again as a condition on the table alone: the planner then finds the rows
+        # by the key's index instead of hashing the whole table to join it to the arrays
+        # (whose length it cannot know).
+        + "".join(f" AND t.{quote(key)} = ANY({arrays[names.index(key)]})" for key in keys)
+    ).bindparams(*bound)
+    result = session.execute(
+        unnested, {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

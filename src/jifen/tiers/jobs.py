@@ -42,16 +42,31 @@ says `window: month`), once per member per year (`tier_benefit_issues` benefit
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, exists, extract, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    exists,
+    extract,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
-from jifen.db.outbox import emit_many
+from jifen.db.bulk import among, update_rows, write_rows
+from jifen.db.dml import dialect_insert
+from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
@@ -60,28 +75,32 @@ from jifen.members.schemas import MemberStatus
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
-from jifen.programs.tiers import DowngradePolicy, PeriodicBenefit, Tier, TierPolicy
+from jifen.programs.tiers import (
+    DowngradePolicy,
+    Measure,
+    PeriodicBenefit,
+    Threshold,
+    Tier,
+    TierPolicy,
+)
 from jifen.rewards.errors import OutOfStock
 from jifen.rewards.models import Reward
 from jifen.rewards.redemptions import give
-from jifen.tiers.measures import measure
-from jifen.tiers.models import BenefitIssue, MemberTier, TierGrant
-from jifen.tiers.qualify import Measures, better, supported
+from jifen.tiers.measures import measure_spans
+from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
+from jifen.tiers.qualify import NEAR, Measures, better, next_rank, shortfall
 from jifen.tiers.service import (
+    NEAR_PREFIX,
     Near,
     Reason,
-    active_grants,
     best_grant,
-    event,
     measures_json,
-    move,
-    notify_near_many,
     span_json,
     threshold_json,
     tz_of,
 )
 from jifen.tiers.standing import policy_of
-from jifen.tiers.windows import Windows, period_key, windows
+from jifen.tiers.windows import period_key, windows
 
 ACTOR = "job:tiers"
 BENEFITS_ACTOR = "job:tier-benefits"
@@ -94,116 +113,401 @@ BIRTHDAY_BENEFIT = "birthday"
 
 def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 500) -> StepResult:
     """Evaluate one batch of members (see the module's docstring). Returns the members
-    evaluated (`accounts`) and the history rows written (`items`)."""
+    evaluated (`accounts`) and the history rows written (`items`).
+
+    Set-based: the batch's tier rows, measures (every window in one query per measure
+    kind), grants and near-upgrade notices are read in a few statements; each member is
+    decided in Python from them; then the rows that changed are written in one statement
+    per table (`update_rows`, `write_rows`), and the members with nothing to record get
+    `evaluated_at` in one UPDATE."""
     policy = policy_of(program)
     if policy is None:
         return StepResult()
-    due = session.execute(
-        select(MemberTier.member_id, Account.status)
-        .join(
-            Account,
-            and_(
-                Account.program_id == program.id,
-                Account.member_id == MemberTier.member_id,
-                Account.kind == AccountKind.POINTS,
-            ),
-        )
-        .where(
-            MemberTier.program_id == program.id,
-            or_(MemberTier.evaluated_at.is_(None), MemberTier.evaluated_at < now),
-        )
-        .order_by(Account.id)
-        .limit(limit)
-        .with_for_update(of=Account, skip_locked=True)
-    ).all()
+    due = _lock_due(session, program.id, now, limit)
     if not due:
         return StepResult()
-    ids = [member_id for member_id, _ in due]
-    active = {member_id for member_id, status in due if status == AccountStatus.ACTIVE}
-    rows = {
-        row.member_id: row
-        for row in session.execute(
-            select(MemberTier).where(
-                MemberTier.program_id == program.id, MemberTier.member_id.in_(ids)
-            )
-        ).scalars()
-    }
+    rows = {row[1]: _Standing(*row[:-2]) for row in due}
+    ids = list(rows)
+    active = {row[1] for row in due if row[-2] == AccountStatus.ACTIVE}
+    ladder = _ladder(policy)
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
-    enter = measure(session, program.id, ids, win.enter)
+    spans = list(dict.fromkeys((win.enter, *win.keep)))
+    measured = dict(zip(spans, measure_spans(session, program.id, ids, spans), strict=True))
+    enter = measured[win.enter]
     if len(win.keep) == 1:
-        keep: dict[int, Measures] = dict(enter)
+        keep: dict[int, Measures] = dict(measured[win.keep[0]])
     else:
-        each = [measure(session, program.id, ids, span) for span in win.keep]
-        keep = {member_id: better(*(found[member_id] for found in each)) for member_id in ids}
-    grants = active_grants(session, program.id, ids, now)
+        keep = {m: better(*(measured[span][m] for span in win.keep)) for m in ids}
+    grants = _active_grants(session, program.id, ids, now)
+    window = span_json(win.enter, tz)
+    history: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
     near: list[Near] = []
-    written = 0
     for member_id in ids:
         row = rows[member_id]
-        written += _evaluate_one(
+        _evaluate_one(
             session,
-            program,
+            program.id,
             policy,
+            ladder,
+            tz,
             row,
-            win,
+            window,
+            len(win.keep) > 1,
             enter[member_id],
             keep[member_id],
-            grants[member_id],
+            grants.get(member_id, ()),
             now,
+            history,
             outbox,
         )
         if member_id in active:
-            near.append(Near(member_id, policy.rank(row.tier), enter[member_id]))
-        row.evaluated_at = now
-    outbox.extend(notify_near_many(session, policy, program.id, near, win.period, now))
-    emit_many(session, outbox)
-    session.flush()
-    return StepResult(accounts=len(ids), items=written)
+            near.append(Near(member_id, ladder.rank(row.tier), enter[member_id]))
+    changed = [row for row in rows.values() if row.changed()]
+    update_rows(
+        session,
+        _TIERS,
+        ["id"],
+        [
+            {
+                "id": row.id,
+                "tier": row.tier,
+                "qualified_tier": row.qualified_tier,
+                "since": row.since,
+                "grace_until": row.grace_until,
+                "updated_at": row.updated_at,
+                "evaluated_at": now,
+            }
+            for row in changed
+        ],
+    )
+    untouched = [row.id for row in rows.values() if not row.changed()]
+    if untouched:
+        session.connection().execute(
+            update(_TIERS).where(among(_TIERS.c.id, untouched)).values(evaluated_at=now)
+        )
+    write_rows(session, _HISTORY, history)
+    outbox.extend(_tell_near(session, policy, ladder, program.id, near, win.period, now))
+    write_rows(session, EVENTS, outbox)
+    return StepResult(accounts=len(ids), items=len(history))
+
+
+_RESUME: dict[int, tuple[datetime, int]] = {}
+"""Per programme, the evaluation instant and the last points-account id a batch of this
+process took at it (see `_lock_due`)."""
+
+
+def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> list[Any]:
+    """Lock and read the next members to evaluate at `now`: their tier rows, account
+    status and account id, in account order.
+
+    The tier rows are locked with the accounts: a purchase that upgraded a member and
+    committed while this ran (it holds the account's lock while it writes the row) is read
+    as it left the row, not as this statement's snapshot had it.
+
+    Without an index on `evaluated_at`, finding the first members not yet evaluated means
+    stepping over every account evaluated before them, so each batch of a run would cost
+    more than the last. The batch looks first past the last account the previous batch of
+    this process took at the same instant, and from the start only for what that leaves
+    short of `limit` (members skipped because they were busy, or left by another worker):
+    the same members in the end, each once; a run ends on a batch that found none."""
+    resume = _RESUME.get(program_id)
+    after = resume[1] if resume is not None and resume[0] == now else None
+    connection = session.connection()
+
+    def due(n: int, above: int | None, upto: int | None) -> list[Any]:
+        query = (
+            select(
+                *(_TIERS.c[name] for name in _Standing.COLUMNS),
+                _ACCOUNTS.c.status,
+                _ACCOUNTS.c.id,
+            )
+            .join(
+                _ACCOUNTS,
+                and_(
+                    _ACCOUNTS.c.program_id == program_id,
+                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+                    _ACCOUNTS.c.kind == AccountKind.POINTS,
+                ),
+            )
+            .where(
+                _TIERS.c.program_id == program_id,
+                or_(_TIERS.c.evaluated_at.is_(None), _TIERS.c.evaluated_at < now),
+            )
+            .order_by(_ACCOUNTS.c.id)
+            .limit(n)
+            .with_for_update(of=[_ACCOUNTS, _TIERS], skip_locked=True)
+        )
+        if above is not None:
+            query = query.where(_ACCOUNTS.c.id > above)
+        if upto is not None:
+            query = query.where(_ACCOUNTS.c.id <= upto)
+        return list(connection.execute(query).all())
+
+    found = due(limit, after, None)
+    if after is not None and len(found) < limit:
+        found += due(limit - len(found), None, after)
+    if found:
+        _RESUME[program_id] = (now, max(row[-1] for row in found))
+    else:
+        _RESUME.pop(program_id, None)
+    return found
+
+
+_TIERS = cast(Table, MemberTier.__table__)
+_ACCOUNTS = cast(Table, Account.__table__)
+_HISTORY = cast(Table, TierChange.__table__)
+_ISSUES = cast(Table, BenefitIssue.__table__)
+
+
+class _Standing:
+    """A member's tier row as the job reads and changes it (in place of the ORM row: no
+    identity map, no unit of work; the job writes what changed itself)."""
+
+    __slots__ = (
+        "grace_until",
+        "id",
+        "member_id",
+        "qualified_tier",
+        "read",
+        "since",
+        "tier",
+        "updated_at",
+    )
+    COLUMNS = ("id", "member_id", "tier", "qualified_tier", "since", "grace_until", "updated_at")
+    """What the job reads of `member_tiers`: the constructor's arguments, in order."""
+
+    def __init__(
+        self,
+        id: int,
+        member_id: int,
+        tier: str,
+        qualified_tier: str,
+        since: datetime,
+        grace_until: datetime | None,
+        updated_at: datetime,
+    ) -> None:
+        self.id = id
+        self.member_id = member_id
+        self.tier = tier
+        self.qualified_tier = qualified_tier
+        self.since = since
+        self.grace_until = grace_until
+        self.updated_at = updated_at
+        self.read = self._state()
+
+    def _state(self) -> tuple[Any, ...]:
+        return (self.tier, self.qualified_tier, self.since, self.grace_until, self.updated_at)
+
+    def changed(self) -> bool:
+        return self._state() != self.read
+
+
+Pairs = tuple[tuple[Measure, Decimal], ...]
+
+
+class _Ladder:
+    """The policy's levels as the job asks them of every member: ranks by code, and each
+    threshold as (measure, need) pairs built once (`Threshold.measures()` builds a dict
+    at each call). Answers as `jifen.tiers.qualify` does (tests/tiers hold them equal)."""
+
+    def __init__(self, policy: TierPolicy) -> None:
+        levels = policy.levels
+        self.ranks: dict[str, int] = {}
+        for rank, tier in enumerate(levels):
+            self.ranks.setdefault(tier.code, rank)
+        self.enter = [_pairs(tier.enter) for tier in levels]
+        self.keep = [_pairs(tier.keep) for tier in levels]
+        self.qualifiable = [tier.qualifiable for tier in levels]
+        self.next: list[int | None] = [next_rank(policy, rank) for rank in range(len(levels))]
+        self.almost = [
+            tuple((m, need * NEAR) for m, need in pairs if need > 0) if pairs else ()
+            for pairs in self.enter
+        ]
+
+    def rank(self, code: str) -> int:
+        return self.ranks.get(code, 0)
+
+    def supported(self, current: int, enter: Measures, keep: Measures) -> int:
+        """`jifen.tiers.qualify.supported`."""
+        for rank in range(len(self.enter) - 1, 0, -1):
+            if not self.qualifiable[rank]:
+                continue
+            if rank <= current:
+                if _meets(self.keep[rank], keep):
+                    return rank
+            elif _meets(self.enter[rank], enter):
+                return rank
+        return 0
+
+    def near(self, current: int, measures: Measures) -> int | None:
+        """The next tier's rank when `measures` are near its enter threshold
+        (`jifen.tiers.qualify.next_rank` and `near`), else None."""
+        target = self.next[current]
+        if target is None:
+            return None
+        pairs = self.enter[target]
+        if pairs is None or _meets(pairs, measures):
+            return None
+        for m, need in self.almost[target]:
+            if measures.get(m, ZERO) >= need:
+                return target
+        return None
+
+
+ZERO = Decimal(0)
+
+
+def _pairs(threshold: Threshold | None) -> Pairs | None:
+    return None if threshold is None else tuple(threshold.measures().items())
+
+
+def _meets(pairs: Pairs | None, measures: Measures) -> bool:
+    if pairs is None:
+        return False
+    for m, need in pairs:  # noqa: SIM110 (a loop, not any(): no generator per member)
+        if measures.get(m, ZERO) >= need:
+            return True
+    return False
+
+
+_LADDERS: dict[int, tuple[TierPolicy, _Ladder]] = {}
+
+
+def _ladder(policy: TierPolicy) -> _Ladder:
+    """The policy's ladder, built once per parsed policy (`policy_of` keeps those)."""
+    cached = _LADDERS.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    ladder = _Ladder(policy)
+    _LADDERS[id(policy)] = (policy, ladder)
+    return ladder
+
+
+def _active_grants(
+    session: Session, program_id: int, member_ids: list[int], now: datetime
+) -> dict[int, list[TierGrant]]:
+    """`jifen.tiers.service.active_grants` for a batch (members without grants absent)."""
+    found: dict[int, list[TierGrant]] = {}
+    for grant in session.execute(
+        select(TierGrant)
+        .where(
+            TierGrant.program_id == program_id,
+            among(TierGrant.member_id, member_ids),
+            TierGrant.revoked_at.is_(None),
+            TierGrant.starts_at <= now,
+            TierGrant.ends_at > now,
+        )
+        .order_by(TierGrant.id)
+    ).scalars():
+        found.setdefault(grant.member_id, []).append(grant)
+    return found
+
+
+def _move(
+    program_id: int,
+    row: _Standing,
+    *,
+    tier: str,
+    qualified: str,
+    reason: Reason,
+    details: dict[str, Any],
+    now: datetime,
+    history: list[dict[str, Any]],
+    outbox: list[dict[str, Any]],
+    always: bool = False,
+) -> None:
+    """`jifen.tiers.service.move` on the job's row: the history row and the outbox
+    `tier.changed` are added to `history` and `outbox`."""
+    before, before_qualified = row.tier, row.qualified_tier
+    changed = tier != before
+    if not changed and qualified == before_qualified and not always:
+        return
+    if qualified != before_qualified:
+        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
+        row.qualified_tier = qualified
+    if changed:
+        row.tier = tier
+        row.since = now
+    row.updated_at = now
+    history.append(
+        {
+            "program_id": program_id,
+            "member_id": row.member_id,
+            "from_tier": before,
+            "to_tier": tier,
+            "reason": reason.value,
+            "details": details,
+            "at": now,
+            "actor": ACTOR,
+        }
+    )
+    if changed:
+        outbox.append(
+            _event(
+                program_id,
+                row,
+                "tier.changed",
+                now,
+                {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified},
+            )
+        )
+
+
+def _event(
+    program_id: int, row: _Standing, type: str, now: datetime, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "member_id": row.member_id,
+        "type": type,
+        "payload": payload,
+        "occurred_at": now,
+    }
 
 
 def _evaluate_one(
     session: Session,
-    program: Program,
+    program_id: int,
     policy: TierPolicy,
-    row: MemberTier,
-    win: Windows,
+    ladder: _Ladder,
+    tz: ZoneInfo,
+    row: _Standing,
+    window: dict[str, str | None],
+    two_windows: bool,
     enter: Measures,
     keep: Measures,
-    grants: list[TierGrant],
+    grants: Sequence[TierGrant],
     now: datetime,
+    history: list[dict[str, Any]],
     outbox: list[dict[str, Any]],
-) -> int:
-    """Evaluate one member (steps 1 and 2 of the module's docstring): the history rows
-    written."""
-    tz = tz_of(program)
-    written = 0
-    qualified = policy.rank(row.qualified_tier)
-    current = policy.rank(row.tier)
-    grant = best_grant(policy, grants)
-    granted = policy.rank(grant.tier) if grant is not None else 0
+) -> None:
+    """Evaluate one member (steps 1 and 2 of the module's docstring): changes `row` and
+    adds the history and outbox rows to write."""
+    qualified = ladder.rank(row.qualified_tier)
+    current = ladder.rank(row.tier)
+    grant = best_grant(policy, grants) if grants else None
+    granted = ladder.rank(grant.tier) if grant is not None else 0
     if current > qualified and current > granted:
-        ended = _ended_grant(session, program.id, row, now)
-        move(
-            session,
+        ended = _ended_grant(session, program_id, row.member_id, row.tier, now)
+        _move(
+            program_id,
             row,
             tier=policy.levels[max(qualified, granted)].code,
             qualified=row.qualified_tier,
             reason=Reason.GRANT_ENDED,
             details={"grant": ended},
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
         )
-        written += 1
-    record = {
-        "measures": measures_json(enter),
-        "window": span_json(win.enter, tz),
-    }
-    if len(win.keep) > 1:
+    reach = ladder.supported(qualified, enter, keep)
+    if reach == qualified and row.grace_until is None:
+        return  # the common case: the record holds the tier, nothing to record
+    record = {"measures": measures_json(enter), "window": window}
+    if two_windows:
         record["keep_measures"] = measures_json(keep)
-    reach = supported(policy, qualified, enter, keep)
     to = qualified
     reason: Reason | None = None
     details: dict[str, Any] = {}
@@ -212,22 +516,20 @@ def _evaluate_one(
         details = {**record, "threshold": threshold_json(policy.levels[reach].enter)}
         row.grace_until = None
     elif reach == qualified:
-        if row.grace_until is not None:
-            row.grace_until = None
-            move(
-                session,
-                row,
-                tier=row.tier,
-                qualified=row.qualified_tier,
-                reason=Reason.GRACE_CLEARED,
-                details={**record, "threshold": threshold_json(policy.levels[qualified].keep)},
-                now=now,
-                actor=ACTOR,
-                outbox=outbox,
-                always=True,
-            )
-            outbox.append(event(row, "tier.grace_cleared", now, {"tier": row.tier}))
-            written += 1
+        row.grace_until = None
+        _move(
+            program_id,
+            row,
+            tier=row.tier,
+            qualified=row.qualified_tier,
+            reason=Reason.GRACE_CLEARED,
+            details={**record, "threshold": threshold_json(policy.levels[qualified].keep)},
+            now=now,
+            history=history,
+            outbox=outbox,
+            always=True,
+        )
+        outbox.append(_event(program_id, row, "tier.grace_cleared", now, {"tier": row.tier}))
     elif row.grace_until is None and policy.grace_days > 0:
         today = now.astimezone(tz).date()
         row.grace_until = start_of_day(today + timedelta(days=policy.grace_days + 1), tz)
@@ -237,8 +539,8 @@ def _evaluate_one(
             "supported": policy.levels[reach].code,
             "grace_until": row.grace_until.isoformat(),
         }
-        move(
-            session,
+        _move(
+            program_id,
             row,
             tier=row.tier,
             qualified=row.qualified_tier,
@@ -249,12 +551,11 @@ def _evaluate_one(
                 "threshold": threshold_json(policy.levels[qualified].keep),
             },
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
             always=True,
         )
-        outbox.append(event(row, "tier.grace_started", now, facing))
-        written += 1
+        outbox.append(_event(program_id, row, "tier.grace_started", now, facing))
     elif row.grace_until is None or now >= row.grace_until:
         to = max(qualified - 1, reach) if policy.downgrade == DowngradePolicy.ONE_DOWN else reach
         reason = Reason.DOWNGRADED
@@ -267,31 +568,29 @@ def _evaluate_one(
         }
         row.grace_until = None
     if reason is not None and to != qualified:
-        move(
-            session,
+        _move(
+            program_id,
             row,
             tier=policy.levels[max(to, granted)].code,
             qualified=policy.levels[to].code,
             reason=reason,
             details=details,
             now=now,
-            actor=ACTOR,
+            history=history,
             outbox=outbox,
         )
-        written += 1
-    return written
 
 
 def _ended_grant(
-    session: Session, program_id: int, row: MemberTier, now: datetime
+    session: Session, program_id: int, member_id: int, tier: str, now: datetime
 ) -> dict[str, Any] | None:
     """The grant that held the member's tier and has ended (for the history row)."""
     found = session.execute(
         select(TierGrant)
         .where(
             TierGrant.program_id == program_id,
-            TierGrant.member_id == row.member_id,
-            TierGrant.tier == row.tier,
+            TierGrant.member_id == member_id,
+            TierGrant.tier == tier,
             TierGrant.ends_at <= now,
         )
         .order_by(TierGrant.ends_at.desc(), TierGrant.id.desc())
@@ -300,6 +599,74 @@ def _ended_grant(
     if found is None:
         return None
     return {"id": found.id, "kind": found.kind, "ends_at": found.ends_at.isoformat()}
+
+
+def _tell_near(
+    session: Session,
+    policy: TierPolicy,
+    ladder: _Ladder,
+    program_id: int,
+    candidates: Sequence[Near],
+    period: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """`jifen.tiers.service.notify_near_many` for the job's batch: the same notices and
+    outbox rows, in one statement (no read of who was told first)."""
+    due: list[tuple[Near, Tier]] = []
+    for candidate in candidates:
+        target = ladder.near(candidate.current, candidate.measures)
+        if target is not None:
+            due.append((candidate, policy.levels[target]))
+    if not due:
+        return []
+    issues: list[dict[str, Any]] = []
+    outbox: list[dict[str, Any]] = []
+    for candidate, tier in due:
+        assert tier.enter is not None
+        missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
+        current = policy.levels[candidate.current].code
+        issues.append(
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "benefit": NEAR_PREFIX + tier.code,
+                "period": period,
+                "tier": current,
+                "details": {
+                    "measures": measures_json(candidate.measures, candidate.which),
+                    "missing": missing,
+                },
+                "issued_at": now,
+            }
+        )
+        outbox.append(
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "type": "tier.near_upgrade",
+                "payload": {
+                    "tier": current,
+                    "next": tier.code,
+                    "missing": missing,
+                    "period": period,
+                },
+                "occurred_at": now,
+            }
+        )
+    # Told already (this period, of this tier) is a clash on the notice's unique key: ON
+    # CONFLICT DO NOTHING skips it (waiting, on PostgreSQL, for a concurrent insert of the
+    # same notice to commit or roll back) and RETURNING names the notices written.
+    statement = (
+        dialect_insert(session, _ISSUES)
+        .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
+        .returning(_ISSUES.c.member_id, _ISSUES.c.benefit)
+    )
+    written = {(m, b) for m, b in session.connection().execute(statement, issues)}
+    return [
+        row
+        for issue, row in zip(issues, outbox, strict=True)
+        if (issue["member_id"], issue["benefit"]) in written
+    ]
 
 
 # -- periodic benefits --------------------------------------------------------------------

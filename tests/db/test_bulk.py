@@ -1,0 +1,124 @@
+"""db/bulk's set-based helpers on both stores: `among` picks exactly the rows whose key is
+listed (any number of ids, none, a string column, the same statement reused with other
+ids) and `update_rows` changes exactly the listed rows, every column as given (None,
+JSON, instants, money), by a single or a composite key, leaving the others as they were."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
+
+from jifen.db.base import Id, Json, UtcDateTime
+from jifen.db.bulk import among, update_rows
+from jifen.db.uow import Database
+
+META = MetaData()
+THINGS = Table(
+    "bulk_things",
+    META,
+    Column("id", Id, primary_key=True),
+    Column("shop", Id, nullable=False),
+    Column("code", String(20), nullable=False),
+    Column("label", String(40)),
+    Column("price", Numeric(12, 2)),
+    Column("at", UtcDateTime),
+    Column("doc", Json),
+)
+T0 = datetime(2027, 3, 1, 4, 0, tzinfo=UTC)
+
+
+def thing(i: int) -> dict[str, Any]:
+    return {
+        "id": i,
+        "shop": i % 3,
+        "code": f"c{i}",
+        "label": f"thing {i}",
+        "price": Decimal(i) + Decimal("0.25"),
+        "at": T0.replace(minute=i % 60),
+        "doc": {"n": i, "tags": ["a", str(i)]},
+    }
+
+
+@pytest.fixture
+def things(db: Database) -> Database:
+    META.create_all(db.engine)
+    db.write(lambda s: s.execute(insert(THINGS), [thing(i) for i in range(1, 41)]))
+    return db
+
+
+def table(db: Database) -> list[dict[str, Any]]:
+    return db.read(
+        lambda s: [dict(r) for r in s.execute(select(THINGS).order_by(THINGS.c.id)).mappings()]
+    )
+
+
+def test_among_picks_exactly_the_listed_rows(things: Database):
+    def ids(column: Any, values: list[Any]) -> list[int]:
+        return things.read(
+            lambda s: list(
+                s.execute(
+                    select(THINGS.c.id).where(among(column, values)).order_by(THINGS.c.id)
+                ).scalars()
+            )
+        )
+
+    assert ids(THINGS.c.id, [3, 1, 40, 99]) == [1, 3, 40]
+    assert ids(THINGS.c.id, list(range(0, 2000, 7))) == list(range(7, 41, 7))
+    assert ids(THINGS.c.id, []) == []
+    assert ids(THINGS.c.code, ["c2", "c12", "nope"]) == [2, 12]
+    assert ids(THINGS.c.id, [5]) == [5]  # the statement compiled above, with other ids
+    both = things.read(
+        lambda s: list(
+            s.execute(
+                select(THINGS.c.id)
+                .where(among(THINGS.c.id, [1, 2, 3, 4]), among(THINGS.c.shop, [1]))
+                .order_by(THINGS.c.id)
+            ).scalars()
+        )
+    )
+    assert both == [1, 4]
+
+
+def test_update_rows_changes_the_listed_rows_and_nothing_else(things: Database):
+    before = table(things)
+    rows = [
+        {
+            "id": 7,
+            "label": None,
+            "price": Decimal("0.01"),
+            "at": T0.replace(year=2030),
+            "doc": {"x": [1, {"y": None}], "s": "银卡"},
+        },
+        {"id": 2, "label": "two", "price": None, "at": None, "doc": None},
+        {"id": 40, "label": 'it\'s "quoted"', "price": Decimal("12.30"), "at": T0, "doc": []},
+    ]
+    assert things.write(lambda s: update_rows(s, THINGS, ["id"], rows)) == 3
+    after = table(things)
+    want = [dict(r) for r in before]
+    for row in rows:
+        want[row["id"] - 1].update(row)
+    assert after == want
+
+
+def test_update_rows_by_a_composite_key(things: Database):
+    before = table(things)
+    rows = [{"shop": 1, "code": "c4", "label": "four"}, {"shop": 2, "code": "c4", "label": "x"}]
+    # (2, c4) is no row: one row updated
+    assert things.write(lambda s: update_rows(s, THINGS, ["shop", "code"], rows)) == 1
+    want = [dict(r) for r in before]
+    want[3]["label"] = "four"
+    assert table(things) == want
+
+
+def test_update_rows_with_no_rows_or_no_key_does_nothing(things: Database):
+    before = table(things)
+    assert things.write(lambda s: update_rows(s, THINGS, ["id"], [])) == 0
+    with pytest.raises(ValueError, match="must be among"):
+        things.write(lambda s: update_rows(s, THINGS, ["id"], [{"id": 1}]))
+    with pytest.raises(ValueError, match="must be among"):
+        things.write(lambda s: update_rows(s, THINGS, ["nope"], [{"id": 1, "label": "a"}]))
+    assert table(things) == before
