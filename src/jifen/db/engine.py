@@ -35,8 +35,12 @@ def make_engine(
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     engine = create_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
+        # Connections are opened as needed, up to pool_size + max_overflow, and kept: an
+        # overflow connection closed at the end of each request made every request beyond
+        # pool_size pay for a new one (a PostgreSQL backend started, authenticated and
+        # ended) whenever more requests than pool_size ran at once.
+        pool_size=pool_size + max_overflow,
+        max_overflow=0,
         echo=echo,
         isolation_level="READ COMMITTED",
     )
