@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, func, insert, inspect, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -184,9 +184,9 @@ _LOCK_MEMBER = (
         Account.member_id == bindparam("member_id"),
         Account.kind.in_([AccountKind.POINTS, AccountKind.GROWTH]),
     )
-    # 'points' > 'growth': the points account is locked first, as every writer that takes
-    # both locks them (points, then growth), so no two of them can deadlock.
-    .order_by(Account.kind.desc())
+    # The points account is locked first, as every writer that takes both locks them
+    # (points, then growth), so no two of them can deadlock.
+    .order_by(case((Account.kind == AccountKind.POINTS, 0), else_=1))
     .with_for_update()
     .execution_options(populate_existing=True)
 )
