@@ -161,8 +161,11 @@ def order(i: int, member_id: int) -> dict[str, object]:
     }
 
 
-def calls_per_purchase(db: Database, key: str, ids: list[int], n: int) -> tuple[float, float]:
-    """Python function calls and CPU milliseconds per purchase through the route function."""
+def calls_per_purchase(
+    db: Database, key: str, ids: list[int], n: int, dump: str | None = None
+) -> tuple[float, float]:
+    """Python function calls and CPU milliseconds per purchase through the route function
+    (the profile written to `dump`, for `python -m pstats`, if given)."""
     import cProfile
     import json
     import pstats
@@ -196,11 +199,15 @@ def calls_per_purchase(db: Database, key: str, ids: list[int], n: int) -> tuple[
             raise SystemExit("purchase refused")
     profile.disable()
     cpu = time.process_time() - started
+    if dump is not None:
+        profile.dump_stats(dump)
     total = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
     return total / n, 1000 * cpu / n
 
 
-def measure(url: str, n: int, member_count: int) -> tuple[Counter[str], int, float, float]:
+def measure(
+    url: str, n: int, member_count: int, dump: str | None = None
+) -> tuple[Counter[str], int, float, float]:
     upgrade(url)
     db = Database(url)
     try:
@@ -224,7 +231,7 @@ def measure(url: str, n: int, member_count: int) -> tuple[Counter[str], int, flo
             with counter.counting():
                 for i in range(n):
                     post(len(ids) + i)
-        calls, cpu_ms = calls_per_purchase(db, key, ids, n)
+        calls, cpu_ms = calls_per_purchase(db, key, ids, n, dump)
         return counter.kinds, n, calls, cpu_ms
     finally:
         db.dispose()
@@ -235,13 +242,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--members", type=int, default=50)
     parser.add_argument("--store", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--pstats", help="write the cProfile profile of the calls phase here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.store == "sqlite":
-            found = measure(f"sqlite:///{tmp}/statements.db", args.n, args.members)
+            found = measure(f"sqlite:///{tmp}/statements.db", args.n, args.members, args.pstats)
         else:
             with PgCluster() as cluster:
-                found = measure(cluster.create_database("statements"), args.n, args.members)
+                found = measure(
+                    cluster.create_database("statements"), args.n, args.members, args.pstats
+                )
     kinds, n, calls, cpu_ms = found
     print(f"{'statements per purchase':<32} {'count':>7}")
     for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0])):

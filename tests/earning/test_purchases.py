@@ -386,6 +386,45 @@ def test_a_segment_rule_fires_for_members_of_the_segment(db, clock):
     assert buy(db, book, clock, order("o2", *BASKET, member=plain)).points == 210
 
 
+def _stored_facts(db: Database, purchase_id: int) -> dict[str, Any]:
+    return db.read(lambda s: s.get_one(Purchase, purchase_id).facts)
+
+
+def test_the_facts_stored_with_a_purchase_are_those_its_rules_read(db, clock):
+    """Segments and the first purchase are read (and stored) only when a rule asks them;
+    when one does, they are stored as read."""
+    book = make_program(db, clock)
+    set_rules(db, book, clock, PER_YUAN)
+    member = make_member(db, book, clock)
+    add_to_segment(db, book, clock, member, "vip")
+    plain = buy(db, book, clock, order("o1", item("x", 10), member=member))
+    assert _stored_facts(db, plain.id) == {"tier": None, "birthday": None, "tier_multiplier": None}
+
+    set_rules(db, book, clock, PER_YUAN, rule("vip", {"multiplier": 2}, when={"segment": ["vip"]}))
+    by_segment = buy(db, book, clock, order("o2", item("x", 10), member=member))
+    assert by_segment.points == 20
+    assert _stored_facts(db, by_segment.id) == {
+        "tier": None,
+        "segments": ["vip"],
+        "birthday": None,
+        "tier_multiplier": None,
+    }
+
+    welcome = rule("welcome", {"bonus": 5}, when={"first_purchase": True})
+    set_rules(db, book, clock, PER_YUAN, welcome)
+    other = make_member(db, book, clock)
+    first = buy(db, book, clock, order("o3", item("x", 10), member=other))
+    again = buy(db, book, clock, order("o4", item("x", 10), member=member))
+    assert (first.points, again.points) == (15, 10)
+    assert _stored_facts(db, first.id)["first_purchase"] is True
+    assert _stored_facts(db, again.id) == {
+        "tier": None,
+        "first_purchase": False,
+        "birthday": None,
+        "tier_multiplier": None,
+    }
+
+
 def test_a_birthday_month_rule_fires_in_the_local_birthday_month(db, clock):
     book = make_program(db, clock)
     set_rules(

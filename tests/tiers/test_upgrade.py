@@ -234,3 +234,63 @@ def test_only_tier_rows_of_upgraded_members_exist(db, clock):
     spend(db, plain, clock, other, "9000")
     assert standing(db, plain, other) is None
     assert tier_events(db, plain) == []
+
+
+def test_the_events_of_a_crossing_purchase_are_written_once_each_in_order(db, clock):
+    """A purchase's events go in with one statement: every event, its payload and its
+    member, in the order things happened (credits, the tier change, the purchase)."""
+    from jifen.db.outbox import OutboxEvent
+
+    book = tiered(db, clock)
+    m = member(db, book, clock)
+    first = spend(db, book, clock, m, "999")
+    second = spend(db, book, clock, m, "1")
+    rows = db.read(
+        lambda s: [
+            (e.member_id, e.type, e.payload, e.occurred_at)
+            for e in s.execute(
+                select(OutboxEvent)
+                .where(OutboxEvent.program_id == book.program_id, OutboxEvent.member_id == m)
+                .order_by(OutboxEvent.id)
+            ).scalars()
+        ]
+    )
+    txns = {
+        p.id: (p.earn_txn_id, p.growth_txn_id)
+        for p in db.read(
+            lambda s: list(
+                s.execute(
+                    select(purchases.Purchase).where(purchases.Purchase.member_id == m)
+                ).scalars()
+            )
+        )
+    }
+    now = clock.now()
+
+    def credited(purchase_id: int, points: int) -> list[tuple[Any, ...]]:
+        earn, growth = txns[purchase_id]
+        return [
+            (m, "points.credited", {"transaction_id": earn, "kind": "earn", "points": points}, now),
+            (
+                m,
+                "growth.credited",
+                {"transaction_id": growth, "kind": "growth", "points": points},
+                now,
+            ),
+        ]
+
+    near = {"tier": "normal", "next": "silver", "missing": {"growth": "1"}, "period": "2026-01"}
+    assert rows[:4] == [
+        *credited(first.id, 999),
+        (m, "tier.near_upgrade", near, now),
+        (m, "purchase.recorded", {"purchase_id": first.id, "points": 999}, now),
+    ]
+    assert [r[1] for r in rows[4:]] == [
+        "points.credited",
+        "growth.credited",
+        "tier.changed",
+        "purchase.recorded",
+    ]
+    assert rows[4:6] == credited(second.id, 1)
+    assert rows[7] == (m, "purchase.recorded", {"purchase_id": second.id, "points": 1}, now)
+    assert len(rows) == 8

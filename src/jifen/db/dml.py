@@ -67,6 +67,17 @@ def _statement(dialect: str, model: type[Base], unique: tuple[str, ...] | None) 
     return statement.returning(table.primary_key.columns[0])
 
 
+@cache
+def _many_statement(dialect: str, model: type[Base]) -> Any:
+    """`INSERT … RETURNING id` of several rows, the ids in the order of the rows (built
+    once per dialect and model)."""
+    table = cast(Table, model.__table__)
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).returning(
+        table.primary_key.columns[0], sort_by_parameter_order=True
+    )
+
+
 def _attach(session: Session, model: type[M], pk: str, new_id: int, values: dict[str, Any]) -> M:
     """The object as a query would read the row: fixed-point numbers at the column's scale
     (10 stored in NUMERIC(18, 2) reads back 10.00)."""
@@ -113,9 +124,6 @@ def insert_many_returning(session: Session, model: type[M], rows: list[dict[str,
     if not rows:
         return []
     pk = _check(model, rows[0])
-    table = cast(Table, model.__table__)
-    statement = dialect_insert(session, table).returning(
-        table.primary_key.columns[0], sort_by_parameter_order=True
-    )
+    statement = _many_statement(session.get_bind().dialect.name, model)
     ids = session.execute(statement, rows).scalars().all()
     return [_attach(session, model, pk, new_id, row) for new_id, row in zip(ids, rows, strict=True)]

@@ -35,6 +35,24 @@ INSERT = insert(EVENTS)
 """Built once: executed with each event's values (compiled once, too)."""
 
 
+def event(
+    *,
+    program_id: int,
+    type: str,
+    at: datetime,
+    member_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An event's row, for `emit_many` (a caller that writes several events at once)."""
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "type": type,
+        "payload": payload or {},
+        "occurred_at": at,
+    }
+
+
 def emit(
     session: Session,
     *,
@@ -46,17 +64,12 @@ def emit(
 ) -> None:
     session.execute(
         INSERT,
-        {
-            "program_id": program_id,
-            "member_id": member_id,
-            "type": type,
-            "payload": payload or {},
-            "occurred_at": at,
-        },
+        event(program_id=program_id, member_id=member_id, type=type, payload=payload, at=at),
     )
 
 
 def emit_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk form for jobs: each row has program_id, member_id, type, payload, occurred_at."""
+    """Several events in one statement, in the order given (rows as `event` makes them:
+    program_id, member_id, type, payload, occurred_at)."""
     if rows:
         session.execute(INSERT, rows)

@@ -43,10 +43,13 @@ class Database:
         self.url = url
         self.engine: Engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self._writer = sessionmaker(bind=self.engine, expire_on_commit=False)
-        self._reader = sessionmaker(
-            bind=self.engine.execution_options(**{READONLY: True}),
-            expire_on_commit=False,
-        )
+        reader = self.engine.execution_options(**{READONLY: True})
+        if self.engine.dialect.name == "postgresql":
+            # At READ COMMITTED every statement reads its own snapshot, in a transaction or
+            # not, so a read-only unit gains nothing from one: without it, a read costs no
+            # BEGIN and no ROLLBACK round trip.
+            reader = reader.execution_options(isolation_level="AUTOCOMMIT")
+        self._reader = sessionmaker(bind=reader, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -60,7 +63,8 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """One read-only transaction (never takes SQLite's write lock)."""
+        """One read-only unit: a transaction on SQLite (one snapshot, never its write
+        lock); on PostgreSQL each statement on its own, at READ COMMITTED as always."""
         with self._reader() as session:
             yield session  # closing the session rolls the read transaction back
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import cast
 
-from sqlalchemy import case, select, update
+from sqlalchemy import Integer, Table, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,6 +76,43 @@ def left(rule_bounds: Iterable[Bound], used: Mapping[str, int]) -> int:
     return max(0, min(b.limit - used.get(b.key, 0) for b in rule_bounds))
 
 
+COUNTERS = cast(Table, RuleCounter.__table__)
+"""The Core table: these statements need no ORM bookkeeping."""
+
+_LOCK = (
+    select(COUNTERS.c.id)
+    .where(
+        COUNTERS.c.program_id == bindparam("program_id"),
+        COUNTERS.c.key.in_(bindparam("keys", expanding=True)),
+    )
+    .order_by(COUNTERS.c.key)
+    .with_for_update()
+)
+_USED = select(COUNTERS.c.key, COUNTERS.c.used).where(
+    COUNTERS.c.program_id == bindparam("program_id"),
+    COUNTERS.c.key.in_(bindparam("keys", expanding=True)),
+)
+_ONE = (COUNTERS.c.program_id == bindparam("p")) & (COUNTERS.c.key == bindparam("k"))
+_ADD = update(COUNTERS).where(_ONE).values(used=COUNTERS.c.used + bindparam("n", type_=Integer))
+_TAKE = (
+    update(COUNTERS)
+    .where(_ONE)
+    .values(
+        used=case(
+            (COUNTERS.c.used > bindparam("n", type_=Integer), COUNTERS.c.used - bindparam("n")),
+            else_=0,
+        )
+    )
+)
+_ENSURE = {
+    module.__name__.rsplit(".", 1)[-1]: module.insert(COUNTERS).on_conflict_do_nothing(
+        index_elements=["program_id", "key"]
+    )
+    for module in (postgresql, sqlite)
+}
+"""Built once: the statements take the programme, keys and amounts as parameters."""
+
+
 def read(
     session: Session, program_id: int, rule_bounds: Iterable[Bound], *, lock: bool
 ) -> dict[str, int]:
@@ -85,58 +123,34 @@ def read(
         shared = sorted({b.key for b in bounds_list if b.shared})
         if shared:
             _ensure(session, program_id, shared)
-            session.execute(
-                select(RuleCounter.id)
-                .where(RuleCounter.program_id == program_id, RuleCounter.key.in_(shared))
-                .order_by(RuleCounter.key)
-                .with_for_update()
-            ).all()
+            session.execute(_LOCK, {"program_id": program_id, "keys": shared}).all()
     return _used(session, program_id, sorted({b.key for b in bounds_list}))
 
 
 def use(session: Session, program_id: int, amounts: Mapping[str, int]) -> None:
-    """Add points to counters (key → points), creating them as needed."""
+    """Add points to counters (key → points), creating them as needed, in key order."""
     amounts = {key: n for key, n in amounts.items() if n}
     if not amounts:
         return
     _ensure(session, program_id, sorted(amounts))
     for key in sorted(amounts):
-        session.execute(
-            update(RuleCounter)
-            .where(RuleCounter.program_id == program_id, RuleCounter.key == key)
-            .values(used=RuleCounter.used + amounts[key])
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_ADD, {"p": program_id, "k": key, "n": amounts[key]})
 
 
 def give_back(session: Session, program_id: int, amounts: Mapping[str, int]) -> None:
     """Return points to counters (a return took them back); never below zero."""
     for key in sorted(k for k, n in amounts.items() if n):
-        n = amounts[key]
-        session.execute(
-            update(RuleCounter)
-            .where(RuleCounter.program_id == program_id, RuleCounter.key == key)
-            .values(used=case((RuleCounter.used > n, RuleCounter.used - n), else_=0))
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_TAKE, {"p": program_id, "k": key, "n": amounts[key]})
 
 
 def _used(session: Session, program_id: int, keys: list[str]) -> dict[str, int]:
     if not keys:
         return {}
-    rows = session.execute(
-        select(RuleCounter.key, RuleCounter.used).where(
-            RuleCounter.program_id == program_id, RuleCounter.key.in_(keys)
-        )
-    )
+    rows = session.execute(_USED, {"program_id": program_id, "keys": keys})
     return {key: int(used) for key, used in rows}
 
 
 def _ensure(session: Session, program_id: int, keys: list[str]) -> None:
-    rows = [{"program_id": program_id, "key": key, "used": 0} for key in keys]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(RuleCounter)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["program_id", "key"])
-    )
+    """The counters exist (created at 0 where missing; an existing one is left alone)."""
+    statement = _ENSURE[session.get_bind().dialect.name]
+    session.execute(statement, [{"program_id": program_id, "key": key, "used": 0} for key in keys])

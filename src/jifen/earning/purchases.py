@@ -38,7 +38,7 @@ from jifen.core.errors import (
     UnknownCode,
 )
 from jifen.db.dml import insert_many_returning, insert_returning
-from jifen.db.outbox import emit
+from jifen.db.outbox import emit_many, event
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseReturn, PurchaseStatus
 from jifen.earning.schemas import (
@@ -52,7 +52,7 @@ from jifen.earning.schemas import (
 )
 from jifen.ledger import service as ledger
 from jifen.ledger.models import Account, AccountKind, Lot
-from jifen.ledger.posting import Book, ensure_writable, lock_account, lot_created
+from jifen.ledger.posting import Book, MemberAccounts, ensure_writable, lock_member, lot_created
 from jifen.members import service as members
 from jifen.members.models import Member
 from jifen.programs.models import Channel, Program, Store
@@ -62,7 +62,8 @@ from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
 from jifen.tiers import service as tiers
-from jifen.tiers.standing import policy_of, tiers_of
+from jifen.tiers.models import MemberTier
+from jifen.tiers.standing import policy_of
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a till's clock may be before its purchase is refused."""
@@ -107,8 +108,7 @@ def record(
         existing = _by_external_id(session, program.id, data.external_id)
         assert existing is not None
         return Recorded(_same_order(existing, data, member), created=False)
-    if member is not None:
-        _lock_member(session, book, member, now)
+    accounts = _lock_member(session, book, member, now) if member is not None else None
     _check(session, program, data, now, attach=member is not None)
     _insert_lines(session, program, purchase, data)
     if data.points_payment is not None:
@@ -125,16 +125,22 @@ def record(
             now=now,
             actor=actor,
         )
+    # The award's events (points and growth credited, a tier change) and the purchase's
+    # own go in with one statement, in the order they happened.
+    outbox: list[dict[str, Any]] = []
     if member is not None:
-        _award(session, program, book, purchase, member, now=now, actor=actor)
-    emit(
-        session,
-        program_id=program.id,
-        member_id=purchase.member_id,
-        type="purchase.recorded",
-        payload={"purchase_id": purchase.id, "points": purchase.points},
-        at=now,
+        assert accounts is not None
+        _award(session, program, book, purchase, member, accounts, outbox, now=now, actor=actor)
+    outbox.append(
+        event(
+            program_id=program.id,
+            member_id=purchase.member_id,
+            type="purchase.recorded",
+            payload={"purchase_id": purchase.id, "points": purchase.points},
+            at=now,
+        )
     )
+    emit_many(session, outbox)
     return Recorded(purchase, created=True)
 
 
@@ -143,7 +149,7 @@ def claim(
 ) -> Recorded:
     """Attach an unclaimed order to a member and award it (retro-claim, PRODUCT.md E6)."""
     member = members.resolve(session, program.id, data.member)
-    _lock_member(session, book, member, now)
+    accounts = _lock_member(session, book, member, now)
     purchase = session.execute(
         select(Purchase)
         .where(Purchase.program_id == program.id, Purchase.external_id == data.external_id)
@@ -158,15 +164,18 @@ def claim(
     _check_window(program, purchase.occurred_at, now)
     purchase.member_id = member.id
     purchase.claimed_at = now
-    _award(session, program, book, purchase, member, now=now, actor=actor)
-    emit(
-        session,
-        program_id=program.id,
-        member_id=member.id,
-        type="purchase.claimed",
-        payload={"purchase_id": purchase.id, "points": purchase.points},
-        at=now,
+    outbox: list[dict[str, Any]] = []
+    _award(session, program, book, purchase, member, accounts, outbox, now=now, actor=actor)
+    outbox.append(
+        event(
+            program_id=program.id,
+            member_id=member.id,
+            type="purchase.claimed",
+            payload={"purchase_id": purchase.id, "points": purchase.points},
+            at=now,
+        )
     )
+    emit_many(session, outbox)
     return Recorded(purchase, created=True)
 
 
@@ -185,15 +194,10 @@ def simulate(
             session, program, data.points_payment.hold_id, member, lines, now=now
         )
     basket = basket_of(book, data.occurred_at, data.channel, data.store, data.payment_method, lines)
-    facts = _facts(session, program, member, exclude_purchase=None)
+    rules = current_rules(session, program.id)
+    facts = _facts(session, program, member, rules)
     result = evaluate_purchase(
-        session,
-        program.id,
-        member.id if member else 0,
-        current_rules(session, program.id),
-        basket,
-        facts,
-        lock=False,
+        session, program.id, member.id if member else 0, rules, basket, facts, lock=False
     )
     return _earned(result)
 
@@ -379,21 +383,20 @@ def _award(
     book: Book,
     purchase: Purchase,
     member: Member,
+    accounts: MemberAccounts,
+    outbox: list[dict[str, Any]],
     *,
     now: datetime,
     actor: str,
 ) -> None:
+    """Award the purchase; its events are added to `outbox` for the caller to write."""
     basket = remaining_basket(book, purchase, _lines_of(session, purchase.id))
-    facts = _facts(session, program, member, exclude_purchase=purchase.id)
-    result = evaluate_purchase(
-        session,
-        program.id,
-        member.id,
-        current_rules(session, program.id),
-        basket,
-        facts,
-        lock=True,
-    )
+    rules = current_rules(session, program.id)
+    # The member's tier row is read once, with the facts, for the rules and for the tier
+    # upgrade below (the points lock held since keeps every writer of it away).
+    found, tier_rows = _read_facts(session, program, [member], rules, (purchase.id,))
+    facts = found[member.id]
+    result = evaluate_purchase(session, program.id, member.id, rules, basket, facts, lock=True)
     # The ledger first, then every field of the purchase at once: one UPDATE of its row.
     details = {"purchase_id": purchase.id, "order": purchase.external_id}
     points, growth = result.points.points, result.growth.points
@@ -410,6 +413,8 @@ def _award(
             earned_at=min(purchase.occurred_at, now),
             reference=f"purchase:{purchase.id}",
             details=details,
+            account=accounts.points,
+            outbox=outbox,
         ).id
     if growth > 0:
         growth_txn_id = ledger.credit_growth(
@@ -421,6 +426,8 @@ def _award(
             actor=actor,
             reference=f"purchase-growth:{purchase.id}",
             details=details,
+            account=accounts.growth,
+            outbox=outbox,
         ).id
     caps.use(session, program.id, result.usage)
     if purchase.status != PurchaseStatus.RETURNED:  # claimed after it all came back
@@ -438,14 +445,26 @@ def _award(
     session.flush()
     # The order counts towards the member's tier once awarded (it was evaluated at the
     # tier the member had before it): an upgrade it earns is in this transaction.
-    tiers.on_activity(session, program, member.id, now=now, actor=actor, cause=details)
+    tiers.on_activity(
+        session,
+        program,
+        member.id,
+        now=now,
+        actor=actor,
+        cause=details,
+        rows=tier_rows,
+        outbox=outbox,
+    )
 
 
 # ---------------------------------------------------------------- checks and facts
 
 
-def _lock_member(session: Session, book: Book, member: Member, now: datetime) -> None:
-    ensure_writable(lock_account(session, book, member.id, now))
+def _lock_member(session: Session, book: Book, member: Member, now: datetime) -> MemberAccounts:
+    """The member's points and growth accounts, locked with one statement (points first)."""
+    accounts = lock_member(session, book, member.id, now)
+    ensure_writable(accounts.points)
+    return accounts
 
 
 def _account(session: Session, program_id: int, member_id: int) -> Account:
@@ -538,12 +557,51 @@ def _refuse_code(
 
 
 def _facts(
-    session: Session, program: Program, member: Member | None, *, exclude_purchase: int | None
+    session: Session, program: Program, member: Member | None, rules: VersionedRules
 ) -> MemberFacts:
     if member is None:
         return MemberFacts()
-    excluded = () if exclude_purchase is None else (exclude_purchase,)
-    return facts_of(session, program, [member], exclude_purchases=excluded)[member.id]
+    return _read_facts(session, program, [member], rules, ())[0][member.id]
+
+
+SEGMENTS = "segments"
+FIRST_PURCHASE = "first_purchase"
+
+
+def needed_facts(rules: VersionedRules) -> frozenset[str]:
+    """The facts that cost a query of their own and that some rule of the set asks about
+    (SEGMENTS, FIRST_PURCHASE): the others are never read."""
+    needed = set()
+    for compiled in (*rules.earning, *rules.growth):
+        if compiled.rule.when.segment is not None:
+            needed.add(SEGMENTS)
+        if compiled.rule.when.first_purchase is not None:
+            needed.add(FIRST_PURCHASE)
+    return frozenset(needed)
+
+
+@dataclass(frozen=True)
+class ReadFacts(MemberFacts):
+    """Member facts that know which facts were not read (no rule of the set asks them):
+    `facts_json` leaves those out rather than record a default as if it had been read."""
+
+    unread: frozenset[str] = frozenset()
+
+
+_TIER_ROWS = select(MemberTier).where(
+    MemberTier.program_id == bindparam("program_id"),
+    MemberTier.member_id.in_(bindparam("member_ids", expanding=True)),
+)
+_BUYERS = (
+    select(Purchase.member_id)
+    .where(
+        Purchase.program_id == bindparam("program_id"),
+        Purchase.member_id.in_(bindparam("member_ids", expanding=True)),
+        Purchase.id.not_in(bindparam("excluded", expanding=True)),
+    )
+    .group_by(Purchase.member_id)
+)
+"""Built once; an empty `excluded` list excludes nothing (SQLAlchemy renders it so)."""
 
 
 def facts_of(
@@ -552,44 +610,74 @@ def facts_of(
     members_: Sequence[Member],
     *,
     exclude_purchases: Collection[int] = (),
+    rules: VersionedRules | None = None,
 ) -> dict[int, MemberFacts]:
     """What the rules know of each member before a purchase (one query per fact for the
     whole batch): the tier, segments, whether it is the first purchase (not counting
-    `exclude_purchases`, the purchases being awarded) and the birthday."""
+    `exclude_purchases`, the purchases being awarded) and the birthday. Segments and the
+    first purchase are read only when a rule of `rules` (default: the current ones) asks."""
+    rules = rules if rules is not None else current_rules(session, program.id)
+    return _read_facts(session, program, members_, rules, exclude_purchases)[0]
+
+
+def _read_facts(
+    session: Session,
+    program: Program,
+    members_: Sequence[Member],
+    rules: VersionedRules,
+    exclude_purchases: Collection[int],
+) -> tuple[dict[int, MemberFacts], dict[int, MemberTier]]:
+    """`facts_of`, and the members' tier rows it read them from (by member id; a member
+    without one is absent, as is everyone when the programme has no tiers)."""
     ids = [member.id for member in members_]
     if not ids:
-        return {}
+        return {}, {}
+    needed = needed_facts(rules)
     policy = policy_of(program)
-    tiers_now = tiers_of(session, program, ids)
-    segments = members.segments_by_member(session, program.id, ids)
-    bought = select(Purchase.member_id).where(
-        Purchase.program_id == program.id, Purchase.member_id.in_(ids)
-    )
-    if exclude_purchases:
-        bought = bought.where(Purchase.id.not_in(list(exclude_purchases)))
-    buyers = set(session.execute(bought.group_by(Purchase.member_id)).scalars())
+    rows: dict[int, MemberTier] = {}
+    tiers_now: dict[int, str | None] = dict.fromkeys(ids)
+    if policy is not None:  # as tiers_of reads it: the base tier until another is held
+        params = {"program_id": program.id, "member_ids": ids}
+        rows = {row.member_id: row for row in session.execute(_TIER_ROWS, params).scalars()}
+        for member_id in ids:
+            row = rows.get(member_id)
+            held = row is not None and policy.get(row.tier) is not None
+            tiers_now[member_id] = row.tier if held and row is not None else policy.base.code
+    segments: dict[int, frozenset[str]] = {}
+    if SEGMENTS in needed:
+        segments = members.segments_by_member(session, program.id, ids)
+    buyers: set[int] = set()
+    if FIRST_PURCHASE in needed:
+        params = {"program_id": program.id, "member_ids": ids, "excluded": list(exclude_purchases)}
+        buyers = {m for m in session.execute(_BUYERS, params).scalars() if m is not None}
+    unread = frozenset({SEGMENTS, FIRST_PURCHASE} - needed)
     found: dict[int, MemberFacts] = {}
     for member in members_:
         tier = tiers_now[member.id]
         level = policy.get(tier) if policy is not None and tier is not None else None
-        found[member.id] = MemberFacts(
+        found[member.id] = ReadFacts(
             tier=tier,
-            segments=segments[member.id],
-            first_purchase=member.id not in buyers,
+            segments=segments.get(member.id, frozenset()),
+            first_purchase=FIRST_PURCHASE in needed and member.id not in buyers,
             birthday=member.birthday,
             tier_multiplier=level.benefits.earn_multiplier if level is not None else None,
+            unread=unread,
         )
-    return found
+    return found, rows
 
 
 def facts_json(facts: MemberFacts) -> dict[str, Any]:
-    return {
-        "tier": facts.tier,
-        "segments": sorted(facts.segments),
-        "first_purchase": facts.first_purchase,
-        "birthday": facts.birthday.isoformat() if facts.birthday else None,
-        "tier_multiplier": str(facts.tier_multiplier) if facts.tier_multiplier else None,
-    }
+    """The facts as stored with the purchase; a fact that was not read (no rule of its
+    rule set asks it) is left out."""
+    unread = facts.unread if isinstance(facts, ReadFacts) else frozenset()
+    stored: dict[str, Any] = {"tier": facts.tier}
+    if SEGMENTS not in unread:
+        stored[SEGMENTS] = sorted(facts.segments)
+    if FIRST_PURCHASE not in unread:
+        stored[FIRST_PURCHASE] = facts.first_purchase
+    stored["birthday"] = facts.birthday.isoformat() if facts.birthday else None
+    stored["tier_multiplier"] = str(facts.tier_multiplier) if facts.tier_multiplier else None
+    return stored
 
 
 def facts_from_json(stored: dict[str, Any] | None) -> MemberFacts:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, func, insert, inspect, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -37,7 +37,8 @@ from jifen.core.errors import (
     NotReversible,
 )
 from jifen.db.dml import insert_returning
-from jifen.db.outbox import emit
+from jifen.db.outbox import emit_many
+from jifen.db.outbox import event as outbox_event
 from jifen.ledger.expiry import AfterInactivity, ExpiryPolicy, expires_at, inactivity_deadline
 from jifen.ledger.models import (
     Account,
@@ -174,6 +175,79 @@ def lock_account(
     kind: AccountKind = AccountKind.POINTS,
 ) -> Account:
     return lock_accounts(session, book, [member_id], now, kind)[member_id]
+
+
+_LOCK_MEMBER = (
+    select(Account)
+    .where(
+        Account.program_id == bindparam("program_id"),
+        Account.member_id == bindparam("member_id"),
+        Account.kind.in_([AccountKind.POINTS, AccountKind.GROWTH]),
+    )
+    # The points account is locked first, as every writer that takes both locks them
+    # (points, then growth), so no two of them can deadlock.
+    .order_by(case((Account.kind == AccountKind.POINTS, 0), else_=1))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+"""Both accounts of a member with one lock statement (built once)."""
+
+
+@dataclass(frozen=True)
+class MemberAccounts:
+    """A member's two accounts, locked by this transaction (`lock_member`)."""
+
+    points: Account
+    growth: Account | None
+    """None only for a member without a growth account."""
+
+
+def lock_member(session: Session, book: Book, member_id: int, now: datetime) -> MemberAccounts:
+    """Lock the member's points and growth accounts in one statement (points first), after
+    bringing the points account up to date as `lock_accounts` does: what a purchase's
+    award then writes to both needs no lock statement of its own (`locked`)."""
+    from jifen.ledger import jobs  # jobs builds on this module
+
+    params = {"program_id": book.program_id, "member_id": member_id}
+    found = {a.kind: a for a in session.execute(_LOCK_MEMBER, params).scalars().all()}
+    points = found.get(AccountKind.POINTS)
+    if points is None:
+        raise NotFound(what="member", key=member_id)
+    if points.next_due_at is not None and points.next_due_at <= now:
+        jobs.maintain_accounts(session, book, [points.id], now)
+        found = {
+            a.kind: a
+            for a in session.execute(
+                select(Account)
+                .where(Account.id.in_([a.id for a in found.values()]))
+                .execution_options(populate_existing=True)
+            ).scalars()
+        }
+    return MemberAccounts(found[AccountKind.POINTS], found.get(AccountKind.GROWTH))
+
+
+def locked(
+    session: Session,
+    book: Book,
+    member_id: int,
+    now: datetime,
+    kind: AccountKind,
+    account: Account | None,
+) -> Account:
+    """The member's account of `kind`: `account` when the caller has already locked it in
+    this transaction (`lock_member`) and nothing of it has fallen due since, else locked
+    now (`lock_account`). Every change to a locked account goes through its one object in
+    the session (maintenance reads it back), so the object is what a new lock would read."""
+    if (
+        account is None
+        or account.member_id != member_id
+        or account.kind != kind
+        or account.program_id != book.program_id
+        or not inspect(account).persistent
+        or (account.next_due_at is not None and account.next_due_at <= now)
+    ):
+        return lock_account(session, book, member_id, now, kind)
+    return account
 
 
 def refuse_used_reference(session: Session, book: Book, reference: str) -> None:
@@ -497,7 +571,10 @@ class Posting:
         *,
         member_id: int | None = None,
         payload: dict[str, Any] | None = None,
+        outbox: list[dict[str, Any]] | None = None,
     ) -> JournalTransaction:
+        """Write the entries and allocations, and `event` (to `outbox`, for the caller to
+        write with others in one statement, when given)."""
         entries: list[dict[str, Any]] = [
             {
                 "transaction_id": self.id,
@@ -533,14 +610,17 @@ class Posting:
         if self.allocations:
             self.session.execute(INSERT_ALLOCATIONS, self.allocations)
         if event is not None:
-            emit(
-                self.session,
+            row = outbox_event(
                 program_id=self.book.program_id,
                 member_id=member_id if member_id is not None else self.txn.member_id,
                 type=event,
                 at=self.now,
                 payload={"transaction_id": self.id, "kind": self.txn.kind, **(payload or {})},
             )
+            if outbox is not None:
+                outbox.append(row)
+            else:
+                emit_many(self.session, [row])
         return self.txn
 
 

@@ -8,7 +8,7 @@ import base64
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from jifen.core.errors import InvalidInput, NotFound
@@ -28,15 +28,26 @@ from jifen.ledger.schemas import Balance, ExpiringPoints, HistoryItem, HistoryPa
 EXPIRING_SOON_DAYS = 30
 
 
+_ACCOUNTS = (
+    select(Account)
+    .where(
+        Account.program_id == bindparam("program_id"), Account.member_id == bindparam("member_id")
+    )
+    .execution_options(populate_existing=True)
+)
+_EXPIRING = select(Lot.expires_at, Lot.remaining).where(
+    Lot.account_id == bindparam("account_id"),
+    Lot.status == LotStatus.AVAILABLE,
+    Lot.remaining > 0,
+    Lot.expires_at > bindparam("now", type_=Lot.expires_at.type),
+    Lot.expires_at <= bindparam("until", type_=Lot.expires_at.type),
+)
+"""The balance's two statements, built once (a balance read is all but these)."""
+
+
 def _accounts(session: Session, book: Book, member_id: int) -> dict[str, Account]:
-    accounts = {
-        account.kind: account
-        for account in session.execute(
-            select(Account)
-            .where(Account.program_id == book.program_id, Account.member_id == member_id)
-            .execution_options(populate_existing=True)
-        ).scalars()
-    }
+    params = {"program_id": book.program_id, "member_id": member_id}
+    accounts = {account.kind: account for account in session.execute(_ACCOUNTS, params).scalars()}
     if AccountKind.POINTS not in accounts:
         raise NotFound(what="member", key=member_id)
     return accounts
@@ -82,15 +93,8 @@ def _expiring_soon(
 ) -> list[ExpiringPoints]:
     if account.available <= 0:
         return []
-    rows = session.execute(
-        select(Lot.expires_at, Lot.remaining).where(
-            Lot.account_id == account.id,
-            Lot.status == LotStatus.AVAILABLE,
-            Lot.remaining > 0,
-            Lot.expires_at > now,
-            Lot.expires_at <= now + timedelta(days=EXPIRING_SOON_DAYS),
-        )
-    ).all()
+    until = now + timedelta(days=EXPIRING_SOON_DAYS)
+    rows = session.execute(_EXPIRING, {"account_id": account.id, "now": now, "until": until}).all()
     by_day: dict[date, int] = defaultdict(int)
     for expires_at, remaining in rows:
         assert expires_at is not None

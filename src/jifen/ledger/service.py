@@ -58,6 +58,7 @@ from jifen.ledger.posting import (
     ensure_writable,
     lock_account,
     lock_accounts,
+    locked,
     open_hold_allocations,
     refuse_reversed,
     refuse_used_reference,
@@ -120,10 +121,14 @@ def credit(
     reference: str | None = None,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    account: Account | None = None,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> JournalTransaction:
-    """Credit a member: a new lot, pending for the programme's return window if asked."""
+    """Credit a member: a new lot, pending for the programme's return window if asked.
+    `account`: the member's points account, if the caller locked it (`lock_member`);
+    `outbox`: where to leave the event, for the caller to write (else written now)."""
     check_points(points)
-    account = lock_account(session, book, member_id, now)
+    account = locked(session, book, member_id, now, AccountKind.POINTS, account)
     ensure_writable(account)
     earned = earned_at or now
     posting = Posting(
@@ -149,7 +154,7 @@ def credit(
         posting.move(account, Bucket.AVAILABLE, points)
         posting.settle_debt(account, available_before, points)
     posting.touch(account)
-    return posting.finish("points.credited", payload={"points": points})
+    return posting.finish("points.credited", payload={"points": points}, outbox=outbox)
 
 
 def debit(
@@ -230,10 +235,13 @@ def credit_growth(
     reference: str | None = None,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    account: Account | None = None,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> JournalTransaction:
-    """Growth value (成长值): its own account, never spent, only ever reversed."""
+    """Growth value (成长值): its own account, never spent, only ever reversed.
+    `account` and `outbox`: as for `credit`."""
     check_points(points)
-    account = lock_account(session, book, member_id, now, AccountKind.GROWTH)
+    account = locked(session, book, member_id, now, AccountKind.GROWTH, account)
     ensure_writable(account)
     posting = Posting(
         session,
@@ -249,7 +257,7 @@ def credit_growth(
     )
     posting.move(posting.program(AccountKind.GROWTH_ISSUED), Bucket.AVAILABLE, -points)
     posting.move(account, Bucket.AVAILABLE, points)
-    return posting.finish("growth.credited", payload={"points": points})
+    return posting.finish("growth.credited", payload={"points": points}, outbox=outbox)
 
 
 def transfer(

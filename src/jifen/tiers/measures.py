@@ -19,7 +19,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jifen.core.clock import as_utc
@@ -40,6 +40,58 @@ def _in(
     return inside if span.end is None else inside & (column < span.end)
 
 
+def _growth_statement(bounded: bool) -> Select[int | None, int]:
+    original = aliased(JournalTransaction)
+    dated = func.coalesce(original.created_at, JournalTransaction.created_at)
+    return (
+        select(JournalEntry.member_id, func.sum(JournalEntry.amount))
+        .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
+        .join(Account, Account.id == JournalEntry.account_id)
+        .outerjoin(
+            original,
+            original.id
+            == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
+        )
+        .where(
+            JournalEntry.program_id == bindparam("program_id"),
+            JournalEntry.member_id.in_(bindparam("member_ids", expanding=True)),
+            Account.kind == AccountKind.GROWTH,
+            _in_bound(dated, bounded),
+        )
+        .group_by(JournalEntry.member_id)
+    )
+
+
+def _bought_statement(bounded: bool) -> Select[int | None, Decimal, int]:
+    return (
+        select(
+            Purchase.member_id,
+            func.sum(Purchase.net_total),
+            func.count(Purchase.id).filter(Purchase.status != PurchaseStatus.RETURNED),
+        )
+        .where(
+            Purchase.program_id == bindparam("program_id"),
+            Purchase.member_id.in_(bindparam("member_ids", expanding=True)),
+            _in_bound(Purchase.occurred_at, bounded),
+        )
+        .group_by(Purchase.member_id)
+    )
+
+
+def _in_bound(
+    column: ColumnElement[datetime] | InstrumentedAttribute[datetime], bounded: bool
+) -> ColumnElement[bool]:
+    """`_in` with the span's ends as bound parameters (`start`, and `end` if `bounded`)."""
+    inside = column >= bindparam("start", type_=column.type)
+    return inside & (column < bindparam("end", type_=column.type)) if bounded else inside
+
+
+_GROWTH = {bounded: _growth_statement(bounded) for bounded in (False, True)}
+_BOUGHT = {bounded: _bought_statement(bounded) for bounded in (False, True)}
+"""Built once (by whether the span has an end): a statement built per call cost a tenth
+of a purchase's CPU in SQLAlchemy's construction and cache-key work."""
+
+
 def measure(
     session: Session,
     program_id: int,
@@ -52,45 +104,16 @@ def measure(
     found = {member_id: zero() for member_id in member_ids}
     if not member_ids:
         return found
-    ids = list(member_ids)
+    bounded = span.end is not None
+    params = {"program_id": program_id, "member_ids": list(member_ids), "start": span.start}
+    if bounded:
+        params["end"] = span.end
     if Measure.GROWTH in which:
-        original = aliased(JournalTransaction)
-        dated = func.coalesce(original.created_at, JournalTransaction.created_at)
-        growth = session.execute(
-            select(JournalEntry.member_id, func.sum(JournalEntry.amount))
-            .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
-            .join(Account, Account.id == JournalEntry.account_id)
-            .outerjoin(
-                original,
-                original.id
-                == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
-            )
-            .where(
-                JournalEntry.program_id == program_id,
-                JournalEntry.member_id.in_(ids),
-                Account.kind == AccountKind.GROWTH,
-                _in(dated, span),
-            )
-            .group_by(JournalEntry.member_id)
-        ).all()
-        for member_id, total in growth:
+        for member_id, total in session.execute(_GROWTH[bounded], params).all():
             if member_id is not None:
                 found[member_id][Measure.GROWTH] = Decimal(int(total or 0))
     if Measure.SPEND in which or Measure.PURCHASES in which:
-        bought = session.execute(
-            select(
-                Purchase.member_id,
-                func.sum(Purchase.net_total),
-                func.count(Purchase.id).filter(Purchase.status != PurchaseStatus.RETURNED),
-            )
-            .where(
-                Purchase.program_id == program_id,
-                Purchase.member_id.in_(ids),
-                _in(Purchase.occurred_at, span),
-            )
-            .group_by(Purchase.member_id)
-        ).all()
-        for member_id, spend, count in bought:
+        for member_id, spend, count in session.execute(_BOUGHT[bounded], params).all():
             if member_id is None:
                 continue
             found[member_id][Measure.SPEND] = Decimal(spend or 0).quantize(CENT)

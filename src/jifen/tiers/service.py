@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -345,6 +345,13 @@ def notify_near_many(
 # -- upgrades on activity ---------------------------------------------------------------
 
 
+_ROWS = select(MemberTier).where(
+    MemberTier.program_id == bindparam("program_id"),
+    MemberTier.member_id.in_(bindparam("member_ids", expanding=True)),
+)
+"""Members' tier rows (built once)."""
+
+
 def on_activity(
     session: Session,
     program: Program,
@@ -353,13 +360,16 @@ def on_activity(
     now: datetime,
     actor: str,
     cause: dict[str, Any],
+    rows: Mapping[int, MemberTier] | None = None,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> str | None:
     """After a write that may raise the member's measures (under the member's points-account
     lock, which the caller holds): move them up to the highest tier they now enter.
-    Returns the new tier's code when the tier changed. See the module's docstring."""
-    return on_activity_many(session, program, {member_id: cause}, now=now, actor=actor).get(
-        member_id
-    )
+    Returns the new tier's code when the tier changed. See the module's docstring.
+    `rows` and `outbox`: as in `on_activity_many`."""
+    return on_activity_many(
+        session, program, {member_id: cause}, now=now, actor=actor, rows=rows, outbox=outbox
+    ).get(member_id)
 
 
 def on_activity_many(
@@ -369,21 +379,25 @@ def on_activity_many(
     *,
     now: datetime,
     actor: str,
+    rows: Mapping[int, MemberTier] | None = None,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> dict[int, str]:
     """`on_activity` for a batch of members (member id → the write that may have raised
     their measures), each under the account lock the caller holds, with one query per
-    measure for the batch. Returns the new tier of each member whose tier changed."""
+    measure for the batch. Returns the new tier of each member whose tier changed.
+    `rows`: the members' tier rows (by member id, a member without one left out) when the
+    caller has read them under that lock already; read here when None. `outbox`: where
+    to leave the events, for the caller to write with its own (else written here)."""
     policy = policy_of(program)
     if policy is None or len(policy.levels) < 2 or not causes:
         return {}
-    rows = {
-        row.member_id: row
-        for row in session.execute(
-            select(MemberTier).where(
-                MemberTier.program_id == program.id, MemberTier.member_id.in_(list(causes))
-            )
-        ).scalars()
-    }
+    if rows is None:
+        rows = {
+            row.member_id: row
+            for row in session.execute(
+                _ROWS, {"program_id": program.id, "member_ids": list(causes)}
+            ).scalars()
+        }
     qualified = {m: policy.rank(rows[m].qualified_tier) if m in rows else 0 for m in causes}
     which = {m: needed(policy, range(qualified[m] + 1, len(policy.levels))) for m in causes}
     asked = [m for m in causes if which[m]]
@@ -392,7 +406,7 @@ def on_activity_many(
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
     measured = measure(session, program.id, asked, win.enter, set().union(*which.values()))
-    outbox: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     changed: dict[int, str] = {}
     candidates: list[Near] = []
     for member_id in asked:
@@ -422,13 +436,16 @@ def on_activity_many(
                 details=details,
                 now=now,
                 actor=actor,
-                outbox=outbox,
+                outbox=events,
             ):
                 changed[member_id] = row.tier
         candidates.append(Near(member_id, current, measures, which[member_id]))
     session.flush()
-    outbox.extend(notify_near_many(session, policy, program.id, candidates, win.period, now))
-    emit_many(session, outbox)
+    events.extend(notify_near_many(session, policy, program.id, candidates, win.period, now))
+    if outbox is not None:
+        outbox.extend(events)
+    else:
+        emit_many(session, events)
     return changed
 
 
