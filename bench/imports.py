@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,10 @@ written: their balances change in place)."""
 
 
 def generate(folder: Path, members: int, orders: int, now: Any) -> None:
-    start = (now.date().replace(year=now.year - 1)).isoformat()
+    # The last day is yesterday: `--end` is a whole day in the programme's time zone
+    # (UTC+8), and today's later hours would be enrolments and orders in the future.
+    end = now.date() - timedelta(days=1)
+    start = end.replace(year=end.year - 1).isoformat()
     subprocess.run(
         [
             sys.executable,
@@ -90,7 +94,7 @@ def generate(folder: Path, members: int, orders: int, now: Any) -> None:
             "--start",
             start,
             "--end",
-            (now.date()).isoformat(),
+            end.isoformat(),
             "--out",
             str(folder),
         ],
