@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Dialect,
     Integer,
     String,
     Table,
@@ -30,7 +31,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     select,
     text,
     update,
@@ -67,8 +67,9 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     every row) into `table` in one statement."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), list(rows))
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        _insert_many(session, table, rows, dialect)
         return
     names = list(rows[0])
     columns = [table.c[name] for name in names]
@@ -81,6 +82,26 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
             copy.write_row(
                 [fn(row[name]) if fn else row[name] for name, fn in zip(names, adapt, strict=True)]
             )
+
+
+def _insert_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect
+) -> None:
+    """One executemany INSERT of plain tuples, each value turned into what the driver
+    takes by its column type's own bind processor (as SQLAlchemy's `insert()` would, at a
+    fraction of its cost per row: no parameter dicts are built and compiled per row)."""
+    names = list(rows[0])
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    # Names are the table's own: `table.c[name]` above refuses any other.
+    columns = ", ".join(names)
+    marks = ", ".join("?" * len(names))
+    statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
+    if not any(processors):
+        params = [tuple(row[name] for name in names) for row in rows]
+    else:
+        pairs = list(zip(names, processors, strict=True))
+        params = [tuple(fn(row[name]) if fn else row[name] for name, fn in pairs) for row in rows]
+    session.connection().exec_driver_sql(statement, params)
 
 
 def _adapter(column: Column[Any]) -> Any:

@@ -153,7 +153,7 @@ def due_at_once(book: Book, account: Account, earned_at: datetime, now: datetime
     """Whether the lot a credit earned at `earned_at` makes (pending for the return window)
     is due by `now`: released or expired by the next lock of the account."""
     release = book.release_at(earned_at)
-    if release is not None and release <= now:
-        release = None
-    due = release or book.lot_expiry(account, earned_at, now)
-    return due is not None and due <= now
+    if release is not None and release > now:
+        return False  # pending: due when released
+    expiry = book.lot_expiry(account, earned_at, now)
+    return expiry is not None and expiry <= now
