@@ -11,12 +11,15 @@ gives, in file order (tests/imports check balances, lots and breakdowns against 
   leave; points are pending for the return window, growth value is credited, and the
   member moves up a tier in the same transaction when the order crosses a threshold.
 
-How it is fast: a chunk of orders is one transaction, cut into waves in which each member
-has at most one order, so each wave is priced and booked set-based — members resolved,
-accounts locked and facts read with one query each for the wave, every table written once
-(`COPY` on PostgreSQL; `jifen.db.bulk`, `jifen.ledger.bulk`). Later orders of a member go
-to later waves, in file order, and see what the earlier ones did. A programme whose rules
-have budgets (shared by all members) is cut into waves in strict file order, so a budget
+How it is fast: a chunk of orders is one transaction, booked in rounds. In a round each
+member has a run of their next orders, priced one after the other in Python with the
+facts derived (no longer a first purchase after the first; caps and budgets counted in
+memory) and booked together with the other members' — accounts locked and facts read
+with one query each per round, every table written once (`COPY` on PostgreSQL;
+`jifen.db.bulk`, `jifen.ledger.bulk`). A run ends where the API would have seen something
+the derivation does not cover — a tier move or near-upgrade notice, a lot due at once, a
+debt (`jifen.imports.runs`) — and the member's next orders go to the next round. With
+budgets (shared by all members) a round stops at the first order left over, so a budget
 runs out at the same order as it would through the API.
 
 One thing differs on purpose: the claim window (`claim_days`) is not applied. It limits
