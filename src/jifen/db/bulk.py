@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -80,7 +81,13 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     connection = session.connection().connection.dbapi_connection
     assert connection is not None
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+    # A thread hands the rows to the server while Python builds the next ones (psycopg's
+    # queued writer): PostgreSQL's inserting overlaps the row building instead of all of
+    # it waiting at the end of the COPY.
+    with (
+        connection.cursor() as cursor,  # type: ignore[attr-defined]
+        cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
+    ):
         write = copy.write_row
         if not json_at:
             for row in rows:
