@@ -34,7 +34,7 @@ from jifen.programs.models import Program
 from jifen.programs.tiers import Measure, TierPolicy
 from jifen.tiers.measures import measure
 from jifen.tiers.models import BenefitIssue, MemberTier
-from jifen.tiers.qualify import entered, near, needed, next_rank
+from jifen.tiers.qualify import NEAR, entered, near, needed, next_rank
 from jifen.tiers.service import NEAR_PREFIX
 from jifen.tiers.standing import policy_of
 from jifen.tiers.windows import Span, windows
@@ -47,6 +47,9 @@ class Tiering:
     policy: TierPolicy
     span: Span
     period: str
+    floor: dict[Measure, Decimal]
+    """Below these on every measure a member neither enters a tier nor is near one (the
+    least of every enter threshold's measure × NEAR): most orders stop at that check."""
 
     @classmethod
     def of(cls, program: Program, now: datetime) -> Tiering | None:
@@ -55,7 +58,14 @@ class Tiering:
         if policy is None or len(policy.levels) < 2:
             return None
         win = windows(policy.window, now, ZoneInfo(program.timezone))
-        return cls(policy, win.enter, win.period)
+        floor: dict[Measure, Decimal] = {}
+        for tier in policy.levels:
+            if tier.enter is None:
+                continue
+            for m, need in tier.enter.measures().items():
+                least = min(need, need * NEAR)  # `meets` needs `need`, `near` need × NEAR
+                floor[m] = min(floor.get(m, least), least)
+        return cls(policy, win.enter, win.period, floor)
 
     def covers(self, at: datetime) -> bool:
         return at >= self.span.start and (self.span.end is None or at < self.span.end)
@@ -140,6 +150,8 @@ def tier_moves(
     if tiering.covers(occurred_at) and counted & {Measure.SPEND, Measure.PURCHASES}:
         measures[Measure.SPEND] += total
         measures[Measure.PURCHASES] += 1
+    if all(measures.get(m, Decimal(0)) < least for m, least in tiering.floor.items()):
+        return False
     if entered(policy, standing.qualified, measures) > standing.qualified:
         return True
     target = next_rank(policy, standing.current)
