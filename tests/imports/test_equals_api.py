@@ -82,7 +82,7 @@ def test_import_equals_posting_one_by_one(
     write_purchases_csv(tmp_path / "purchases.csv", data.orders)
 
     post_through_api(through_api, clock, api_program, data)
-    # small chunks: members' later orders land in later chunks and later waves
+    # small chunks: members' later orders land in later chunks and later rounds
     import_files(imported, clock, import_program, tmp_path, chunk=37)
 
     expected, got = state(through_api, api_program), state(imported, import_program)

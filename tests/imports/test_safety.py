@@ -70,8 +70,8 @@ def test_a_rerun_after_a_crash_books_every_order_once(
     write_purchases_csv(tmp_path / "purchases.csv", data.orders)
     members_in(db, clock, program_id, tmp_path / "members.csv")
 
-    # the third chunk's transaction dies halfway through (after its first wave)
-    real = purchase_import._book_wave
+    # the third chunk's transaction dies halfway through (after its first round's writes)
+    real = purchase_import._book_round
     calls = {"chunks": 0}
     real_book = purchase_import._book
 
@@ -79,13 +79,14 @@ def test_a_rerun_after_a_crash_books_every_order_once(
         calls["chunks"] += 1
         return real_book(*args, **kwargs)
 
-    def wave(*args: Any, **kwargs: Any) -> None:
-        real(*args, **kwargs)
+    def first_round(*args: Any, **kwargs: Any) -> Any:
+        left = real(*args, **kwargs)
         if calls["chunks"] == 3:
             raise RuntimeError("the machine lost power")
+        return left
 
     monkeypatch.setattr(purchase_import, "_book", book)
-    monkeypatch.setattr(purchase_import, "_book_wave", wave)
+    monkeypatch.setattr(purchase_import, "_book_round", first_round)
     with pytest.raises(RuntimeError):
         purchases_in(db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
     monkeypatch.undo()

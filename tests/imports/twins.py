@@ -126,7 +126,7 @@ def sample(now: datetime, *, members: int, orders: int, seed: int) -> Sample:
         }
         if channel == "store":
             order["store"] = rng.choice(["sh-001", "sh-002", "bj-001"])
-        # a few heavy members buy often (their orders land in later waves)
+        # a few heavy members buy often (several orders a chunk; tier moves end their runs)
         if rng.random() > 0.06:
             who = (
                 min(int(rng.paretovariate(1.2)), members)

@@ -14,14 +14,18 @@ Reserve and write a table's rows in the same transaction, before the ORM inserts
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     ColumnElement,
+    Dialect,
     Integer,
     String,
     Table,
@@ -30,7 +34,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    insert,
     select,
     text,
     update,
@@ -67,31 +70,73 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     every row) into `table` in one statement."""
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), list(rows))
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        _insert_many(session, table, rows, dialect)
         return
     names = list(rows[0])
-    columns = [table.c[name] for name in names]
-    adapt = [_adapter(column) for column in columns]
+    # JSON values go as their text (what psycopg's Jsonb would send), the rest as they are
+    json_at = [i for i, name in enumerate(names) if _is_json(table.c[name])]
+    values_of = _getter(names)
     connection = session.connection().connection.dbapi_connection
     assert connection is not None
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+    # A thread hands the rows to the server while Python builds the next ones (psycopg's
+    # queued writer): PostgreSQL's inserting overlaps the row building instead of all of
+    # it waiting at the end of the COPY.
+    with (
+        connection.cursor() as cursor,  # type: ignore[attr-defined]
+        cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
+    ):
+        write = copy.write_row
+        if not json_at:
+            for row in rows:
+                write(values_of(row))
+            return
         for row in rows:
-            copy.write_row(
-                [fn(row[name]) if fn else row[name] for name, fn in zip(names, adapt, strict=True)]
-            )
+            values = list(values_of(row))
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = json.dumps(values[i])
+            write(values)
 
 
-def _adapter(column: Column[Any]) -> Any:
-    """How a value of `column` is handed to COPY (None: as it is)."""
+def _getter(names: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A row's values in the order of `names`, as a tuple (itemgetter: no loop in Python)."""
+    if len(names) == 1:
+        name = names[0]
+        return lambda row: (row[name],)
+    return itemgetter(*names)
+
+
+def _insert_many(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect
+) -> None:
+    """One executemany INSERT of plain tuples, each value turned into what the driver
+    takes by its column type's own bind processor (as SQLAlchemy's `insert()` would, at a
+    fraction of its cost per row: no parameter dicts are built and compiled per row)."""
+    names = list(rows[0])
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    values_of = _getter(names)
+    # Names are the table's own: `table.c[name]` above refuses any other.
+    columns = ", ".join(names)
+    marks = ", ".join("?" * len(names))
+    statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
+    if not any(processors):
+        params = [values_of(row) for row in rows]
+    else:
+        pairs = list(enumerate(processors))
+        params = []
+        for row in rows:
+            values = values_of(row)
+            params.append(tuple(fn(values[i]) if fn else values[i] for i, fn in pairs))
+    session.connection().exec_driver_sql(statement, params)
+
+
+def _is_json(column: Column[Any]) -> bool:
     kind = column.type
     variant = getattr(kind, "_variant_mapping", {}).get("postgresql", kind)
-    if isinstance(kind, JSON) or isinstance(variant, JSON):
-        from psycopg.types.json import Jsonb
-
-        return lambda value: None if value is None else Jsonb(value)
-    return None
+    return isinstance(kind, JSON) or isinstance(variant, JSON)
 
 
 class _IdArray(TypeDecorator[Sequence[int]]):

@@ -2,15 +2,19 @@
 and outbox events that `service.credit` and `service.credit_growth` write one member at
 a time, written set-based — each table once per batch (`jifen.db.bulk`).
 
-The batch is a set of credits to distinct members whose points accounts the caller has
-locked with `posting.lock_accounts` (which also brought them up to date). A member in
-debt whose credit would be available at once repays the debt from it; that takes lots
+The batch is a list of credits, in the order they are made, to members whose points
+accounts the caller has locked with `posting.lock_accounts` (which also brought them up
+to date). A member may have several: each sees the balances the ones before it left, as
+if they were booked one after the other, and the account's row is written once. A member
+in debt whose credit would be available at once repays the debt from it; that takes lots
 apart, so such a credit goes through `service.credit`, one at a time, in the same
-transaction. The result is the same either way.
+transaction (and a member in debt may then have only that credit in the batch). The
+result is the same either way.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,20 +70,20 @@ def credit_many(
     now: datetime,
     actor: str,
 ) -> list[Credited]:
-    """Book `credits` (distinct members; `accounts` are their points accounts, locked).
+    """Book `credits` in order (`accounts` are their members' points accounts, locked).
     Returns each credit's transactions, in order."""
     from jifen.ledger import service  # service builds on this module's siblings
 
-    members = [c.member_id for c in credits]
-    if len(set(members)) != len(members):
-        raise ValueError("credit_many takes one credit per member")
+    repeated = Counter(c.member_id for c in credits)
+    if any(n > 1 and accounts[m].available < 0 for m, n in repeated.items()):
+        raise ValueError("credit_many takes one credit for a member in debt")
     for credit in credits:
         if credit.points:
             check_points(credit.points)
         if credit.growth:
             check_points(credit.growth, "growth")
         ensure_writable(accounts[credit.member_id])
-    growing = [c.member_id for c in credits if c.growth]
+    growing = sorted({c.member_id for c in credits if c.growth})
     growth_accounts = (
         lock_accounts(session, book, growing, now, AccountKind.GROWTH) if growing else {}
     )
@@ -168,9 +172,9 @@ def credit_many(
         if isinstance(book.expiry, AfterInactivity)
         else None
     )
-    touched: list[int] = []
-    changes: list[dict[str, Any]] = []
-    growth_changes: list[dict[str, Any]] = []
+    balances: dict[int, dict[str, Any]] = {}
+    """Account id → its balances as the credits so far leave them."""
+    growth_balances: dict[int, dict[str, Any]] = {}
     for (i, credit, release), txn_id, lot_id in zip(batch, txn_ids, lot_ids, strict=False):
         account = accounts[credit.member_id]
         txn(txn_id, TxnKind.EARN, credit, credit.points, credit.reference)
@@ -198,21 +202,25 @@ def credit_many(
                 "expires_at": expiry,
             }
         )
-        due = release or expiry
-        next_due = account.next_due_at
-        if due is not None and (next_due is None or due < next_due):
-            next_due = due
-        changes.append(
-            {
+        balance = balances.get(account.id)
+        if balance is None:
+            balance = balances[account.id] = {
                 "account": account,
-                "available": account.available + (0 if release is not None else credit.points),
-                "pending": account.pending + (credit.points if release is not None else 0),
-                "lifetime_earned": account.lifetime_earned + credit.points,
-                "next_due_at": next_due,
+                "available": account.available,
+                "pending": account.pending,
+                "lifetime_earned": account.lifetime_earned,
+                "next_due_at": account.next_due_at,
                 "last_activity_at": now,
             }
-        )
-        touched.append(account.id)
+        if release is None:
+            balance["available"] += credit.points
+        else:
+            balance["pending"] += credit.points
+        balance["lifetime_earned"] += credit.points
+        due = release or expiry
+        next_due = balance["next_due_at"]
+        if due is not None and (next_due is None or due < next_due):
+            balance["next_due_at"] = due
         found[i] = Credited(txn_id, None)
     for i, txn_id in one_by_one.items():
         found[i] = Credited(txn_id, None)
@@ -227,14 +235,16 @@ def credit_many(
             ]
         )
         entries.extend(entry(txn_id, a, m, b, n) for a, b, m, n in pair)
-        growth_changes.append(
-            {"account": growth_account, "available": growth_account.available + credit.growth}
+        growth_balance = growth_balances.setdefault(
+            growth_account.id, {"account": growth_account, "available": growth_account.available}
         )
+        growth_balance["available"] += credit.growth
         earn = found.get(i, Credited(None, None)).txn_id
         found[i] = Credited(earn, txn_id)
 
-    _set_balances(session, changes)
-    _set_balances(session, growth_changes)
+    touched = list(balances)
+    _set_balances(session, list(balances.values()))
+    _set_balances(session, list(growth_balances.values()))
     write_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
     write_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
     write_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
