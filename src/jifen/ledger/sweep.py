@@ -19,6 +19,13 @@ account id, then as the Python steps list them), so both stores keep one ledger:
 
 Status literals are written out (not bound) so that the planner can use the partial
 indexes on due lots and active holds.
+
+The release statement finds its rows by index, however many lots are due elsewhere in
+the programme: the due lots account by account (`OFFSET 0` keeps the lateral subquery a
+per-account probe of the lots' account index; joined as a set the planner hashed every
+due lot of the programme, 100,000 rows for a batch of 8,000), the debts by the accounts'
+key, and the lots to update by their key as one array (joined to `repaid` by id the
+planner hashed the whole lots table, spilling to disk, in every batch).
 """
 
 from __future__ import annotations
@@ -100,9 +107,12 @@ WITH due AS MATERIALIZED (
            row_number() OVER w AS n,
            coalesce(sum(remaining) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                AS before
-    FROM lots
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'pending' AND available_at <= :now
+    FROM unnest(CAST(:ids AS BIGINT[])) AS a (account)
+    CROSS JOIN LATERAL (
+        SELECT id, account_id, member_id, remaining, expires_at FROM lots
+        WHERE account_id = a.account AND status = 'pending' AND available_at <= :now
+        OFFSET 0
+    ) AS l
     WINDOW w AS (PARTITION BY account_id ORDER BY expires_at ASC NULLS LAST, id)
 ),
 per_account AS MATERIALIZED (
@@ -111,8 +121,8 @@ per_account AS MATERIALIZED (
     FROM (
         SELECT d.account_id, min(d.member_id) AS member_id,
                CAST(sum(d.remaining) AS BIGINT) AS points,
-               greatest(-min(a.available), 0) AS debt
-        FROM due AS d JOIN accounts AS a ON a.id = d.account_id
+               greatest(-(SELECT available FROM accounts WHERE id = d.account_id), 0) AS debt
+        FROM due AS d
         GROUP BY d.account_id ORDER BY d.account_id
     ) AS s
 ),
@@ -123,7 +133,8 @@ repaid AS MATERIALIZED (
 ),
 released AS (
     UPDATE lots SET status = 'available', remaining = lots.remaining - r.take
-    FROM repaid AS r WHERE lots.id = r.id
+    FROM repaid AS r
+    WHERE lots.id = ANY(CAST((SELECT array_agg(id) FROM repaid) AS BIGINT[])) AND lots.id = r.id
 ),
 transactions AS (
     INSERT INTO journal_transactions (id, program_id, member_id, kind, points, created_at, actor)
