@@ -5,7 +5,8 @@ locked. On SQLite it builds the rows in Python; on PostgreSQL the statements her
 same work inside the server, so that no lot passes through Python: one statement whose
 data-modifying CTEs pick the due lots, update them, and insert the journal transactions
 (one per account), their entries, the lots' allocations and the outbox events, and update
-the balances; and one statement that recomputes the accounts' `next_due_at`.
+the balances and, for a scheduled batch, the accounts' `next_due_at` (lazy maintenance
+runs several steps, then `refresh_next_due`).
 
 They write exactly the rows the Python steps write, in the same order (ids ascend with the
 account id, then as the Python steps list them), so both stores keep one ledger:
@@ -14,18 +15,17 @@ account id, then as the Python steps list them), so both stores keep one ledger:
   round trip;
 - the CTEs all read one snapshot, taken after the caller locked the accounts (whoever
   changes a lot holds its account's lock), so the due lots `due` reads are the ones the
-  UPDATE of the lots finds by the same condition (expiry: by the condition, as a plain
-  UPDATE would, which costs a third less than joining the lots to `due` by id).
+  UPDATE of the lots finds by their ids.
 
-Status literals are written out (not bound) so that the planner can use the partial
-indexes on due lots and active holds.
-
-The release statement finds its rows by index, however many lots are due elsewhere in
-the programme: the due lots account by account (`OFFSET 0` keeps the lateral subquery a
-per-account probe of the lots' account index; joined as a set the planner hashed every
-due lot of the programme, 100,000 rows for a batch of 8,000), the debts by the accounts'
-key, and the lots to update by their key as one array (joined to `repaid` by id the
-planner hashed the whole lots table, spilling to disk, in every batch).
+Both statements find their rows by index, however many lots are due elsewhere in the
+programme: the due lots account by account (`OFFSET 0` keeps the lateral subquery a
+per-account probe of the lots' account index; read through the partial index on due lots,
+a batch of 8,000 lots walked all 100,000 due lots of the bench's programme, dead entries
+of earlier batches included, so the work per batch grew with the programme), the debts by
+the accounts' key, and the lots to update by their key as one array (joined to `due` or
+`repaid` by id, the planner hashed the whole lots table, spilling to disk, in every
+batch). Status literals are written out (not bound) so that the planner can use the
+partial index on active holds.
 """
 
 from __future__ import annotations
@@ -40,15 +40,17 @@ from jifen.ledger.posting import Book
 
 _EXPIRE_SQL = """
 WITH due AS MATERIALIZED (
-    SELECT id, account_id, member_id, remaining
-    FROM lots
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'available' AND expires_at <= :now
+    SELECT l.id, l.account_id, l.member_id, l.remaining
+    FROM unnest(CAST(:ids AS BIGINT[])) AS a (account)
+    CROSS JOIN LATERAL (
+        SELECT id, account_id, member_id, remaining FROM lots
+        WHERE account_id = a.account AND status = 'available' AND expires_at <= :now
+        OFFSET 0
+    ) AS l
 ),
 expired AS (
     UPDATE lots SET status = 'expired', remaining = 0
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'available' AND expires_at <= :now
+    WHERE id = ANY(CAST((SELECT array_agg(id) FROM due) AS BIGINT[]))
 ),
 per_account AS MATERIALIZED (
     SELECT nextval(CAST((SELECT pg_get_serial_sequence('journal_transactions', 'id'))
