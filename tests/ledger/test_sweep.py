@@ -140,3 +140,96 @@ def test_the_sql_steps_write_the_rows_the_python_steps_write(
     repaid = [a["amount"] for a in in_sql["allocations"] if a["transaction_id"] in releases]
     assert repaid == [-50, -10]  # the debt of 60, earliest expiry first
     assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
+
+
+def due_history(db: Database, clock: FrozenClock) -> tuple[Book, list[dict[str, Any]]]:
+    """A history for the accounts' `next_due_at` as the scheduled jobs leave it (the SQL
+    steps work it out in the step's own statement from what the statement does to the
+    lots; the Python steps refresh it afterwards). Returns the book and everything after
+    each job run."""
+    book = make_program(
+        db, clock, pending_days=7, expiry_policy=MONTHLY, allow_negative_balance=True
+    )
+    debtor, waiting, keeper, fresh = (make_member(db, book, clock) for _ in range(4))
+
+    def credit(member: int, points: int, **kw: Any) -> None:
+        db.write(lambda s: ledger.credit(s, book, member, points, now=clock.now(), actor="t", **kw))
+
+    # The debtor owes 60 at the release: the 50 repays 50 (its expiry no longer counts),
+    # the 30, earned a day later, keeps 20 (its expiry is the next thing due).
+    earned = db.write(lambda s: ledger.credit(s, book, debtor, 100, now=clock.now(), actor="t")).id
+    db.write(lambda s: ledger.debit(s, book, debtor, 80, now=clock.now(), actor="t"))
+    db.write(lambda s: ledger.reverse(s, book, earned, now=clock.now(), actor="t", allow_debt=True))
+    credit(debtor, 20)
+    credit(debtor, 50, pending=True)
+    credit(waiting, 40, pending=True)  # released on day 9, when its second lot is not due
+    credit(keeper, 15)
+    credit(fresh, 3)
+    clock.advance(days=1)
+    credit(debtor, 30, pending=True)
+    clock.advance(days=4)
+    credit(waiting, 25, pending=True)  # available on day 12, before the 40 expires
+    clock.advance(days=4)
+    runs = [run_job(db, "release", now=clock.now(), program_id=book.program_id, batch_size=2)]
+    snapshots = [everything(db, book)]
+    clock.advance(days=11)  # day 20
+    credit(keeper, 35)  # expires after the job below: keeper's next thing due
+    db.write(
+        lambda s: ledger.authorise_hold(
+            s,
+            book,
+            keeper,
+            10,
+            now=clock.now(),
+            actor="t",
+            expires_at=clock.now() + timedelta(days=45),
+        )
+    )
+    clock.advance(days=10)  # day 30
+    credit(fresh, 7, pending=True)  # available on day 37: fresh's next thing due
+    clock.advance(days=3)  # day 33: every lot earned on days 0 and 1 has expired
+    runs.append(run_job(db, "expire", now=clock.now(), program_id=book.program_id, batch_size=2))
+    snapshots.append(everything(db, book))
+    assert [(r.totals.accounts, r.totals.items) for r in runs] == [(2, 3), (4, 6)]
+    return book, snapshots
+
+
+def test_a_batch_sets_next_due_at_as_the_python_steps_do(
+    pg_db: Database, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book, in_sql = due_history(pg_db, FrozenClock(START))
+    other = tmp_path / "python"
+    other.mkdir()
+    python_db = make_database("postgres", request, other)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(jobs, "_on_postgres", lambda session: False)
+            _, in_python = due_history(python_db, FrozenClock(START))
+    finally:
+        python_db.dispose()
+    for after_job, python_after_job in zip(in_sql, in_python, strict=True):
+        for table in ("accounts", "txns", "entries", "lots", "allocations", "holds", "outbox"):
+            assert after_job[table] == python_after_job[table], table
+
+    def next_due(snapshot: dict[str, Any]) -> list[Any]:
+        return [a["next_due_at"] for a in snapshot["accounts"] if a["kind"] == "points"]
+
+    def lots(snapshot: dict[str, Any], amount: int) -> dict[str, Any]:
+        (lot,) = (lot for lot in snapshot["lots"] if lot["amount"] == amount)
+        return lot
+
+    released, expired = in_sql
+    # debtor, waiting, keeper, fresh
+    assert next_due(released) == [
+        lots(released, 30)["expires_at"],  # not the fully repaid 50's, a day earlier
+        lots(released, 25)["available_at"],  # not the released 40's
+        lots(released, 15)["expires_at"],
+        lots(released, 3)["expires_at"],
+    ]
+    assert next_due(expired) == [
+        None,
+        lots(expired, 25)["available_at"],  # still pending: no release ran since
+        lots(expired, 35)["expires_at"],  # not the expired 15's
+        lots(expired, 7)["available_at"],
+    ]
+    assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)

@@ -125,6 +125,10 @@ def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: in
     )
     if not locked:  # nothing due, or every candidate is being worked on by another worker
         return StepResult()
+    if step != Step.LAPSE and _on_postgres(session):
+        # One statement does the step and sets the accounts' next_due_at (jifen.ledger.sweep).
+        swept = sweep.release if step == Step.RELEASE else sweep.expire
+        return StepResult(*swept(session, book, locked, now, JOB_ACTOR.format(step), refresh=True))
     result = run_step(session, book, step, locked, now)
     refresh_next_due(session, locked)
     return result

@@ -5,7 +5,8 @@ locked. On SQLite it builds the rows in Python; on PostgreSQL the statements her
 same work inside the server, so that no lot passes through Python: one statement whose
 data-modifying CTEs pick the due lots, update them, and insert the journal transactions
 (one per account), their entries, the lots' allocations and the outbox events, and update
-the balances; and one statement that recomputes the accounts' `next_due_at`.
+the balances and, for a scheduled batch, the accounts' `next_due_at` (lazy maintenance
+runs several steps, then `refresh_next_due`).
 
 They write exactly the rows the Python steps write, in the same order (ids ascend with the
 account id, then as the Python steps list them), so both stores keep one ledger:
@@ -14,11 +15,17 @@ account id, then as the Python steps list them), so both stores keep one ledger:
   round trip;
 - the CTEs all read one snapshot, taken after the caller locked the accounts (whoever
   changes a lot holds its account's lock), so the due lots `due` reads are the ones the
-  UPDATE of the lots finds by the same condition (expiry: by the condition, as a plain
-  UPDATE would, which costs a third less than joining the lots to `due` by id).
+  UPDATE of the lots finds by their ids.
 
-Status literals are written out (not bound) so that the planner can use the partial
-indexes on due lots and active holds.
+Both statements find their rows by index, however many lots are due elsewhere in the
+programme: the due lots account by account (`OFFSET 0` keeps the lateral subquery a
+per-account probe of the lots' account index; read through the partial index on due lots,
+a batch of 8,000 lots walked all 100,000 due lots of the bench's programme, dead entries
+of earlier batches included, so the work per batch grew with the programme), the debts by
+the accounts' key, and the lots to update by their key as one array (joined to `due` or
+`repaid` by id, the planner hashed the whole lots table, spilling to disk, in every
+batch). Status literals are written out (not bound) so that the planner can use the
+partial index on active holds.
 """
 
 from __future__ import annotations
@@ -31,18 +38,19 @@ from sqlalchemy.orm import Session
 from jifen.ledger.models import AccountKind, TxnKind
 from jifen.ledger.posting import Book
 
-_EXPIRE = text(
-    """
+_EXPIRE_SQL = """
 WITH due AS MATERIALIZED (
-    SELECT id, account_id, member_id, remaining
-    FROM lots
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'available' AND expires_at <= :now
+    SELECT l.id, l.account_id, l.member_id, l.remaining
+    FROM unnest(CAST(:ids AS BIGINT[])) AS a (account)
+    CROSS JOIN LATERAL (
+        SELECT id, account_id, member_id, remaining FROM lots
+        WHERE account_id = a.account AND status = 'available' AND expires_at <= :now
+        OFFSET 0
+    ) AS l
 ),
 expired AS (
     UPDATE lots SET status = 'expired', remaining = 0
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'available' AND expires_at <= :now
+    WHERE id = ANY(CAST((SELECT array_agg(id) FROM due) AS BIGINT[]))
 ),
 per_account AS MATERIALIZED (
     SELECT nextval(CAST((SELECT pg_get_serial_sequence('journal_transactions', 'id'))
@@ -75,10 +83,7 @@ allocations AS (
     WHERE d.remaining > 0
     ORDER BY d.account_id, d.id
 ),
-balances AS (
-    UPDATE accounts SET available = accounts.available - p.points
-    FROM per_account AS p WHERE accounts.id = p.account_id
-),
+{balances}
 events AS (
     INSERT INTO outbox_events (program_id, member_id, type, payload, occurred_at)
     SELECT :program_id, member_id, 'points.expired',
@@ -89,20 +94,21 @@ SELECT (SELECT count(*) FROM per_account),
        (SELECT count(*) FROM due),
        (SELECT coalesce(sum(points), 0) FROM per_account)
 """
-)
 
 # Released points repay a debt first (a negative `available`), earliest expiry first: a
 # lot gives what the debt still lacks after the lots before it, up to what it has.
-_RELEASE = text(
-    """
+_RELEASE_SQL = """
 WITH due AS MATERIALIZED (
-    SELECT id, account_id, member_id, remaining,
+    SELECT id, account_id, member_id, remaining, expires_at,
            row_number() OVER w AS n,
            coalesce(sum(remaining) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                AS before
-    FROM lots
-    WHERE account_id = ANY(CAST(:ids AS BIGINT[]))
-      AND status = 'pending' AND available_at <= :now
+    FROM unnest(CAST(:ids AS BIGINT[])) AS a (account)
+    CROSS JOIN LATERAL (
+        SELECT id, account_id, member_id, remaining, expires_at FROM lots
+        WHERE account_id = a.account AND status = 'pending' AND available_at <= :now
+        OFFSET 0
+    ) AS l
     WINDOW w AS (PARTITION BY account_id ORDER BY expires_at ASC NULLS LAST, id)
 ),
 per_account AS MATERIALIZED (
@@ -111,19 +117,20 @@ per_account AS MATERIALIZED (
     FROM (
         SELECT d.account_id, min(d.member_id) AS member_id,
                CAST(sum(d.remaining) AS BIGINT) AS points,
-               greatest(-min(a.available), 0) AS debt
-        FROM due AS d JOIN accounts AS a ON a.id = d.account_id
+               greatest(-(SELECT available FROM accounts WHERE id = d.account_id), 0) AS debt
+        FROM due AS d
         GROUP BY d.account_id ORDER BY d.account_id
     ) AS s
 ),
 repaid AS MATERIALIZED (
-    SELECT d.id, d.account_id, d.member_id, d.n, p.txn_id,
+    SELECT d.id, d.account_id, d.member_id, d.n, d.remaining, d.expires_at, p.txn_id,
            least(d.remaining, greatest(p.debt - d.before, 0)) AS take
     FROM due AS d JOIN per_account AS p USING (account_id)
 ),
 released AS (
     UPDATE lots SET status = 'available', remaining = lots.remaining - r.take
-    FROM repaid AS r WHERE lots.id = r.id
+    FROM repaid AS r
+    WHERE lots.id = ANY(CAST((SELECT array_agg(id) FROM repaid) AS BIGINT[])) AND lots.id = r.id
 ),
 transactions AS (
     INSERT INTO journal_transactions (id, program_id, member_id, kind, points, created_at, actor)
@@ -144,11 +151,7 @@ entries AS (
         AS e (n, bucket, amount)
     ORDER BY p.txn_id, e.n
 ),
-balances AS (
-    UPDATE accounts
-    SET available = accounts.available + p.points, pending = accounts.pending - p.points
-    FROM per_account AS p WHERE accounts.id = p.account_id
-),
+{balances}
 events AS (
     INSERT INTO outbox_events (program_id, member_id, type, payload, occurred_at)
     SELECT :program_id, member_id, 'points.released',
@@ -159,7 +162,92 @@ SELECT (SELECT count(*) FROM per_account),
        (SELECT count(*) FROM due),
        (SELECT coalesce(sum(points), 0) FROM per_account)
 """
-)
+
+# The balances alone, when the caller refreshes `next_due_at` afterwards (lazy maintenance
+# runs several steps, then refreshes once).
+_EXPIRE_BALANCES = """
+balances AS (
+    UPDATE accounts SET available = accounts.available - p.points
+    FROM per_account AS p WHERE accounts.id = p.account_id
+),"""
+_RELEASE_BALANCES = """
+balances AS (
+    UPDATE accounts
+    SET available = accounts.available + p.points, pending = accounts.pending - p.points
+    FROM per_account AS p WHERE accounts.id = p.account_id
+),"""
+
+# The balances and `next_due_at` in one UPDATE of the accounts (a scheduled batch runs one
+# step): each locked account's earliest coming expiry, release or lapse as the statement
+# leaves the lots, worked out from the snapshot and what the statement does to it, since
+# its CTEs cannot see their own writes. After expiry the available lots left are the ones
+# not due; after release, the lots released keep what repaying a debt left of them and the
+# pending lots left are the ones not due. An account is written if its balance or its
+# `next_due_at` changes, as `_REFRESH_NEXT_DUE` would. The lots are read account by account
+# (correlated subqueries: probes of the lots' account index), not through the partial
+# indexes on due lots, which hold every due lot of the programme.
+_NEXT_DUE_AFTER_EXPIRY = """
+next_due AS MATERIALIZED (
+    SELECT ids.id,
+           least(
+               (SELECT min(expires_at) FROM lots
+                WHERE account_id = ids.id AND status = 'available' AND remaining > 0
+                  AND expires_at > :now),
+               (SELECT min(available_at) FROM lots
+                WHERE account_id = ids.id AND status = 'pending'),
+               h.due
+           ) AS due
+    FROM unnest(CAST(:ids AS BIGINT[])) AS ids (id)
+    LEFT JOIN (
+        SELECT account_id, min(expires_at) AS due FROM holds
+        WHERE account_id = ANY(CAST(:ids AS BIGINT[])) AND status = 'active'
+        GROUP BY account_id
+    ) AS h ON h.account_id = ids.id
+),
+balances AS (
+    UPDATE accounts
+    SET available = accounts.available - coalesce(p.points, 0), next_due_at = n.due
+    FROM next_due AS n LEFT JOIN per_account AS p ON p.account_id = n.id
+    WHERE accounts.id = n.id
+      AND (p.account_id IS NOT NULL OR accounts.next_due_at IS DISTINCT FROM n.due)
+),"""
+_NEXT_DUE_AFTER_RELEASE = """
+next_due AS MATERIALIZED (
+    SELECT ids.id,
+           least(
+               (SELECT min(expires_at) FROM lots
+                WHERE account_id = ids.id AND status = 'available' AND remaining > 0),
+               r.due,
+               (SELECT min(available_at) FROM lots
+                WHERE account_id = ids.id AND status = 'pending'
+                  AND (available_at <= :now) IS NOT TRUE),
+               h.due
+           ) AS due
+    FROM unnest(CAST(:ids AS BIGINT[])) AS ids (id)
+    LEFT JOIN (
+        SELECT account_id, min(expires_at) AS due FROM repaid
+        WHERE remaining > take
+        GROUP BY account_id
+    ) AS r ON r.account_id = ids.id
+    LEFT JOIN (
+        SELECT account_id, min(expires_at) AS due FROM holds
+        WHERE account_id = ANY(CAST(:ids AS BIGINT[])) AND status = 'active'
+        GROUP BY account_id
+    ) AS h ON h.account_id = ids.id
+),
+balances AS (
+    UPDATE accounts
+    SET available = accounts.available + coalesce(p.points, 0),
+        pending = accounts.pending - coalesce(p.points, 0), next_due_at = n.due
+    FROM next_due AS n LEFT JOIN per_account AS p ON p.account_id = n.id
+    WHERE accounts.id = n.id
+      AND (p.account_id IS NOT NULL OR accounts.next_due_at IS DISTINCT FROM n.due)
+),"""
+
+_EXPIRE = text(_EXPIRE_SQL.replace("{balances}", _EXPIRE_BALANCES.strip()))
+_EXPIRE_AND_REFRESH = text(_EXPIRE_SQL.replace("{balances}", _NEXT_DUE_AFTER_EXPIRY.strip()))
+_RELEASE = text(_RELEASE_SQL.replace("{balances}", _RELEASE_BALANCES.strip()))
+_RELEASE_AND_REFRESH = text(_RELEASE_SQL.replace("{balances}", _NEXT_DUE_AFTER_RELEASE.strip()))
 
 # Only rows whose value changes are written (an unchanged account keeps its row version).
 _REFRESH_NEXT_DUE = text(
@@ -187,11 +275,18 @@ WHERE accounts.id = d.id AND accounts.next_due_at IS DISTINCT FROM d.due
 
 
 def expire(
-    session: Session, book: Book, account_ids: list[int], now: datetime, actor: str
+    session: Session,
+    book: Book,
+    account_ids: list[int],
+    now: datetime,
+    actor: str,
+    *,
+    refresh: bool = False,
 ) -> tuple[int, int, int]:
-    """Expire the due lots of locked accounts: (accounts that lost points, lots, points)."""
+    """Expire the due lots of locked accounts: (accounts that lost points, lots, points).
+    With `refresh`, the statement also sets the accounts' `next_due_at`."""
     row = session.execute(
-        _EXPIRE,
+        _EXPIRE_AND_REFRESH if refresh else _EXPIRE,
         {
             "ids": account_ids,
             "now": now,
@@ -205,11 +300,18 @@ def expire(
 
 
 def release(
-    session: Session, book: Book, account_ids: list[int], now: datetime, actor: str
+    session: Session,
+    book: Book,
+    account_ids: list[int],
+    now: datetime,
+    actor: str,
+    *,
+    refresh: bool = False,
 ) -> tuple[int, int, int]:
-    """Release the due pending lots of locked accounts: (accounts, lots, points)."""
+    """Release the due pending lots of locked accounts: (accounts, lots, points).
+    With `refresh`, the statement also sets the accounts' `next_due_at`."""
     row = session.execute(
-        _RELEASE,
+        _RELEASE_AND_REFRESH if refresh else _RELEASE,
         {
             "ids": account_ids,
             "now": now,
