@@ -81,12 +81,13 @@ def serve_app(database: Database, clock: Clock, settings: Settings, host: str, p
     import uvicorn
 
     from jifen.api.app import create_app
+    from jifen.api.protocol import HTTP_PROTOCOL
 
     application = create_app(database, clock, settings=settings)
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
-        uvicorn.run(application, host=host, port=port)
+        uvicorn.run(application, host=host, port=port, http=HTTP_PROTOCOL)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -109,6 +110,8 @@ def serve_workers(url: str, host: str, port: int, workers: int) -> None:
     SIGINT or SIGTERM (uvicorn's supervisor stops the workers and returns)."""
     import uvicorn
 
+    from jifen.api.protocol import HTTP_PROTOCOL
+
     os.environ["JIFEN_DATABASE_URL"] = url  # what the workers' settings read
     uvicorn.run(
         "jifen.api.app:app_from_env",
@@ -116,6 +119,9 @@ def serve_workers(url: str, host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        # TCP_NODELAY on each connection: the socket uvicorn binds for its workers leaves
+        # Nagle's algorithm on (jifen.api.protocol).
+        http=HTTP_PROTOCOL,
         # A worker answers the supervisor's health checks from a thread; starting one
         # (a fresh interpreter importing jifen) takes seconds on a busy machine, longer
         # than uvicorn's default 5 s, after which it would be killed and started again.
