@@ -34,7 +34,7 @@ PLAN: dict[str, dict[str, list[str]]] = {
         "large": ["--duration", "30", "--warmup", "5", "--members", "1000000"],
     },
     "jobs": {
-        "small": ["--lots", "40000", "--members", "10000", "--tier-members", "6000"],
+        "small": ["--lots", "500000", "--members", "125000", "--tier-members", "50000"],
         "large": ["--lots", "10000000", "--members", "1000000", "--tier-members", "1000000"],
     },
     "imports": {
