@@ -1,10 +1,11 @@
-"""`jifen import members|purchases FILE`: bulk imports from CSV or Parquet (O3), with a
+"""`jifen import members|purchases|returns FILE`: bulk imports from CSV or Parquet (O3), with a
 progress bar, a rejected-rows file and safe re-runs (docs/import.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -13,11 +14,12 @@ from jifen.cli.messages import language
 from jifen.cli.output import err, out
 from jifen.cli.programs import program_named
 from jifen.cli.state import State, actor, state_of
+from jifen.db.uow import Database
 from jifen.imports import members as member_import
 from jifen.imports import orders
 from jifen.imports import purchases as purchase_import
 from jifen.imports import returns as return_import
-from jifen.imports.files import FileFormat, Rejects, format_of, read_rows
+from jifen.imports.files import FileFormat, Rejects, Row, format_of, read_rows
 from jifen.members.models import IDENTIFIER_FIELDS
 
 app = typer.Typer(help="Bulk imports from CSV or Parquet (docs/import.md).", no_args_is_help=True)
@@ -78,6 +80,43 @@ def _report_rejects(rejects: Rejects) -> None:
         out().print(f"{rejects.count:,} rejected rows, each with its reason: {rejects.path}")
 
 
+class _Done(Protocol):
+    rows: int
+
+
+Done = TypeVar("Done", bound=_Done)
+
+
+def _target(state: State, program: str) -> tuple[Database, int]:
+    """The database and the id of the programme named `program` (refused in one line)."""
+    database = state.database()
+    return database, database.read(lambda s: program_named(s, program).id)
+
+
+def _run(
+    file: Path,
+    fmt: str | None,
+    rejects: Path | None,
+    label: str,
+    read: Callable[[Path, FileFormat], Iterable[Row]],
+    book: Callable[[Iterable[Row], Rejects, Callable[[Done], None]], Done],
+    describe: Callable[[Done], str],
+) -> None:
+    """Read FILE, book its rows under a progress bar with the rejected rows going to their
+    file, then print the one-line summary and where the rejected rows are."""
+    kind = format_of(file, fmt)
+    rows = read(file, kind)
+    sink = Rejects(_rejects_path(file, rejects))
+    with _progress() as progress:
+        task = progress.add_task(f"{label} ← {file.name}", total=_total_rows(file, kind))
+        try:
+            summary = book(rows, sink, lambda done: progress.update(task, completed=done.rows))
+        finally:
+            sink.close()
+    out().print(describe(summary))
+    _report_rejects(sink)
+
+
 @app.command("members")
 def import_members(
     ctx: typer.Context,
@@ -95,31 +134,28 @@ def members_from(
     state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
 ) -> None:
     """`jifen import members` (also behind `jifen gen --into`)."""
-    database = state.database()
-    program_id = database.read(lambda s: program_named(s, program).id)
-    kind = format_of(file, fmt)
-    rows = read_rows(file, kind, required=(), any_of=IDENTIFIER_FIELDS)
-    sink = Rejects(_rejects_path(file, rejects))
-    with _progress() as progress:
-        task = progress.add_task(f"members ← {file.name}", total=_total_rows(file, kind))
-        try:
-            summary = member_import.import_members(
-                database,
-                program_id,
-                rows,
-                clock=state.clock,
-                rejects=sink,
-                chunk=chunk,
-                lang=language(),
-                progress=lambda s: progress.update(task, completed=s.rows),
-            )
-        finally:
-            sink.close()
-    out().print(
-        f"members: {summary.imported:,} imported, {summary.already:,} already there, "
-        f"{summary.rejected:,} rejected, of {summary.rows:,} rows"
+    database, program_id = _target(state, program)
+    _run(
+        file,
+        fmt,
+        rejects,
+        "members",
+        lambda path, kind: read_rows(path, kind, required=(), any_of=IDENTIFIER_FIELDS),
+        lambda rows, sink, progress: member_import.import_members(
+            database,
+            program_id,
+            rows,
+            clock=state.clock,
+            rejects=sink,
+            chunk=chunk,
+            lang=language(),
+            progress=progress,
+        ),
+        lambda done: (
+            f"members: {done.imported:,} imported, {done.already:,} already there, "
+            f"{done.rejected:,} rejected, of {done.rows:,} rows"
+        ),
     )
-    _report_rejects(sink)
 
 
 @app.command("purchases")
@@ -139,34 +175,31 @@ def purchases_from(
     state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
 ) -> None:
     """`jifen import purchases` (also behind `jifen gen --into`)."""
-    database = state.database()
-    program_id = database.read(lambda s: program_named(s, program).id)
-    kind = format_of(file, fmt)
-    rows = read_rows(file, kind, required=orders.REQUIRED)
-    sink = Rejects(_rejects_path(file, rejects))
-    with _progress() as progress:
-        task = progress.add_task(f"purchases ← {file.name}", total=_total_rows(file, kind))
-        try:
-            summary = purchase_import.import_purchases(
-                database,
-                program_id,
-                rows,
-                clock=state.clock,
-                actor=actor(),
-                rejects=sink,
-                chunk=chunk,
-                lang=language(),
-                progress=lambda s: progress.update(task, completed=s.rows),
-            )
-        finally:
-            sink.close()
-    out().print(
-        f"purchases: {summary.imported:,} orders imported ({summary.unclaimed:,} unclaimed), "
-        f"{summary.already:,} already there, {summary.rejected:,} rejected, of "
-        f"{summary.orders:,} orders in {summary.rows:,} rows; {summary.points:,} points, "
-        f"{summary.growth:,} growth, {summary.upgrades:,} tier upgrades"
+    database, program_id = _target(state, program)
+    _run(
+        file,
+        fmt,
+        rejects,
+        "purchases",
+        lambda path, kind: read_rows(path, kind, required=orders.REQUIRED),
+        lambda rows, sink, progress: purchase_import.import_purchases(
+            database,
+            program_id,
+            rows,
+            clock=state.clock,
+            actor=actor(),
+            rejects=sink,
+            chunk=chunk,
+            lang=language(),
+            progress=progress,
+        ),
+        lambda done: (
+            f"purchases: {done.imported:,} orders imported ({done.unclaimed:,} unclaimed), "
+            f"{done.already:,} already there, {done.rejected:,} rejected, of "
+            f"{done.orders:,} orders in {done.rows:,} rows; {done.points:,} points, "
+            f"{done.growth:,} growth, {done.upgrades:,} tier upgrades"
+        ),
     )
-    _report_rejects(sink)
 
 
 @app.command("returns")
@@ -186,30 +219,27 @@ def returns_from(
     state: State, file: Path, program: str, fmt: str | None, rejects: Path | None, chunk: int
 ) -> None:
     """`jifen import returns` (also behind `jifen gen --into`)."""
-    database = state.database()
-    program_id = database.read(lambda s: program_named(s, program).id)
-    kind = format_of(file, fmt)
-    rows = read_rows(file, kind, required=return_import.REQUIRED)
-    sink = Rejects(_rejects_path(file, rejects))
-    with _progress() as progress:
-        task = progress.add_task(f"returns ← {file.name}", total=_total_rows(file, kind))
-        try:
-            summary = return_import.import_returns(
-                database,
-                program_id,
-                rows,
-                clock=state.clock,
-                actor=actor(),
-                rejects=sink,
-                chunk=chunk,
-                lang=language(),
-                progress=lambda s: progress.update(task, completed=s.rows),
-            )
-        finally:
-            sink.close()
-    out().print(
-        f"returns: {summary.imported:,} imported, {summary.already:,} already there, "
-        f"{summary.rejected:,} rejected, of {summary.returns:,} returns in {summary.rows:,} "
-        f"rows; {summary.points:,} points taken back"
+    database, program_id = _target(state, program)
+    _run(
+        file,
+        fmt,
+        rejects,
+        "returns",
+        lambda path, kind: read_rows(path, kind, required=return_import.REQUIRED),
+        lambda rows, sink, progress: return_import.import_returns(
+            database,
+            program_id,
+            rows,
+            clock=state.clock,
+            actor=actor(),
+            rejects=sink,
+            chunk=chunk,
+            lang=language(),
+            progress=progress,
+        ),
+        lambda done: (
+            f"returns: {done.imported:,} imported, {done.already:,} already there, "
+            f"{done.rejected:,} rejected, of {done.returns:,} returns in {done.rows:,} "
+            f"rows; {done.points:,} points taken back"
+        ),
     )
-    _report_rejects(sink)
