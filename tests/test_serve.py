@@ -155,3 +155,78 @@ def test_workers_record_each_order_once_and_stop_cleanly(db: Database, tmp_path:
 def test_workers_refuse_an_in_memory_sqlite_database() -> None:
     result = invoke("sqlite://", ["serve", "--workers", "2"])
     refused(result, 1, "in-memory SQLite", "--workers")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _sockets_on(port: int, state: str) -> set[int]:
+    """Inodes of the TCP sockets whose local port is `port`, in `state` (/proc/net/tcp:
+    01 established, 0A listening)."""
+    inodes = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def _owned(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc")
+def test_workers_share_the_connections_opened_at_once(db: Database, tmp_path: Path) -> None:
+    """16 keep-alive connections opened together reach both workers (one listening socket
+    per worker: with uvicorn's one shared socket the first worker awake took them all)."""
+    import http.client
+    import time
+
+    port = free_port()
+    server = Server(db.url, port, tmp_path)
+    connections: list[http.client.HTTPConnection] = []
+    try:
+        server.wait_healthy()
+        deadline = time.monotonic() + 120
+        while len(_sockets_on(port, "0A")) < WORKERS:  # every worker listening
+            assert time.monotonic() < deadline, server.stderr
+            time.sleep(0.2)
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        for connection in connections:
+            connection.connect()
+        for connection in connections:
+            connection.request("GET", "/v1/health")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+        established = _sockets_on(port, "01")
+        workers = _children(server.process.pid)
+        held = {pid: len(_owned(pid) & established) for pid in workers}
+        assert sum(held.values()) == 16, held
+        assert len([pid for pid, n in held.items() if n > 0]) == WORKERS, held
+    finally:
+        for connection in connections:
+            connection.close()
+        code = server.stop()
+    assert code == 0, server.stderr

@@ -1,7 +1,8 @@
 """`jifen serve` and `jifen demo`: the HTTP API under uvicorn, the demo seeded first.
 
-`jifen serve --workers N` runs N uvicorn worker processes on one listening socket. Each
-builds its app from the settings (`jifen.api.app.app_from_env`: its own engine and
+`jifen serve --workers N` runs N uvicorn worker processes (on Linux each listening on its
+own socket, `jifen.api.workers`; elsewhere on one shared socket). Each builds its app
+from the settings (`jifen.api.app.app_from_env`: its own engine and
 connection pool of `JIFEN_DB_POOL_SIZE`, the system clock); `--database-url` reaches
 them as `JIFEN_DATABASE_URL`. Nothing a request relies on lives in one process only:
 idempotency keys, locks and counters are rows in the database, and what a process caches
@@ -107,26 +108,35 @@ def in_memory(url: str) -> bool:
 
 def serve_workers(url: str, host: str, port: int, workers: int) -> None:
     """Serve with `workers` processes, each building its app from the settings, until
-    SIGINT or SIGTERM (uvicorn's supervisor stops the workers and returns)."""
-    import uvicorn
-
-    from jifen.api.protocol import HTTP_PROTOCOL
+    SIGINT or SIGTERM: on Linux one listening socket per worker (jifen.api.workers, so
+    connections spread over them), elsewhere uvicorn's supervisor."""
+    from jifen.api.workers import WorkersFailed, balanced, supervise
 
     os.environ["JIFEN_DATABASE_URL"] = url  # what the workers' settings read
-    uvicorn.run(
-        "jifen.api.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # TCP_NODELAY on each connection: the socket uvicorn binds for its workers leaves
-        # Nagle's algorithm on (jifen.api.protocol).
-        http=HTTP_PROTOCOL,
-        # A worker answers the supervisor's health checks from a thread; starting one
-        # (a fresh interpreter importing jifen) takes seconds on a busy machine, longer
-        # than uvicorn's default 5 s, after which it would be killed and started again.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-    )
+    if balanced():
+        try:
+            supervise(host, port, workers)
+        except WorkersFailed as exc:
+            raise Failure(f"{exc}; nothing is served (the workers' errors are above)") from None
+    else:
+        import uvicorn
+
+        from jifen.api.protocol import HTTP_PROTOCOL
+
+        uvicorn.run(
+            "jifen.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # TCP_NODELAY on each connection: the socket uvicorn binds for its workers
+            # leaves Nagle's algorithm on (jifen.api.protocol).
+            http=HTTP_PROTOCOL,
+            # A worker answers the supervisor's health checks from a thread; starting one
+            # (a fresh interpreter importing jifen) takes seconds on a busy machine, longer
+            # than uvicorn's default 5 s, after which it would be killed and started again.
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
     err().print("jifen: stopped")
 
 
