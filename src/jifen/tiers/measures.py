@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
@@ -40,23 +41,37 @@ def _in(
     return inside if span.end is None else inside & (column < span.end)
 
 
-def _growth_statement(bounded: bool) -> Select[int | None, int]:
-    original = aliased(JournalTransaction)
-    dated = func.coalesce(original.created_at, JournalTransaction.created_at)
+_ORIGINAL = aliased(JournalTransaction)
+"""For a clawback or reversal, the credit it takes back."""
+_DATED = func.coalesce(_ORIGINAL.created_at, JournalTransaction.created_at)
+"""When a growth entry counts: a clawback or reversal on the date of what it takes back."""
+
+Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
+
+
+def _growth_entries(query: Q) -> Q:
+    """`query` over the entries of the members' growth-value accounts, each joined to its
+    transaction and to the credit a clawback or reversal takes back (`_DATED`)."""
     return (
-        select(JournalEntry.member_id, func.sum(JournalEntry.amount))
+        query.select_from(JournalEntry)
         .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
         .join(Account, Account.id == JournalEntry.account_id)
         .outerjoin(
-            original,
-            original.id
+            _ORIGINAL,
+            _ORIGINAL.id
             == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
         )
+        .where(Account.kind == AccountKind.GROWTH)
+    )
+
+
+def _growth_statement(bounded: bool) -> Select[int | None, int]:
+    return _growth_entries(
+        select(JournalEntry.member_id, func.sum(JournalEntry.amount))
         .where(
             JournalEntry.program_id == bindparam("program_id"),
             JournalEntry.member_id.in_(bindparam("member_ids", expanding=True)),
-            Account.kind == AccountKind.GROWTH,
-            _in_bound(dated, bounded),
+            _in_bound(_DATED, bounded),
         )
         .group_by(JournalEntry.member_id)
     )
@@ -126,24 +141,12 @@ def oldest(
 ) -> dict[Measure, datetime | None]:
     """When the oldest amount each measure counts in `span` is dated (what drops out of a
     rolling window first)."""
-    original = aliased(JournalTransaction)
-    dated = func.coalesce(original.created_at, JournalTransaction.created_at)
     growth = session.execute(
-        select(func.min(dated))
-        .select_from(JournalEntry)
-        .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
-        .join(Account, Account.id == JournalEntry.account_id)
-        .outerjoin(
-            original,
-            original.id
-            == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
-        )
-        .where(
+        _growth_entries(select(func.min(_DATED))).where(
             JournalEntry.program_id == program_id,
             JournalEntry.member_id == member_id,
-            Account.kind == AccountKind.GROWTH,
             JournalEntry.amount > 0,
-            _in(dated, span),
+            _in(_DATED, span),
         )
     ).scalar_one_or_none()
     bought = session.execute(
@@ -187,26 +190,18 @@ def measure_spans(
         min(span.start for span in spans),
         None if any(span.end is None for span in spans) else max(s.end for s in spans if s.end),
     )
-    original = aliased(JournalTransaction)
-    dated = func.coalesce(original.created_at, JournalTransaction.created_at)
     connection = session.connection()  # plain rows: no ORM result processing
     growth = connection.execute(
-        select(
-            JournalEntry.member_id,
-            *(func.sum(case((_in(dated, span), JournalEntry.amount))) for span in spans),
-        )
-        .join(JournalTransaction, JournalTransaction.id == JournalEntry.transaction_id)
-        .join(Account, Account.id == JournalEntry.account_id)
-        .outerjoin(
-            original,
-            original.id
-            == func.coalesce(JournalTransaction.clawback_of_id, JournalTransaction.reverses_id),
+        _growth_entries(
+            select(
+                JournalEntry.member_id,
+                *(func.sum(case((_in(_DATED, span), JournalEntry.amount))) for span in spans),
+            )
         )
         .where(
             JournalEntry.program_id == program_id,
             among(JournalEntry.member_id, ids),
-            Account.kind == AccountKind.GROWTH,
-            _in(dated, union),
+            _in(_DATED, union),
         )
         .group_by(JournalEntry.member_id)
     ).all()
