@@ -94,6 +94,7 @@ from jifen.tiers.service import (
     Near,
     Reason,
     best_grant,
+    change,
     measures_json,
     span_json,
     threshold_json,
@@ -418,41 +419,23 @@ def _move(
     outbox: list[dict[str, Any]],
     always: bool = False,
 ) -> None:
-    """`jifen.tiers.service.move` on the job's row: the history row and the outbox
+    """`jifen.tiers.service.change` on the job's row: the history row and the outbox
     `tier.changed` are added to `history` and `outbox`."""
-    before, before_qualified = row.tier, row.qualified_tier
-    changed = tier != before
-    if not changed and qualified == before_qualified and not always:
-        return
-    if qualified != before_qualified:
-        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
-        row.qualified_tier = qualified
-    if changed:
-        row.tier = tier
-        row.since = now
-    row.updated_at = now
-    history.append(
-        {
-            "program_id": program_id,
-            "member_id": row.member_id,
-            "from_tier": before,
-            "to_tier": tier,
-            "reason": reason.value,
-            "details": details,
-            "at": now,
-            "actor": ACTOR,
-        }
+    record, changed = change(
+        program_id,
+        row,
+        tier=tier,
+        qualified=qualified,
+        reason=reason,
+        details=details,
+        now=now,
+        actor=ACTOR,
+        always=always,
     )
-    if changed:
-        outbox.append(
-            _event(
-                program_id,
-                row,
-                "tier.changed",
-                now,
-                {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified},
-            )
-        )
+    if record is not None:
+        history.append(record)
+    if changed is not None:
+        outbox.append(changed)
 
 
 def _event(

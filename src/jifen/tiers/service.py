@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
@@ -186,6 +186,65 @@ def span_json(span: Span, tz: ZoneInfo) -> dict[str, str | None]:
     return span.as_dict(tz)
 
 
+class Standing(Protocol):
+    """A member's tier row as `change` reads and sets it: the ORM row (`MemberTier`) or
+    the evaluation job's plain row."""
+
+    member_id: int
+    tier: str
+    qualified_tier: str
+    since: datetime
+    updated_at: datetime
+
+
+def change(
+    program_id: int,
+    row: Standing,
+    *,
+    tier: str,
+    qualified: str,
+    reason: Reason,
+    details: dict[str, Any],
+    now: datetime,
+    actor: str,
+    always: bool = False,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Set the member's tier and qualified tier on `row`. Returns the history row's values
+    when either changes (or `always`; else None) and the `tier.changed` outbox event when
+    the tier does (else None)."""
+    before, before_qualified = row.tier, row.qualified_tier
+    changed = tier != before
+    if not changed and qualified == before_qualified and not always:
+        return None, None
+    if qualified != before_qualified:
+        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
+        row.qualified_tier = qualified
+    if changed:
+        row.tier = tier
+        row.since = now
+    row.updated_at = now
+    history = {
+        "program_id": program_id,
+        "member_id": row.member_id,
+        "from_tier": before,
+        "to_tier": tier,
+        "reason": reason.value,
+        "details": details,
+        "at": now,
+        "actor": actor,
+    }
+    if not changed:
+        return history, None
+    payload = {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified}
+    return history, {
+        "program_id": program_id,
+        "member_id": row.member_id,
+        "type": "tier.changed",
+        "payload": payload,
+        "occurred_at": now,
+    }
+
+
 def move(
     session: Session,
     row: MemberTier,
@@ -199,42 +258,24 @@ def move(
     outbox: list[dict[str, Any]],
     always: bool = False,
 ) -> bool:
-    """Set the member's tier and qualified tier; one history row when either changes (or
-    `always`), and a `tier.changed` outbox row (added to `outbox`) when the tier does.
-    Returns whether the tier changed."""
-    before, before_qualified = row.tier, row.qualified_tier
-    changed = tier != before
-    if not changed and qualified == before_qualified and not always:
-        return False
-    if qualified != before_qualified:
-        details = {**details, "qualified": {"from": before_qualified, "to": qualified}}
-        row.qualified_tier = qualified
-    if changed:
-        row.tier = tier
-        row.since = now
-    row.updated_at = now
-    session.add(
-        TierChange(
-            program_id=row.program_id,
-            member_id=row.member_id,
-            from_tier=before,
-            to_tier=tier,
-            reason=reason.value,
-            details=details,
-            at=now,
-            actor=actor,
-        )
+    """`change` on the ORM row: the history row added to the session, the `tier.changed`
+    event to `outbox`. Returns whether the tier changed."""
+    history, changed = change(
+        row.program_id,
+        row,
+        tier=tier,
+        qualified=qualified,
+        reason=reason,
+        details=details,
+        now=now,
+        actor=actor,
+        always=always,
     )
-    if changed:
-        outbox.append(
-            event(
-                row,
-                "tier.changed",
-                now,
-                {"from": before, "to": tier, "reason": reason.value, "qualified_tier": qualified},
-            )
-        )
-    return changed
+    if history is not None:
+        session.add(TierChange(**history))
+    if changed is not None:
+        outbox.append(changed)
+    return changed is not None
 
 
 def event(row: MemberTier, type: str, now: datetime, payload: dict[str, Any]) -> dict[str, Any]:
