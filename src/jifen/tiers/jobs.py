@@ -65,7 +65,6 @@ from sqlalchemy.orm import Session
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
 from jifen.db.bulk import among, update_rows, write_rows
-from jifen.db.dml import dialect_insert
 from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
@@ -88,15 +87,15 @@ from jifen.rewards.models import Reward
 from jifen.rewards.redemptions import give
 from jifen.tiers.measures import measure_spans
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
-from jifen.tiers.qualify import NEAR, Measures, better, next_rank, shortfall
+from jifen.tiers.qualify import NEAR, Measures, better, next_rank
 from jifen.tiers.service import (
-    NEAR_PREFIX,
     Near,
     Reason,
     best_grant,
     change,
     measures_json,
     span_json,
+    tell_near,
     threshold_json,
     tz_of,
 )
@@ -259,7 +258,6 @@ def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> l
 _TIERS = cast(Table, MemberTier.__table__)
 _ACCOUNTS = cast(Table, Account.__table__)
 _HISTORY = cast(Table, TierChange.__table__)
-_ISSUES = cast(Table, BenefitIssue.__table__)
 
 
 class _Standing:
@@ -593,63 +591,14 @@ def _tell_near(
     period: str,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """`jifen.tiers.service.notify_near_many` for the job's batch: the same notices and
-    outbox rows, in one statement (no read of who was told first)."""
+    """`jifen.tiers.service.notify_near_many` for the job's batch, the next tier found
+    through the ladder."""
     due: list[tuple[Near, Tier]] = []
     for candidate in candidates:
         target = ladder.near(candidate.current, candidate.measures)
         if target is not None:
             due.append((candidate, policy.levels[target]))
-    if not due:
-        return []
-    issues: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    for candidate, tier in due:
-        assert tier.enter is not None
-        missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
-        current = policy.levels[candidate.current].code
-        issues.append(
-            {
-                "program_id": program_id,
-                "member_id": candidate.member_id,
-                "benefit": NEAR_PREFIX + tier.code,
-                "period": period,
-                "tier": current,
-                "details": {
-                    "measures": measures_json(candidate.measures, candidate.which),
-                    "missing": missing,
-                },
-                "issued_at": now,
-            }
-        )
-        outbox.append(
-            {
-                "program_id": program_id,
-                "member_id": candidate.member_id,
-                "type": "tier.near_upgrade",
-                "payload": {
-                    "tier": current,
-                    "next": tier.code,
-                    "missing": missing,
-                    "period": period,
-                },
-                "occurred_at": now,
-            }
-        )
-    # Told already (this period, of this tier) is a clash on the notice's unique key: ON
-    # CONFLICT DO NOTHING skips it (waiting, on PostgreSQL, for a concurrent insert of the
-    # same notice to commit or roll back) and RETURNING names the notices written.
-    statement = (
-        dialect_insert(session, _ISSUES)
-        .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
-        .returning(_ISSUES.c.member_id, _ISSUES.c.benefit)
-    )
-    written = {(m, b) for m, b in session.connection().execute(statement, issues)}
-    return [
-        row
-        for issue, row in zip(issues, outbox, strict=True)
-        if (issue["member_id"], issue["benefit"]) in written
-    ]
+    return tell_near(session, policy, program_id, due, period, now)
 
 
 # -- periodic benefits --------------------------------------------------------------------

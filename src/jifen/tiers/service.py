@@ -29,16 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.clock import start_of_day
 from jifen.core.cursors import decode_cursor, encode_cursor
 from jifen.core.errors import InvalidInput, MemberClosed, NotFound
+from jifen.db.dml import dialect_insert
 from jifen.db.outbox import emit_many
 from jifen.ledger.models import AccountStatus
 from jifen.ledger.posting import Book, lock_account
@@ -308,8 +309,7 @@ def notify_near_many(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """An outbox `tier.near_upgrade` row for each member within 10% of the next tier's
-    enter threshold, once per tier and period (recorded in `tier_benefit_issues`): one
-    query for who has been told, one insert for the new notices."""
+    enter threshold, once per tier and period (`tell_near`)."""
     due: list[tuple[Near, Tier]] = []
     for candidate in candidates:
         target = next_rank(policy, candidate.current)
@@ -318,38 +318,47 @@ def notify_near_many(
         tier = policy.levels[target]
         if tier.enter is not None and near(tier.enter, candidate.measures):
             due.append((candidate, tier))
+    return tell_near(session, policy, program_id, due, period, now)
+
+
+_ISSUES = cast(Table, BenefitIssue.__table__)
+
+
+def tell_near(
+    session: Session,
+    policy: TierPolicy,
+    program_id: int,
+    due: Sequence[tuple[Near, Tier]],
+    period: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Record a near-upgrade notice (`tier_benefit_issues`, benefit `near:<tier>`) for each
+    (member, next tier) of `due` not yet told this period, in one statement, and return
+    the outbox `tier.near_upgrade` rows of the notices written. Told already is a clash on
+    the notice's unique key: ON CONFLICT DO NOTHING skips it (waiting, on PostgreSQL, for
+    a concurrent insert of the same notice to commit or roll back) and RETURNING names
+    the notices written."""
     if not due:
         return []
-    told = {
-        (member_id, benefit)
-        for member_id, benefit in session.execute(
-            select(BenefitIssue.member_id, BenefitIssue.benefit).where(
-                BenefitIssue.program_id == program_id,
-                BenefitIssue.member_id.in_([c.member_id for c, _ in due]),
-                BenefitIssue.benefit.in_({NEAR_PREFIX + tier.code for _, tier in due}),
-                BenefitIssue.period == period,
-            )
-        )
-    }
-    due = [(c, tier) for c, tier in due if (c.member_id, NEAR_PREFIX + tier.code) not in told]
-    issues: list[BenefitIssue] = []
+    issues: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
     for candidate, tier in due:
         assert tier.enter is not None
         missing = {m.value: str(n) for m, n in shortfall(tier.enter, candidate.measures).items()}
+        current = policy.levels[candidate.current].code
         issues.append(
-            BenefitIssue(
-                program_id=program_id,
-                member_id=candidate.member_id,
-                benefit=NEAR_PREFIX + tier.code,
-                period=period,
-                tier=policy.levels[candidate.current].code,
-                details={
+            {
+                "program_id": program_id,
+                "member_id": candidate.member_id,
+                "benefit": NEAR_PREFIX + tier.code,
+                "period": period,
+                "tier": current,
+                "details": {
                     "measures": measures_json(candidate.measures, candidate.which),
                     "missing": missing,
                 },
-                issued_at=now,
-            )
+                "issued_at": now,
+            }
         )
         outbox.append(
             {
@@ -357,7 +366,7 @@ def notify_near_many(
                 "member_id": candidate.member_id,
                 "type": "tier.near_upgrade",
                 "payload": {
-                    "tier": policy.levels[candidate.current].code,
+                    "tier": current,
                     "next": tier.code,
                     "missing": missing,
                     "period": period,
@@ -365,22 +374,17 @@ def notify_near_many(
                 "occurred_at": now,
             }
         )
-    try:
-        with session.begin_nested():
-            session.add_all(issues)
-            session.flush()
-    except IntegrityError:  # some were told a moment ago by another worker: one at a time
-        kept = []
-        for issue, row in zip(issues, outbox, strict=True):
-            try:
-                with session.begin_nested():
-                    session.add(issue)
-                    session.flush()
-            except IntegrityError:
-                continue
-            kept.append(row)
-        return kept
-    return outbox
+    statement = (
+        dialect_insert(session, _ISSUES)
+        .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
+        .returning(_ISSUES.c.member_id, _ISSUES.c.benefit)
+    )
+    written = {(m, b) for m, b in session.connection().execute(statement, issues)}
+    return [
+        row
+        for issue, row in zip(issues, outbox, strict=True)
+        if (issue["member_id"], issue["benefit"]) in written
+    ]
 
 
 # -- upgrades on activity ---------------------------------------------------------------
