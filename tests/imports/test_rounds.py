@@ -1,5 +1,5 @@
 """A chunk's orders are priced in rounds, each member's run of orders together, with facts
-derived rather than read again (jifen.imports.runs). An import in big chunks books exactly
+derived rather than read again (jifen.earning.runs). An import in big chunks books exactly
 what the same file imported one order per transaction books (each order then locks the
 account, reads its facts and asks the tiers, as a request does), here with history older
 than the expiry, whose lots are due the moment they are earned."""

@@ -14,6 +14,7 @@ import pytest
 
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
+from jifen.earning import batch
 from jifen.imports import purchases as purchase_import
 from jifen.imports.files import FileFormat, Rejects, read_rows
 from jifen.imports.members import import_members
@@ -71,7 +72,7 @@ def test_a_rerun_after_a_crash_books_every_order_once(
     members_in(db, clock, program_id, tmp_path / "members.csv")
 
     # the third chunk's transaction dies halfway through (after its first round's writes)
-    real = purchase_import._book_round
+    real = batch._book_round
     calls = {"chunks": 0}
     real_book = purchase_import._book
 
@@ -86,7 +87,7 @@ def test_a_rerun_after_a_crash_books_every_order_once(
         return left
 
     monkeypatch.setattr(purchase_import, "_book", book)
-    monkeypatch.setattr(purchase_import, "_book_round", first_round)
+    monkeypatch.setattr(batch, "_book_round", first_round)
     with pytest.raises(RuntimeError):
         purchases_in(db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
     monkeypatch.undo()

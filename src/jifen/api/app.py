@@ -9,8 +9,11 @@ app from the settings (`JIFEN_*`) with an engine and connection pool of its own.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 
@@ -129,7 +132,15 @@ def problem_type(code: str, request: Request) -> ProblemType:
 
 
 def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="jifen",
         version=__version__,
         description=DESCRIPTION,
@@ -140,7 +151,7 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     )
     app.state.db = db
     app.state.clock = clock
-    app.state.settings = settings if settings is not None else Settings()
+    app.state.settings = settings
     install(app)
     for module in (
         health,

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     default_language: str = "zh-CN"
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    threads: int = 40
+    """Threads per server process that run the synchronous route handlers (anyio's
+    default is 40)."""
     root_token: str | None = None
     """Installation-level bearer token for `/v1/programs`; unset turns those routes off."""
 

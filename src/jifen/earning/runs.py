@@ -1,12 +1,12 @@
-"""Where a member's run of orders in one round of a purchase import must end.
+"""Where a member's run of orders in one round of a batch (`jifen.earning.batch`) must end.
 
-An import books a chunk of orders in rounds; in a round each member has a run of
-consecutive orders (their next ones, in file order), priced one after the other in Python
-and booked together. Through the API each of those orders would lock the account, read
+A batch books its orders in rounds; in a round each member has a run of consecutive
+orders (their next ones, in the batch's order), priced one after the other in Python and
+booked together. Recorded one by one, each of those orders would lock the account, read
 the member's facts and ask the tiers whether the order changed anything. Within a run the
-import derives the facts instead (no purchase before: only for the first order of a
-run), so a run must end at the first order after which the API would have seen something
-the derivation does not cover:
+batch derives the facts instead (no purchase before: only for the first order of a
+run), so a run must end at the first order after which one-by-one recording would have
+seen something the derivation does not cover:
 - the order moves the member up a tier, or makes them near the next one when they have
   not been told yet this period (`tiers.service.on_activity_many` acts on it, and the
   next order is priced at the new tier);

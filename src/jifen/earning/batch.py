@@ -1,0 +1,385 @@
+"""Many orders priced and booked in one transaction: the engine of bulk imports
+(`jifen.imports.purchases`) and of grouped purchase writes over HTTP
+(`jifen.api.grouped`). It gives exactly what recording the same orders one by one with
+`jifen.earning.purchases.record` gives (tests/imports/test_equals_api.py,
+tests/api/test_grouped.py).
+
+The orders are booked in rounds. In a round each member has a run of their next orders,
+priced one after the other in Python with the facts derived (no longer a first purchase
+after the first; caps and budgets counted in memory) and booked together with the other
+members' — accounts locked and facts read with one query each per round, every table
+written once (`COPY` on PostgreSQL; `jifen.db.bulk`, `jifen.ledger.bulk`). A run ends
+where one-by-one recording would have seen something the derivation does not cover — a
+tier move or near-upgrade notice, a lot due at once, a debt (`jifen.earning.runs`) — and
+the member's next orders go to the next round. With budgets (shared by all members) a
+round stops at the first order left over, so a budget runs out at the same order as it
+would one by one.
+
+The caller checks each order first (the member, the codes, the time, the order id not
+recorded yet) and gives them in the order they are to be made.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jifen.core.errors import JifenError, MemberClosed, MemberFrozen
+from jifen.db.bulk import reserve_ids, write_rows
+from jifen.db.outbox import OutboxEvent
+from jifen.earning import caps
+from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
+from jifen.earning.purchases import (
+    Evaluation,
+    basket_of,
+    bounds_of,
+    capped,
+    evaluate_with,
+    facts_json,
+    facts_of,
+)
+from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
+from jifen.earning.schemas import PurchaseIn
+from jifen.ledger.bulk import Credit, credit_many
+from jifen.ledger.models import Account, AccountKind, AccountStatus
+from jifen.ledger.posting import Book, lock_accounts
+from jifen.members.models import Member
+from jifen.programs.models import Program
+from jifen.programs.rulesets import VersionedRules, current_rules
+from jifen.rules.facts import Line, MemberFacts
+from jifen.tiers import service as tiers
+
+CENT = Decimal("0.01")
+MILLI = Decimal("0.001")
+
+
+@dataclass(eq=False)
+class Item:
+    """One order to book: the request, its member (None: unclaimed) and the caller's own
+    `tag`; the booking fills in the rest (`purchase_id` once written)."""
+
+    data: PurchaseIn
+    member: Member | None
+    tag: Any = None
+    basket: Any = None
+    facts: MemberFacts | None = None
+    result: Evaluation | None = None
+    purchase_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every round of a transaction prices with: the rule set, whether it has
+    budgets, the tier policy."""
+
+    rules: VersionedRules
+    budgets: bool
+    tiering: Tiering | None
+
+    @classmethod
+    def of(cls, session: Session, program: Program, now: datetime) -> Plan:
+        rules = current_rules(session, program.id)
+        return cls(rules, _has_budgets(rules), Tiering.of(program, now))
+
+
+@dataclass
+class Booked:
+    """What `book` did: the orders written (each with its `purchase_id`), those refused
+    (a frozen or closed member's, with the error the API gives) and the totals."""
+
+    written: list[Item] = field(default_factory=list)
+    refused: list[tuple[Item, JifenError]] = field(default_factory=list)
+    unclaimed: int = 0
+    points: int = 0
+    growth: int = 0
+    upgrades: int = 0
+
+
+def book_orders(
+    session: Session,
+    program: Program,
+    book: Book,
+    plan: Plan,
+    items: list[Item],
+    now: datetime,
+    actor: str,
+) -> Booked:
+    """Price and book `items` (checked by the caller, in the order they are to be made) in
+    the caller's transaction, in rounds."""
+    done = Booked()
+    while items:
+        items = _book_round(session, program, book, plan, items, now, actor, done)
+    return done
+
+
+def _has_budgets(rules: VersionedRules) -> bool:
+    return any(c.rule.budget is not None for c in (*rules.earning, *rules.growth))
+
+
+def _book_round(
+    session: Session,
+    program: Program,
+    book: Book,
+    plan: Plan,
+    pending: list[Item],
+    now: datetime,
+    actor: str,
+    done: Booked,
+) -> list[Item]:
+    """Price and book a run of each member's next orders (see `jifen.earning.runs`);
+    returns the orders left for the next round, in file order. With budgets (shared by
+    all members) the round stops at the first order left over, so every order is still
+    priced after every order before it in the file."""
+    members = {item.member.id: item.member for item in pending if item.member is not None}
+    accounts = (
+        lock_accounts(session, book, sorted(members), now, AccountKind.POINTS) if members else {}
+    )
+    active = [m for m in members.values() if accounts[m.id].status == AccountStatus.ACTIVE]
+    facts = facts_of(session, program, active)
+    standing = (
+        standings(session, program.id, plan.tiering, [m.id for m in active])
+        if plan.tiering is not None and active
+        else {}
+    )
+    rules = plan.rules
+    used: dict[str, int] = {}
+    if capped(rules):
+        # Every counter the orders may use (those left for a later round included: reading
+        # a counter more changes nothing), read and locked at once.
+        started: set[int] = set()
+        bounds = []
+        for item in pending:
+            if item.member is None or item.member.id not in facts:
+                continue
+            member_facts = _facts_for(facts, item.member.id, started)
+            bounds.extend(bounds_of(rules, item.member.id, _basket_of(book, item), member_facts))
+        used = caps.read(session, program.id, bounds, lock=True)
+    usage: dict[str, int] = defaultdict(int)
+    kept: list[Item] = []
+    left: list[Item] = []
+    started = set()
+    ended: set[int] = set()
+    for item in pending:
+        member = item.member
+        if left and plan.budgets:
+            left.append(item)
+            continue
+        if member is None:
+            kept.append(item)
+            continue
+        account = accounts[member.id]
+        if account.status != AccountStatus.ACTIVE:
+            error = (MemberFrozen if account.status == AccountStatus.FROZEN else MemberClosed)(
+                member_id=member.id
+            )
+            done.refused.append((item, error))
+            continue
+        if member.id in ended:
+            left.append(item)
+            continue
+        item.facts = _facts_for(facts, member.id, started)
+        result = evaluate_with(
+            rules,
+            member.id,
+            _basket_of(book, item),
+            item.facts,
+            lambda bounds: caps.left(bounds, used),
+        )
+        for key, n in result.usage.items():
+            used[key] = used.get(key, 0) + n
+            usage[key] += n
+        item.result = result
+        kept.append(item)
+        if _ends_run(book, plan, account, standing.get(member.id), item, now):
+            ended.add(member.id)
+    if kept:
+        _write(session, program, book, accounts, kept, usage, now, actor, done)
+    return left
+
+
+def _facts_for(facts: dict[int, MemberFacts], member_id: int, started: set[int]) -> MemberFacts:
+    """The member's facts before their next order of the round: as read for the first,
+    and no longer a first purchase after it."""
+    found = facts[member_id]
+    if member_id in started:
+        return replace(found, first_purchase=False)
+    started.add(member_id)
+    return found
+
+
+def _ends_run(
+    book: Book,
+    plan: Plan,
+    account: Account,
+    standing: Standing | None,
+    item: Item,
+    now: datetime,
+) -> bool:
+    """Whether the member's run ends with this order (see `jifen.earning.runs`)."""
+    result = item.result
+    assert result is not None
+    if account.available < 0:
+        return True
+    earned_at = min(item.data.occurred_at.astimezone(UTC), now)
+    if result.points.points > 0 and due_at_once(book, account, earned_at, now):
+        return True
+    if plan.tiering is None or standing is None:
+        return False
+    return tier_moves(
+        plan.tiering,
+        standing,
+        occurred_at=item.data.occurred_at.astimezone(UTC),
+        total=item.data.total,
+        growth=result.growth.points,
+        now=now,
+    )
+
+
+def _write(
+    session: Session,
+    program: Program,
+    book: Book,
+    accounts: dict[int, Account],
+    kept: list[Item],
+    usage: dict[str, int],
+    now: datetime,
+    actor: str,
+    done: Booked,
+) -> None:
+    """Book the round's priced orders: credits, purchases, lines, events, counters, and
+    what the tiers make of each member's last order."""
+    purchase_ids = reserve_ids(session, Purchase.__table__, len(kept))  # type: ignore[arg-type]
+    credits: list[Credit] = []
+    for item, purchase_id in zip(kept, purchase_ids, strict=True):
+        result = item.result
+        if item.member is None or result is None:
+            continue
+        if result.points.points > 0 or result.growth.points > 0:
+            credits.append(
+                Credit(
+                    member_id=item.member.id,
+                    points=result.points.points,
+                    growth=result.growth.points,
+                    earned_at=min(item.data.occurred_at.astimezone(UTC), now),
+                    pending=True,
+                    reference=f"purchase:{purchase_id}",
+                    growth_reference=f"purchase-growth:{purchase_id}",
+                    details={"purchase_id": purchase_id, "order": item.data.external_id},
+                )
+            )
+    booked = credit_many(session, book, accounts, credits, now=now, actor=actor)
+    txns = {c.details["purchase_id"]: b for c, b in zip(credits, booked, strict=True)}
+    purchases: list[dict[str, Any]] = []
+    lines: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    causes: dict[int, dict[str, Any]] = {}
+    for item, purchase_id in zip(kept, purchase_ids, strict=True):
+        data = item.data
+        found = item.result
+        credited = txns.get(purchase_id)
+        points = found.points.points if found else 0
+        purchases.append(
+            {
+                "id": purchase_id,
+                "program_id": program.id,
+                "member_id": item.member.id if item.member else None,
+                "external_id": data.external_id,
+                "status": PurchaseStatus.AWARDED if item.member else PurchaseStatus.UNCLAIMED,
+                "occurred_at": data.occurred_at.astimezone(UTC),
+                "channel": data.channel,
+                "store": data.store,
+                "payment_method": data.payment_method,
+                "total": data.total,
+                "net_total": data.total,
+                "rule_set_version": found.rules.version if found else None,
+                "facts": facts_json(item.facts) if item.facts is not None else None,
+                "points": points,
+                "growth": found.growth.points if found else 0,
+                "points_returned": 0,
+                "growth_returned": 0,
+                "breakdown": [i.as_dict() for i in found.points.items] if found else None,
+                "growth_breakdown": [i.as_dict() for i in found.growth.items] if found else None,
+                "earn_txn_id": credited.txn_id if credited else None,
+                "growth_txn_id": credited.growth_txn_id if credited else None,
+                "attributes": {k: str(v) for k, v in data.attributes.items()} or None,
+                "hold_id": None,
+                "paid_points": 0,
+                "paid_points_value": Decimal(0),
+                "capture_txn_id": None,
+                "created_at": now,
+                "claimed_at": None,
+                "actor": actor,
+            }
+        )
+        for n, line in enumerate(data.lines, start=1):
+            lines.append(
+                {
+                    "program_id": program.id,
+                    "purchase_id": purchase_id,
+                    "line_no": n,
+                    "sku": line.sku,
+                    "category": line.category,
+                    "brand": line.brand,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price,
+                    "amount": line.amount,
+                    "discount": line.discount,
+                    "attributes": {k: str(v) for k, v in line.attributes.items()} or None,
+                    "returned_quantity": Decimal(0),
+                    "returned_amount": Decimal(0),
+                    "points_value": Decimal(0),
+                }
+            )
+        events.append(
+            {
+                "program_id": program.id,
+                "member_id": item.member.id if item.member else None,
+                "type": "purchase.recorded",
+                "payload": {"purchase_id": purchase_id, "points": points},
+                "occurred_at": now,
+                "published_at": None,
+            }
+        )
+        if item.member is None:
+            done.unclaimed += 1
+        else:
+            # the member's last order of the round is the one the tiers answer for
+            causes[item.member.id] = {"purchase_id": purchase_id, "order": data.external_id}
+        item.purchase_id = purchase_id
+        done.written.append(item)
+        done.points += points
+        done.growth += found.growth.points if found else 0
+    write_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
+    write_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
+    write_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    caps.use(session, program.id, usage)
+    done.upgrades += len(tiers.on_activity_many(session, program, causes, now=now, actor=actor))
+
+
+def _basket_of(book: Book, item: Item) -> Any:
+    if item.basket is None:
+        item.basket = _basket(book, item.data)
+    return item.basket
+
+
+def _basket(book: Book, data: PurchaseIn) -> Any:
+    """The basket the API's award sees: each line as it reads back from the database."""
+    lines = [
+        Line(
+            sku=line.sku,
+            quantity=line.quantity.quantize(MILLI),
+            amount=(line.net).quantize(CENT),
+            category=line.category,
+            brand=line.brand,
+            attributes={k: str(v) for k, v in line.attributes.items()},
+        )
+        for line in data.lines
+    ]
+    return basket_of(
+        book, data.occurred_at.astimezone(UTC), data.channel, data.store, data.payment_method, lines
+    )
