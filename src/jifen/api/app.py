@@ -35,6 +35,7 @@ from jifen.api import (
     segments,
     tiers,
 )
+from jifen.api.grouped import Groups
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -152,6 +153,8 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     app.state.db = db
     app.state.clock = clock
     app.state.settings = settings
+    if settings.group_commit:
+        app.state.groups = Groups(db, clock)
     install(app)
     for module in (
         health,

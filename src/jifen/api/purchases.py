@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -20,6 +20,7 @@ from jifen.api.deps import (
     read,
     render,
 )
+from jifen.api.grouped import Groups
 from jifen.api.idempotency import write
 from jifen.api.problems import READ, WRITE, problems
 from jifen.core.errors import (
@@ -85,12 +86,15 @@ def _created(model: BaseModel, created: bool) -> tuple[BaseModel, int]:
         200: {"model": PurchaseOut, "description": "The order was already recorded"},
     },
 )
-def record_purchase(data: PurchaseIn, call: Write) -> JSONResponse:
+def record_purchase(data: PurchaseIn, call: Write, request: Request) -> JSONResponse:
     def op(u: Unit) -> tuple[BaseModel, int]:
         done = purchases.record(u.session, u.program, u.book, data, now=u.now, actor=u.actor)
         return _created(purchases.describe(u.session, u.book, done.purchase), done.created)
 
-    return write(call, ADMIN_POS, op)
+    groups: Groups | None = getattr(request.app.state, "groups", None)
+    if groups is None:
+        return write(call, ADMIN_POS, op)
+    return groups.record(call, data, lambda: write(call, ADMIN_POS, op))
 
 
 @router.get(

@@ -16,6 +16,9 @@ class Settings(BaseSettings):
     default_language: str = "zh-CN"
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    group_commit: bool = True
+    """Record the purchases a server process receives at the same moment in one
+    transaction (`jifen.api.grouped`)."""
     threads: int = 40
     """Threads per server process that run the synchronous route handlers (anyio's
     default is 40)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    delete,
     select,
     update,
 )
@@ -112,3 +114,47 @@ def store(session: Session, record_id: int, *, status_code: int, response: Any) 
     session.execute(
         _STORE, {"record_id": record_id, "new_status": status_code, "new_response": response}
     )
+
+
+def claim_many(
+    session: Session, *, program_id: int, claims: Sequence[tuple[str, str]], now: datetime
+) -> dict[str, int]:
+    """Claim several keys at once, each with its request's hash (grouped writes): the keys
+    claimed → their record ids, in one statement. A key recorded already, or claimed by a
+    concurrent request that commits first, is left out; its request then goes through
+    `claim`, which replays or refuses it. Keys are inserted in their order, so two groups
+    never wait on each other's keys crosswise."""
+    if not claims:
+        return {}
+    rows = [
+        {"program_id": program_id, "key": key, "request_hash": fingerprint, "created_at": now}
+        for key, fingerprint in sorted(claims)
+    ]
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        module.insert(KEYS)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["program_id", "key"])
+        .returning(KEYS.c.key, KEYS.c.id)
+    )
+    return dict(session.execute(statement).all())  # a Result has keys(): not dict(result)
+
+
+def store_many(session: Session, stored: Sequence[tuple[int, int, Any]]) -> None:
+    """Record the responses (record id, status, body) of the requests that claimed keys
+    with `claim_many` (same transaction)."""
+    if stored:
+        session.execute(
+            _STORE,
+            [
+                {"record_id": record_id, "new_status": status, "new_response": response}
+                for record_id, status, response in stored
+            ],
+        )
+
+
+def release(session: Session, record_ids: Sequence[int]) -> None:
+    """Give back keys claimed in this transaction whose requests will not be answered by
+    it (they go the one-by-one way)."""
+    if record_ids:
+        session.execute(delete(KEYS).where(KEYS.c.id.in_(record_ids)))

@@ -22,19 +22,30 @@ recorded yet) and gives them in the order they are to be made.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jifen.core.errors import JifenError, MemberClosed, MemberFrozen
+from jifen.core.errors import (
+    InvalidInput,
+    JifenError,
+    MemberClosed,
+    MemberFrozen,
+    NotFound,
+    OrderConflict,
+    UnknownCode,
+)
 from jifen.db.bulk import reserve_ids, write_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
 from jifen.earning.purchases import (
+    CLOCK_SKEW,
     Evaluation,
     basket_of,
     bounds_of,
@@ -49,7 +60,8 @@ from jifen.ledger.bulk import Credit, credit_many
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.ledger.posting import Book, lock_accounts
 from jifen.members.models import Member
-from jifen.programs.models import Program
+from jifen.members.schemas import IdentifierField, normalise_identifier
+from jifen.programs.models import Channel, Program, Store
 from jifen.programs.rulesets import VersionedRules, current_rules
 from jifen.rules.facts import Line, MemberFacts
 from jifen.tiers import service as tiers
@@ -383,3 +395,118 @@ def _basket(book: Book, data: PurchaseIn) -> Any:
     return basket_of(
         book, data.occurred_at.astimezone(UTC), data.channel, data.store, data.payment_method, lines
     )
+
+
+# ---------------------------------------------------------------- checks
+# What the caller checks before booking, a whole batch at once.
+
+
+def active_codes(
+    session: Session, model: type[Channel] | type[Store], program_id: int
+) -> list[str]:
+    return sorted(
+        session.execute(
+            select(model.code).where(model.program_id == program_id, model.active.is_(True))
+        ).scalars()
+    )
+
+
+def check_order(data: PurchaseIn, now: datetime, channels: list[str], stores: list[str]) -> None:
+    if data.occurred_at > now + CLOCK_SKEW:
+        raise InvalidInput(field="occurred_at", reason="is in the future")
+    if data.channel not in channels:
+        raise UnknownCode(field="channel", code=data.channel, known=", ".join(channels[:20]) or "—")
+    if data.store is not None and data.store not in stores:
+        raise UnknownCode(field="store", code=data.store, known=", ".join(stores[:20]) or "—")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    purchase_id: int | str
+    member_id: int | None
+    total: Decimal
+    claimed: bool
+
+
+def recorded_orders(
+    session: Session, program_id: int, external_ids: Sequence[str]
+) -> dict[str, Recorded]:
+    if not external_ids:
+        return {}
+    return {
+        ext: Recorded(purchase_id, member_id, total, claimed_at is not None)
+        for purchase_id, ext, member_id, total, claimed_at in session.execute(
+            select(
+                Purchase.id,
+                Purchase.external_id,
+                Purchase.member_id,
+                Purchase.total,
+                Purchase.claimed_at,
+            ).where(Purchase.program_id == program_id, Purchase.external_id.in_(set(external_ids)))
+        )
+    }
+
+
+def same_order(first: Recorded, data: PurchaseIn, member: Member | None) -> None:
+    """As the API (`earning.purchases._same_order`): the same order id again is the same
+    order when the member (or, sent without one, a member who has since claimed it) and
+    the total agree."""
+    member_id = member.id if member else None
+    if first.member_id != member_id and not (member_id is None and first.claimed):
+        raise OrderConflict(
+            external_id=data.external_id, purchase_id=first.purchase_id, difference="member"
+        )
+    if first.total != data.total:
+        raise OrderConflict(
+            external_id=data.external_id, purchase_id=first.purchase_id, difference="total"
+        )
+
+
+Members = dict[tuple[str, str], Member]
+
+
+def member_key(data: PurchaseIn) -> tuple[str, str] | None:
+    ref = data.member
+    if ref is None:
+        return None
+    if ref.id is not None:
+        return ("id", str(ref.id))
+    for name in IdentifierField:
+        value = getattr(ref, name.value)
+        if value is not None:
+            try:
+                return (name.value, normalise_identifier(name, value))
+            except ValueError as exc:
+                raise InvalidInput(field=f"member.{name.value}", reason=str(exc)) from exc
+    return None
+
+
+def named_members(session: Session, program_id: int, orders: list[PurchaseIn]) -> Members:
+    """The members the orders name, by (field, value), one query per field."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for data in orders:
+        try:
+            key = member_key(data)
+        except InvalidInput:
+            continue
+        if key is not None:
+            wanted[key[0]].add(key[1])
+    found: Members = {}
+    for name, values in wanted.items():
+        column = Member.id if name == "id" else getattr(Member, name)
+        keys = [int(v) for v in values] if name == "id" else list(values)
+        for member in session.execute(
+            select(Member).where(Member.program_id == program_id, column.in_(keys))
+        ).scalars():
+            found[(name, str(getattr(member, name)))] = member
+    return found
+
+
+def named_member(members: Members, data: PurchaseIn) -> Member | None:
+    key = member_key(data)
+    if key is None:
+        return None
+    member = members.get(key)
+    if member is None:
+        raise NotFound(what="member", key=key[1] if key[0] == "id" else f"{key[0]}={key[1]}")
+    return member

@@ -161,7 +161,7 @@ def claim(
         if purchase.member_id == member.id:
             return Recorded(purchase, created=False)  # a retried claim: the first result
         raise AlreadyClaimed(external_id=data.external_id, member_id=purchase.member_id)
-    _check_window(program, purchase.occurred_at, now)
+    check_window(program, purchase.occurred_at, now)
     purchase.member_id = member.id
     purchase.claimed_at = now
     outbox: list[dict[str, Any]] = []
@@ -508,11 +508,11 @@ def _check(
     if data.occurred_at > now + CLOCK_SKEW:
         raise InvalidInput(field="occurred_at", reason="is in the future")
     if attach:
-        _check_window(program, data.occurred_at, now)
+        check_window(program, data.occurred_at, now)
     _check_codes(session, program.id, data.channel, data.store)
 
 
-def _check_window(program: Program, occurred_at: datetime, now: datetime) -> None:
+def check_window(program: Program, occurred_at: datetime, now: datetime) -> None:
     if occurred_at < now - timedelta(days=program.claim_days):
         raise OutsideClaimWindow(occurred_at=occurred_at.isoformat(), days=program.claim_days)
 
@@ -923,6 +923,42 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
                 select(Lot.available_at).where(Lot.transaction_id == purchase.earn_txn_id)
             ).scalar_one_or_none()
         )
+    return shown(purchase, lines, returns, release)
+
+
+def describe_written(session: Session, purchase_ids: Sequence[int]) -> list[PurchaseOut]:
+    """Purchases just written in bulk (`jifen.earning.batch`), as the API shows them, read
+    back with one query per table: they have no returns yet."""
+    if not purchase_ids:
+        return []
+    found = {
+        p.id: p
+        for p in session.execute(select(Purchase).where(Purchase.id.in_(purchase_ids))).scalars()
+    }
+    lines: dict[int, list[PurchaseLine]] = {i: [] for i in purchase_ids}
+    for line in session.execute(
+        select(PurchaseLine)
+        .where(PurchaseLine.purchase_id.in_(purchase_ids))
+        .order_by(PurchaseLine.purchase_id, PurchaseLine.line_no)
+    ).scalars():
+        lines[line.purchase_id].append(line)
+    txns = [p.earn_txn_id for p in found.values() if p.earn_txn_id is not None]
+    release: dict[int, datetime | None] = {}
+    if txns:
+        query = select(Lot.transaction_id, Lot.available_at).where(Lot.transaction_id.in_(txns))
+        release = dict(session.execute(query).all())
+    return [
+        shown(found[i], lines[i], [], release.get(found[i].earn_txn_id or 0)) for i in purchase_ids
+    ]
+
+
+def shown(
+    purchase: Purchase,
+    lines: Sequence[PurchaseLine],
+    returns: Sequence[PurchaseReturn],
+    release: datetime | None,
+) -> PurchaseOut:
+    """The purchase as the API shows it, from its rows."""
     return PurchaseOut(
         id=purchase.id,
         external_id=purchase.external_id,

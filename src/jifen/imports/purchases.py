@@ -21,29 +21,32 @@ how late a member may attach a receipt at a till; an import of history is staff'
 from __future__ import annotations
 
 import gc
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from itertools import islice
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.clock import Clock
-from jifen.core.errors import InvalidInput, JifenError, NotFound, OrderConflict, UnknownCode
+from jifen.core.errors import JifenError
 from jifen.db.uow import Database
-from jifen.earning.batch import Item, Plan, book_orders
-from jifen.earning.models import Purchase
-from jifen.earning.purchases import CLOCK_SKEW
-from jifen.earning.schemas import PurchaseIn
+from jifen.earning.batch import (
+    Item,
+    Plan,
+    Recorded,
+    active_codes,
+    book_orders,
+    check_order,
+    named_member,
+    named_members,
+    recorded_orders,
+    same_order,
+)
 from jifen.imports.files import Rejects, Row
 from jifen.imports.orders import Order, group, parse
-from jifen.members.models import Member
-from jifen.members.schemas import IdentifierField, normalise_identifier
 from jifen.programs.models import Channel, Store
 from jifen.programs.service import book_for, get_program
 
@@ -164,26 +167,26 @@ def _book(
         if order.data is None:
             done.rejected.append((order, order.error or "?"))
     valid = [o for o in orders if o.data is not None]
-    members = _members(session, program.id, [o.data for o in valid if o.data is not None])
-    recorded = _recorded(session, program.id, [o.data.external_id for o in valid if o.data])
-    channels = _codes(session, Channel, program.id)
-    stores = _codes(session, Store, program.id)
+    members = named_members(session, program.id, [o.data for o in valid if o.data is not None])
+    recorded = recorded_orders(session, program.id, [o.data.external_id for o in valid if o.data])
+    channels = active_codes(session, Channel, program.id)
+    stores = active_codes(session, Store, program.id)
     for order in valid:
         data = order.data
         assert data is not None
         try:
-            member = _member(members, data)
+            member = named_member(members, data)
             first = recorded.get(data.external_id)
             if first is not None:
-                _same_order(first, data, member)
+                same_order(first, data, member)
                 done.already += 1
                 continue
-            _check(data, now, channels, stores)
+            check_order(data, now, channels, stores)
         except JifenError as exc:
             done.rejected.append((order, exc.message(lang)))
             continue
         # A later row with the same order id is that order sent again.
-        recorded[data.external_id] = _Recorded(
+        recorded[data.external_id] = Recorded(
             "(earlier in this file)", member.id if member else None, data.total, False
         )
         items.append(Item(data, member, tag=order))
@@ -195,115 +198,3 @@ def _book(
     done.upgrades = booked.upgrades
     done.rejected.extend((item.tag, error.message(lang)) for item, error in booked.refused)
     return done
-
-
-# ---------------------------------------------------------------- checks
-
-
-def _codes(session: Session, model: type[Channel] | type[Store], program_id: int) -> list[str]:
-    return sorted(
-        session.execute(
-            select(model.code).where(model.program_id == program_id, model.active.is_(True))
-        ).scalars()
-    )
-
-
-def _check(data: PurchaseIn, now: datetime, channels: list[str], stores: list[str]) -> None:
-    if data.occurred_at > now + CLOCK_SKEW:
-        raise InvalidInput(field="occurred_at", reason="is in the future")
-    if data.channel not in channels:
-        raise UnknownCode(field="channel", code=data.channel, known=", ".join(channels[:20]) or "—")
-    if data.store is not None and data.store not in stores:
-        raise UnknownCode(field="store", code=data.store, known=", ".join(stores[:20]) or "—")
-
-
-@dataclass(frozen=True)
-class _Recorded:
-    purchase_id: int | str
-    member_id: int | None
-    total: Decimal
-    claimed: bool
-
-
-def _recorded(
-    session: Session, program_id: int, external_ids: Sequence[str]
-) -> dict[str, _Recorded]:
-    if not external_ids:
-        return {}
-    return {
-        ext: _Recorded(purchase_id, member_id, total, claimed_at is not None)
-        for purchase_id, ext, member_id, total, claimed_at in session.execute(
-            select(
-                Purchase.id,
-                Purchase.external_id,
-                Purchase.member_id,
-                Purchase.total,
-                Purchase.claimed_at,
-            ).where(Purchase.program_id == program_id, Purchase.external_id.in_(set(external_ids)))
-        )
-    }
-
-
-def _same_order(first: _Recorded, data: PurchaseIn, member: Member | None) -> None:
-    """As the API (`earning.purchases._same_order`): the same order id again is the same
-    order when the member (or, sent without one, a member who has since claimed it) and
-    the total agree."""
-    member_id = member.id if member else None
-    if first.member_id != member_id and not (member_id is None and first.claimed):
-        raise OrderConflict(
-            external_id=data.external_id, purchase_id=first.purchase_id, difference="member"
-        )
-    if first.total != data.total:
-        raise OrderConflict(
-            external_id=data.external_id, purchase_id=first.purchase_id, difference="total"
-        )
-
-
-Members = dict[tuple[str, str], Member]
-
-
-def _key(data: PurchaseIn) -> tuple[str, str] | None:
-    ref = data.member
-    if ref is None:
-        return None
-    if ref.id is not None:
-        return ("id", str(ref.id))
-    for name in IdentifierField:
-        value = getattr(ref, name.value)
-        if value is not None:
-            try:
-                return (name.value, normalise_identifier(name, value))
-            except ValueError as exc:
-                raise InvalidInput(field=f"member.{name.value}", reason=str(exc)) from exc
-    return None
-
-
-def _members(session: Session, program_id: int, orders: list[PurchaseIn]) -> Members:
-    """The members the orders name, by (field, value), one query per field."""
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for data in orders:
-        try:
-            key = _key(data)
-        except InvalidInput:
-            continue
-        if key is not None:
-            wanted[key[0]].add(key[1])
-    found: Members = {}
-    for name, values in wanted.items():
-        column = Member.id if name == "id" else getattr(Member, name)
-        keys = [int(v) for v in values] if name == "id" else list(values)
-        for member in session.execute(
-            select(Member).where(Member.program_id == program_id, column.in_(keys))
-        ).scalars():
-            found[(name, str(getattr(member, name)))] = member
-    return found
-
-
-def _member(members: Members, data: PurchaseIn) -> Member | None:
-    key = _key(data)
-    if key is None:
-        return None
-    member = members.get(key)
-    if member is None:
-        raise NotFound(what="member", key=key[1] if key[0] == "id" else f"{key[0]}={key[1]}")
-    return member

@@ -1,0 +1,193 @@
+"""Group commit for `POST /v1/purchases`: the purchases a server process receives at the
+same moment are recorded together, in one transaction.
+
+At a peak (a double-points day) every till sends purchases at once. Recorded one by one,
+each costs its own transaction: a dozen statements, a commit waiting for the disk, and
+the ORM's work in Python. Grouped, a request joins a queue; one of the waiting request
+threads, the leader, takes what is queued (up to `LARGEST`), checks it and books it with
+the engine bulk imports use (`jifen.earning.batch`: every table written once, each member
+locked once), claims every request's `Idempotency-Key` and stores its response, and
+commits once; then each request answers with its own response. While a group is being
+booked, the next requests queue up for the next group, so the busier the server, the
+bigger the groups. A lone request (nothing else queued) goes the one-by-one way, which is
+cheaper for one.
+
+The answer never changes with the grouping. A group takes a request only when its answer
+is a new purchase (201): a request whose key, scope, `Idempotency-Key`, member, codes,
+time or order id would get another answer (a replay, a refusal, the order already
+recorded) — and one paying with points or naming no member — leaves the group before
+anything is written and goes the one-by-one way (`jifen.api.idempotency.write`), which
+gives exactly its usual answer. So does a member found frozen or closed once locked (the
+group gives back the key it claimed for it). The orders of a group are booked as if
+recorded one after the other in the order they arrived; each request is answered only
+after the commit, and if the group's transaction fails as a whole (a race for an order
+id with another process, say), nothing of it was written and every request in it goes
+the one-by-one way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from jifen.access.service import Principal
+from jifen.api.deps import ADMIN_POS, WriteCall, authorise
+from jifen.api.idempotency import fingerprint
+from jifen.core.clock import Clock
+from jifen.core.errors import JifenError
+from jifen.db.idempotency import MAX_KEY_LENGTH, claim_many, release, store_many
+from jifen.db.uow import Database
+from jifen.earning import batch
+from jifen.earning.purchases import check_window, describe_written
+from jifen.earning.schemas import PurchaseIn
+from jifen.programs.models import Channel, Store
+from jifen.programs.service import book_for, get_program
+
+LARGEST = 64
+"""The most requests one group takes."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Request:
+    call: WriteCall
+    data: PurchaseIn
+    body: Any = None
+    """The 201 response once the group committed; None: answer it one by one."""
+    done: bool = False
+
+
+class Groups:
+    """The queue of one server process (`app.state.groups`)."""
+
+    def __init__(self, db: Database, clock: Clock, *, largest: int = LARGEST) -> None:
+        self._db = db
+        self._clock = clock
+        self._largest = largest
+        self._ready = threading.Condition(threading.Lock())
+        self._queue: list[_Request] = []
+        self._leading = False
+
+    def record(
+        self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
+    ) -> JSONResponse:
+        """The response to the purchase `data`: recorded in a group, or by `alone` (the
+        one-by-one path) when no group takes it."""
+        if data.member is None or data.points_payment is not None:
+            return alone()
+        request = _Request(call, data)
+        with self._ready:
+            self._queue.append(request)
+            while not request.done:
+                if self._leading:
+                    self._ready.wait()
+                    continue
+                group = self._queue[: self._largest]
+                del self._queue[: len(group)]
+                self._leading = True
+                self._ready.release()
+                try:
+                    if len(group) == 1:  # only this request is waiting: alone is cheaper
+                        return alone()
+                    self._book(group)
+                finally:
+                    self._ready.acquire()
+                    self._leading = False
+                    self._ready.notify_all()
+        if request.body is None:
+            return alone()
+        return JSONResponse(request.body, status_code=201)
+
+    def _book(self, group: list[_Request]) -> None:
+        """Book the group and mark every request done; never raises (a request the group
+        could not answer goes the one-by-one way, which reports what went wrong)."""
+        try:
+            bodies = self._db.write(lambda session: _unit(session, group, self._clock.now()))
+        except Exception:  # every request is answered one by one; nothing was written
+            log.exception("a group of %d purchases fell back to one by one", len(group))
+            bodies = {}
+        for request in group:
+            request.body = bodies.get(request)
+            request.done = True
+
+
+def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Request, Any]:
+    """One transaction: the requests of the group it answers → their 201 bodies."""
+    principals: dict[str, Principal | None] = {}
+    by_program: dict[int, list[tuple[_Request, Principal]]] = defaultdict(list)
+    for request in group:
+        token, key = request.call.token, request.call.idempotency_key
+        if token not in principals:
+            try:
+                principals[token] = authorise(session, token, ADMIN_POS)
+            except JifenError:
+                principals[token] = None
+        principal = principals[token]
+        if principal is not None and key and len(key) <= MAX_KEY_LENGTH:
+            by_program[principal.program_id].append((request, principal))
+    bodies: dict[_Request, Any] = {}
+    for program_id, requests in by_program.items():
+        bodies.update(_program_unit(session, program_id, requests, now))
+    return bodies
+
+
+def _program_unit(
+    session: Session,
+    program_id: int,
+    requests: list[tuple[_Request, Principal]],
+    now: datetime,
+) -> dict[_Request, Any]:
+    program = get_program(session, program_id)
+    datas = [request.data for request, _ in requests]
+    members = batch.named_members(session, program_id, datas)
+    recorded = batch.recorded_orders(session, program_id, [d.external_id for d in datas])
+    channels = batch.active_codes(session, Channel, program_id)
+    stores = batch.active_codes(session, Store, program_id)
+    keys: set[str] = set()
+    taken: list[tuple[_Request, Principal, Any]] = []
+    for request, principal in requests:
+        data, key = request.data, str(request.call.idempotency_key)
+        if data.external_id in recorded or key in keys:
+            continue  # answered by the first one (a replay, or the order as recorded)
+        try:
+            member = batch.named_member(members, data)
+            batch.check_order(data, now, channels, stores)
+            check_window(program, data.occurred_at, now)
+        except JifenError:
+            continue  # refused: the one-by-one path gives the refusal
+        recorded[data.external_id] = batch.Recorded("(in this group)", None, data.total, False)
+        keys.add(key)
+        taken.append((request, principal, member))
+    claimed = claim_many(
+        session,
+        program_id=program_id,
+        claims=[(str(r.call.idempotency_key), fingerprint(r.call, p.key_id)) for r, p, _ in taken],
+        now=now,
+    )
+    book = book_for(session, program)
+    plan = batch.Plan.of(session, program, now)
+    by_actor: dict[str, list[batch.Item]] = defaultdict(list)
+    for request, principal, member in taken:
+        record_id = claimed.get(str(request.call.idempotency_key))
+        if record_id is not None:
+            by_actor[principal.actor].append(batch.Item(request.data, member, (request, record_id)))
+    written: list[batch.Item] = []
+    for actor, items in by_actor.items():
+        booked = batch.book_orders(session, program, book, plan, items, now, actor)
+        release(session, [item.tag[1] for item, _ in booked.refused])
+        written.extend(booked.written)
+    shown = describe_written(session, [item.purchase_id or 0 for item in written])
+    bodies = {
+        item.tag[0]: out.model_dump(mode="json") for item, out in zip(written, shown, strict=True)
+    }
+    store_many(session, [(item.tag[1], 201, bodies[item.tag[0]]) for item in written])
+    return bodies
