@@ -65,6 +65,10 @@ def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     return list(range(largest + 1, largest + 1 + n))
 
 
+QUEUED_FROM = 1000
+"""Rows from which `write_rows` hands them to the server from a thread of its own."""
+
+
 def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert `rows` (each a mapping of column name → Python value, the same keys in
     every row) into `table` in one statement."""
@@ -81,12 +85,15 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     connection = session.connection().connection.dbapi_connection
     assert connection is not None
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    # A thread hands the rows to the server while Python builds the next ones (psycopg's
-    # queued writer): PostgreSQL's inserting overlaps the row building instead of all of
-    # it waiting at the end of the COPY.
+    # For many rows a thread hands them to the server while Python builds the next ones
+    # (psycopg's queued writer): PostgreSQL's inserting overlaps the row building instead
+    # of all of it waiting at the end of the COPY. For a few (a group of purchases) the
+    # thread would cost more than it saves.
     with (
         connection.cursor() as cursor,  # type: ignore[attr-defined]
-        cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
+        cursor.copy(
+            statement, writer=QueuedLibpqWriter(cursor) if len(rows) >= QUEUED_FROM else None
+        ) as copy,
     ):
         write = copy.write_row
         if not json_at:
