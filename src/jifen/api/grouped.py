@@ -48,7 +48,6 @@ from jifen.db.uow import Database
 from jifen.earning import batch
 from jifen.earning.purchases import check_window, describe_written
 from jifen.earning.schemas import PurchaseIn
-from jifen.programs.models import Channel, Store
 from jifen.programs.service import book_for, get_program
 
 LARGEST = 64
@@ -150,8 +149,7 @@ def _program_unit(
     datas = [request.data for request, _ in requests]
     members = batch.named_members(session, program_id, datas)
     recorded = batch.recorded_orders(session, program_id, [d.external_id for d in datas])
-    channels = batch.active_codes(session, Channel, program_id)
-    stores = batch.active_codes(session, Store, program_id)
+    channels, stores = batch.active_codes(session, program_id)
     keys: set[str] = set()
     taken: list[tuple[_Request, Principal, Any]] = []
     for request, principal in requests:
@@ -185,9 +183,10 @@ def _program_unit(
         booked = batch.book_orders(session, program, book, plan, items, now, actor)
         release(session, [item.tag[1] for item, _ in booked.refused])
         written.extend(booked.written)
-    shown = describe_written(session, [item.purchase_id or 0 for item in written])
     bodies = {
-        item.tag[0]: out.model_dump(mode="json") for item, out in zip(written, shown, strict=True)
+        item.tag[0]: describe_written(*item.written).model_dump(mode="json")
+        for item in written
+        if item.written is not None
     }
     store_many(session, [(item.tag[1], 201, bodies[item.tag[0]]) for item in written])
     return bodies

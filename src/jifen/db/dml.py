@@ -78,14 +78,19 @@ def _many_statement(dialect: str, model: type[Base]) -> Any:
     )
 
 
-def _attach(session: Session, model: type[M], pk: str, new_id: int, values: dict[str, Any]) -> M:
-    """The object as a query would read the row: fixed-point numbers at the column's scale
-    (10 stored in NUMERIC(18, 2) reads back 10.00)."""
+def as_read(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as a query would read them back: fixed-point numbers at their
+    column's scale (10 stored in NUMERIC(18, 2) reads back 10.00)."""
     values = dict(values)
     for key, quantum in _scales(model):
-        if isinstance(values[key], Decimal):
+        if isinstance(values.get(key), Decimal):
             values[key] = values[key].quantize(quantum)
-    found = model(**values)
+    return values
+
+
+def _attach(session: Session, model: type[M], pk: str, new_id: int, values: dict[str, Any]) -> M:
+    """The object as a query would read the row (`as_read`)."""
+    found = model(**as_read(model, values))
     setattr(found, pk, new_id)
     make_transient_to_detached(found)
     session.add(found)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -82,6 +82,8 @@ class Item:
     facts: MemberFacts | None = None
     result: Evaluation | None = None
     purchase_id: int | None = None
+    written: tuple[dict[str, Any], list[dict[str, Any]], datetime | None] | None = None
+    """The purchase's row, its lines' rows and its lot's release, as written."""
 
 
 @dataclass(frozen=True)
@@ -328,8 +330,9 @@ def _write(
                 "actor": actor,
             }
         )
+        rows: list[dict[str, Any]] = []
         for n, line in enumerate(data.lines, start=1):
-            lines.append(
+            rows.append(
                 {
                     "program_id": program.id,
                     "purchase_id": purchase_id,
@@ -347,6 +350,8 @@ def _write(
                     "points_value": Decimal(0),
                 }
             )
+        lines.extend(rows)
+        item.written = (purchases[-1], rows, credited.release if credited else None)
         events.append(
             {
                 "program_id": program.id,
@@ -401,14 +406,22 @@ def _basket(book: Book, data: PurchaseIn) -> Any:
 # What the caller checks before booking, a whole batch at once.
 
 
-def active_codes(
-    session: Session, model: type[Channel] | type[Store], program_id: int
-) -> list[str]:
-    return sorted(
-        session.execute(
-            select(model.code).where(model.program_id == program_id, model.active.is_(True))
-        ).scalars()
+def active_codes(session: Session, program_id: int) -> tuple[list[str], list[str]]:
+    """The programme's active channel codes and store codes, sorted (one query)."""
+    channels: list[str] = []
+    stores: list[str] = []
+    for kind, code in session.execute(_CODES, {"program_id": program_id}):
+        (channels if kind == "channel" else stores).append(code)
+    return sorted(channels), sorted(stores)
+
+
+def _active(model: type[Channel] | type[Store], kind: str) -> Any:
+    return select(literal(kind), model.code).where(
+        model.program_id == bindparam("program_id"), model.active.is_(True)
     )
+
+
+_CODES = union_all(_active(Channel, "channel"), _active(Store, "store"))
 
 
 def check_order(data: PurchaseIn, now: datetime, channels: list[str], stores: list[str]) -> None:

@@ -37,7 +37,7 @@ from jifen.core.errors import (
     OutsideClaimWindow,
     UnknownCode,
 )
-from jifen.db.dml import insert_many_returning, insert_returning
+from jifen.db.dml import as_read, insert_many_returning, insert_returning
 from jifen.db.outbox import emit_many, event
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseReturn, PurchaseStatus
@@ -926,30 +926,18 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
     return shown(purchase, lines, returns, release)
 
 
-def describe_written(session: Session, purchase_ids: Sequence[int]) -> list[PurchaseOut]:
-    """Purchases just written in bulk (`jifen.earning.batch`), as the API shows them, read
-    back with one query per table: they have no returns yet."""
-    if not purchase_ids:
-        return []
-    found = {
-        p.id: p
-        for p in session.execute(select(Purchase).where(Purchase.id.in_(purchase_ids))).scalars()
-    }
-    lines: dict[int, list[PurchaseLine]] = {i: [] for i in purchase_ids}
-    for line in session.execute(
-        select(PurchaseLine)
-        .where(PurchaseLine.purchase_id.in_(purchase_ids))
-        .order_by(PurchaseLine.purchase_id, PurchaseLine.line_no)
-    ).scalars():
-        lines[line.purchase_id].append(line)
-    txns = [p.earn_txn_id for p in found.values() if p.earn_txn_id is not None]
-    release: dict[int, datetime | None] = {}
-    if txns:
-        query = select(Lot.transaction_id, Lot.available_at).where(Lot.transaction_id.in_(txns))
-        release = dict(session.execute(query).all())
-    return [
-        shown(found[i], lines[i], [], release.get(found[i].earn_txn_id or 0)) for i in purchase_ids
-    ]
+def describe_written(
+    purchase: dict[str, Any], lines: list[dict[str, Any]], release: datetime | None
+) -> PurchaseOut:
+    """A purchase written in bulk (`jifen.earning.batch`), as the API shows it, from the
+    rows as written (`Item.written`), read as a query would read them: no query, and no
+    returns yet."""
+    return shown(
+        Purchase(**as_read(Purchase, purchase)),
+        [PurchaseLine(**as_read(PurchaseLine, line)) for line in lines],
+        [],
+        release,
+    )
 
 
 def shown(

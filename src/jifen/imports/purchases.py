@@ -47,7 +47,6 @@ from jifen.earning.batch import (
 )
 from jifen.imports.files import Rejects, Row
 from jifen.imports.orders import Order, group, parse
-from jifen.programs.models import Channel, Store
 from jifen.programs.service import book_for, get_program
 
 ATTEMPTS = 3
@@ -169,8 +168,7 @@ def _book(
     valid = [o for o in orders if o.data is not None]
     members = named_members(session, program.id, [o.data for o in valid if o.data is not None])
     recorded = recorded_orders(session, program.id, [o.data.external_id for o in valid if o.data])
-    channels = active_codes(session, Channel, program.id)
-    stores = active_codes(session, Store, program.id)
+    channels, stores = active_codes(session, program.id)
     for order in valid:
         data = order.data
         assert data is not None

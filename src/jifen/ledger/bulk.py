@@ -59,6 +59,8 @@ class Credit:
 class Credited:
     txn_id: int | None
     growth_txn_id: int | None
+    release: datetime | None = None
+    """When the points' lot becomes available (None: at once, or no points)."""
 
 
 def credit_many(
@@ -221,7 +223,7 @@ def credit_many(
         next_due = balance["next_due_at"]
         if due is not None and (next_due is None or due < next_due):
             balance["next_due_at"] = due
-        found[i] = Credited(txn_id, None)
+        found[i] = Credited(txn_id, None, release)
     for i, txn_id in one_by_one.items():
         found[i] = Credited(txn_id, None)
 
@@ -239,8 +241,8 @@ def credit_many(
             growth_account.id, {"account": growth_account, "available": growth_account.available}
         )
         growth_balance["available"] += credit.growth
-        earn = found.get(i, Credited(None, None)).txn_id
-        found[i] = Credited(earn, txn_id)
+        earn = found.get(i, Credited(None, None))
+        found[i] = Credited(earn.txn_id, txn_id, earn.release)
 
     touched = list(balances)
     _set_balances(session, list(balances.values()))
