@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
@@ -80,7 +81,7 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
         return
     names = list(rows[0])
     # JSON values go as their text (what psycopg's Jsonb would send), the rest as they are
-    json_at = [i for i, name in enumerate(names) if _is_json(table.c[name])]
+    json_at = _json_at(table, tuple(names))
     values_of = _getter(names)
     connection = session.connection().connection.dbapi_connection
     assert connection is not None
@@ -138,6 +139,13 @@ def _insert_many(
             values = values_of(row)
             params.append(tuple(fn(values[i]) if fn else values[i] for i, fn in pairs))
     session.connection().exec_driver_sql(statement, params)
+
+
+@cache
+def _json_at(table: Table, names: tuple[str, ...]) -> list[int]:
+    """Where in `names` the JSON columns of `table` are (tables are module-level: the
+    cache holds a handful)."""
+    return [i for i, name in enumerate(names) if _is_json(table.c[name])]
 
 
 def _is_json(column: Column[Any]) -> bool:

@@ -84,6 +84,9 @@ class Item:
     purchase_id: int | None = None
     written: tuple[dict[str, Any], list[dict[str, Any]], datetime | None] | None = None
     """The purchase's row, its lines' rows and its lot's release, as written."""
+    moves_tier: bool | None = None
+    """Whether the tiers act on the member after this order (`runs.tier_moves`; None: not
+    asked)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def _book_round(
         lock_accounts(session, book, sorted(members), now, AccountKind.POINTS) if members else {}
     )
     active = [m for m in members.values() if accounts[m.id].status == AccountStatus.ACTIVE]
-    facts = facts_of(session, program, active)
+    facts = facts_of(session, program, active, rules=plan.rules)
     standing = (
         standings(session, program.id, plan.tiering, [m.id for m in active])
         if plan.tiering is not None and active
@@ -244,7 +247,7 @@ def _ends_run(
         return True
     if plan.tiering is None or standing is None:
         return False
-    return tier_moves(
+    item.moves_tier = tier_moves(
         plan.tiering,
         standing,
         occurred_at=item.data.occurred_at.astimezone(UTC),
@@ -252,6 +255,7 @@ def _ends_run(
         growth=result.growth.points,
         now=now,
     )
+    return item.moves_tier
 
 
 def _write(
@@ -364,6 +368,8 @@ def _write(
         )
         if item.member is None:
             done.unclaimed += 1
+        elif item.moves_tier is False:
+            causes.pop(item.member.id, None)  # the tiers would find nothing to do
         else:
             # the member's last order of the round is the one the tiers answer for
             causes[item.member.id] = {"purchase_id": purchase_id, "order": data.external_id}

@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, NoReturn
 
 from sqlalchemy import Exists, bindparam, exists, inspect, select
@@ -933,16 +934,16 @@ def describe_written(
     rows as written (`Item.written`), read as a query would read them: no query, and no
     returns yet."""
     return shown(
-        Purchase(**as_read(Purchase, purchase)),
-        [PurchaseLine(**as_read(PurchaseLine, line)) for line in lines],
+        SimpleNamespace(**as_read(Purchase, purchase)),
+        [SimpleNamespace(**as_read(PurchaseLine, line)) for line in lines],
         [],
         release,
     )
 
 
 def shown(
-    purchase: Purchase,
-    lines: Sequence[PurchaseLine],
+    purchase: Purchase | SimpleNamespace,
+    lines: Sequence[PurchaseLine | SimpleNamespace],
     returns: Sequence[PurchaseReturn],
     release: datetime | None,
 ) -> PurchaseOut:
