@@ -144,12 +144,6 @@ def evaluate(
         return StepResult()
     postgres = session.get_bind().dialect.name == "postgresql"
     in_sql = postgres if in_sql is None else in_sql and postgres
-    if postgres:
-        # Each batch's statements planned for its own ids: psycopg prepares a statement
-        # run five times, and PostgreSQL's generic plan for it then guesses a handful of
-        # rows for `= ANY(:ids)`, nests loops over the batch's aggregates and casts the
-        # ids' text at every row (a batch took 30 times as long).
-        session.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     columns = _BRIEF if in_sql else _FULL
     due = _lock_due(session, program.id, now, limit, columns)
     if not due:
@@ -507,11 +501,18 @@ def _settle_quiet(
         .cte("settled")
     )
     width = len(_Standing.COLUMNS) + 1
+    connection = session.connection()
+    # Planned for this batch's ids: psycopg prepares a statement run five times, and
+    # PostgreSQL's generic plan for this one guesses a handful of rows for `= ANY(:ids)`,
+    # nests loops over the batch's aggregate and casts the ids' text at every row (a
+    # batch took 30 times as long).
+    connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     busy = list(
-        session.connection().execute(
+        connection.execute(
             select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
         )
     )
+    connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
     order = {member_id: i for i, member_id in enumerate(member_ids)}
     busy.sort(key=lambda row: order[row[1]])
     busy_ids = [row[1] for row in busy]
