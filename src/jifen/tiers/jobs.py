@@ -505,14 +505,19 @@ def _settle_quiet(
     # Planned for this batch's ids: psycopg prepares a statement run five times, and
     # PostgreSQL's generic plan for this one guesses a handful of rows for `= ANY(:ids)`,
     # nests loops over the batch's aggregate and casts the ids' text at every row (a
-    # batch took 30 times as long).
-    connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    # batch took 30 times as long). For this statement alone (the setting is put back
+    # after it): planning the batch's other statements every time costs more than their
+    # generic plans do.
+    (mode,) = connection.exec_driver_sql(
+        "SELECT current_setting('plan_cache_mode'), "
+        "set_config('plan_cache_mode', 'force_custom_plan', true)"
+    ).one()[:1]
     busy = list(
         connection.execute(
             select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
         )
     )
-    connection.exec_driver_sql("SET LOCAL plan_cache_mode = auto")
+    connection.execute(select(func.set_config("plan_cache_mode", mode, True)))
     order = {member_id: i for i, member_id in enumerate(member_ids)}
     busy.sort(key=lambda row: order[row[1]])
     busy_ids = [row[1] for row in busy]
