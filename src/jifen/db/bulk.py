@@ -313,3 +313,10 @@ def insert_new(
         f"RETURNING {', '.join(quote(table.c[r].name) for r in returning)}"
     ).bindparams(*bound)
     return list(session.connection().execute(arrays_statement, params))
+
+
+def among_bound(column: ColumnElement[Any] | Any, name: str) -> ColumnElement[bool]:
+    """`among` for PostgreSQL with the ids given when the statement runs, as the
+    parameter `name` (a sequence of ints): for a statement built once and run for batch
+    after batch."""
+    return column == any_(cast(bindparam(name, type_=_IdArray()), ARRAY(BigInteger)))

@@ -53,6 +53,7 @@ from sqlalchemy import (
     Numeric,
     Table,
     and_,
+    bindparam,
     case,
     exists,
     extract,
@@ -69,7 +70,7 @@ from sqlalchemy.orm import Session
 
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
-from jifen.db.bulk import among, update_rows, write_rows
+from jifen.db.bulk import among, among_bound, update_rows, write_rows
 from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
@@ -447,59 +448,7 @@ def _settle_quiet(
     the batch is locked, so it counts whatever a purchase committed before the lock was
     taken (in the locking statement's own snapshot, a purchase that committed while it
     waited would be missing from the measures while its upgrade is in the row)."""
-    named = ladder.named
-    growth, bought = span_totals(program_id, member_ids, spans, named)
-    due = (
-        select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
-        .join(
-            _ACCOUNTS,
-            and_(
-                _ACCOUNTS.c.program_id == program_id,
-                _ACCOUNTS.c.member_id == _TIERS.c.member_id,
-                _ACCOUNTS.c.kind == AccountKind.POINTS,
-                among(_ACCOUNTS.c.member_id, member_ids),  # by the index, not a hash of all
-            ),
-        )
-        .where(_TIERS.c.program_id == program_id, among(_TIERS.c.member_id, member_ids))
-        .subquery("due")
-    )
-    joined: Any = due
-    raw: list[ColumnElement[Any]] = []
-    totals: dict[Measure, list[ColumnElement[Any]]] = {}
-    if growth is not None:
-        g = growth.subquery("g")
-        joined = joined.outerjoin(g, g.c.member_id == due.c.member_id)
-        totals[Measure.GROWTH] = [g.c[f"g{i}"] for i in range(len(spans))]
-        raw += totals[Measure.GROWTH]
-    if bought is not None:
-        b = bought.subquery("b")
-        joined = joined.outerjoin(b, b.c.member_id == due.c.member_id)
-        totals[Measure.SPEND] = [b.c[f"s{i}"] for i in range(len(spans))]
-        totals[Measure.PURCHASES] = [b.c[f"c{i}"] for i in range(len(spans))]
-        raw += totals[Measure.SPEND] + totals[Measure.PURCHASES]
-
-    def at(span: Span) -> dict[Measure, ColumnElement[Any]]:
-        i = spans.index(span)
-        return {m: func.coalesce(columns[i], 0) for m, columns in totals.items()}
-
-    enter = at(win.enter)
-    keeps = [at(span) for span in win.keep]
-    keep: dict[Measure, ColumnElement[Any]] = keeps[0]
-    if len(keeps) > 1:  # each measure the better of the periods (`better`)
-        keep = {m: func.greatest(*(k[m] for k in keeps)) for m in enter}
-    quiet = _Quiet(policy, ladder, program_id, win.period, due, enter, keep).everyone()
-    decided = (
-        select(*due.c, *(c.label(f"t{i}") for i, c in enumerate(raw)), quiet.label("quiet"))
-        .select_from(joined)
-        .cte("decided")
-    )
-    settled = (
-        update(_TIERS)
-        .where(_TIERS.c.id == decided.c.id, decided.c.quiet)
-        .values(evaluated_at=now)
-        .returning(_TIERS.c.id)
-        .cte("settled")
-    )
+    decision = _decision(program_id, policy, ladder, win, spans)
     width = len(_Standing.COLUMNS) + 1
     connection = session.connection()
     # Planned for this batch's ids: psycopg prepares a statement run five times, and
@@ -512,33 +461,121 @@ def _settle_quiet(
         "SELECT current_setting('plan_cache_mode'), "
         "set_config('plan_cache_mode', 'force_custom_plan', true)"
     ).one()[:1]
-    busy = list(
-        connection.execute(
-            select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
-        )
-    )
+    busy = list(connection.execute(decision.statement, {"member_ids": member_ids, "now": now}))
     connection.execute(select(func.set_config("plan_cache_mode", mode, True)))
     order = {member_id: i for i, member_id in enumerate(member_ids)}
     busy.sort(key=lambda row: order[row[1]])
     busy_ids = [row[1] for row in busy]
-    rest = [m for m in Measure if m not in totals]
+    rest = [m for m in Measure if m not in decision.measured]
     by_span = measure_spans(session, program_id, busy_ids, spans, rest) if rest else None
     if by_span is None:
         nothing = zero()
         by_span = [{m: dict(nothing) for m in busy_ids} for _ in spans]
     n = len(spans)
     for row in busy:
-        sums = row[width:]  # each span's growth, then spend, then purchases (as `raw`)
+        sums = row[width:]  # each span's growth, then spend, then purchases
         k = 0
-        if growth is not None:
+        if Measure.GROWTH in decision.measured:
             for i, answer in enumerate(by_span):
                 answer[row[1]][Measure.GROWTH] = growth_of(sums[i])
             k = n
-        if bought is not None:
+        if Measure.SPEND in decision.measured:
             for i, answer in enumerate(by_span):
                 answer[row[1]][Measure.SPEND] = spend_of(sums[k + i])
                 answer[row[1]][Measure.PURCHASES] = purchases_of(sums[k + n + i])
     return busy, by_span
+
+
+class _Decision:
+    """`_settle_quiet`'s statement for a programme, policy and windows (parameters
+    `member_ids` and `now`), and the measures it reads."""
+
+    def __init__(
+        self,
+        program_id: int,
+        policy: TierPolicy,
+        ladder: _Ladder,
+        win: Windows,
+        spans: list[Span],
+    ) -> None:
+        self.key = (program_id, policy, tuple(spans), win.period)
+        growth, bought = span_totals(program_id, "member_ids", spans, ladder.named)
+        due = (
+            select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
+            .join(
+                _ACCOUNTS,
+                and_(
+                    _ACCOUNTS.c.program_id == program_id,
+                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+                    _ACCOUNTS.c.kind == AccountKind.POINTS,
+                    # by the index, not a hash of all the accounts
+                    among_bound(_ACCOUNTS.c.member_id, "member_ids"),
+                ),
+            )
+            .where(
+                _TIERS.c.program_id == program_id,
+                among_bound(_TIERS.c.member_id, "member_ids"),
+            )
+            .subquery("due")
+        )
+        joined: Any = due
+        raw: list[ColumnElement[Any]] = []
+        totals: dict[Measure, list[ColumnElement[Any]]] = {}
+        if growth is not None:
+            g = growth.subquery("g")
+            joined = joined.outerjoin(g, g.c.member_id == due.c.member_id)
+            totals[Measure.GROWTH] = [g.c[f"g{i}"] for i in range(len(spans))]
+            raw += totals[Measure.GROWTH]
+        if bought is not None:
+            b = bought.subquery("b")
+            joined = joined.outerjoin(b, b.c.member_id == due.c.member_id)
+            totals[Measure.SPEND] = [b.c[f"s{i}"] for i in range(len(spans))]
+            totals[Measure.PURCHASES] = [b.c[f"c{i}"] for i in range(len(spans))]
+            raw += totals[Measure.SPEND] + totals[Measure.PURCHASES]
+        self.measured = frozenset(totals)
+
+        def at(span: Span) -> dict[Measure, ColumnElement[Any]]:
+            i = spans.index(span)
+            return {m: func.coalesce(columns[i], 0) for m, columns in totals.items()}
+
+        enter = at(win.enter)
+        keeps = [at(span) for span in win.keep]
+        keep: dict[Measure, ColumnElement[Any]] = keeps[0]
+        if len(keeps) > 1:  # each measure the better of the periods (`better`)
+            keep = {m: func.greatest(*(k[m] for k in keeps)) for m in enter}
+        quiet = _Quiet(policy, ladder, program_id, win.period, due, enter, keep).everyone()
+        decided = (
+            select(*due.c, *(c.label(f"t{i}") for i, c in enumerate(raw)), quiet.label("quiet"))
+            .select_from(joined)
+            .cte("decided")
+        )
+        settled = (
+            update(_TIERS)
+            .where(_TIERS.c.id == decided.c.id, decided.c.quiet)
+            .values(evaluated_at=bindparam("now", type_=_TIERS.c.evaluated_at.type))
+            .returning(_TIERS.c.id)
+            .cte("settled")
+        )
+        width = len(_Standing.COLUMNS) + 1
+        self.statement = (
+            select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
+        )
+
+
+_DECISIONS: dict[int, _Decision] = {}
+"""Per programme, the last `_Decision` built: a run's batches share it (building it took
+a tenth of a batch's Python)."""
+
+
+def _decision(
+    program_id: int, policy: TierPolicy, ladder: _Ladder, win: Windows, spans: list[Span]
+) -> _Decision:
+    found = _DECISIONS.get(program_id)
+    key = (program_id, policy, tuple(spans), win.period)
+    if found is None or found.key != key:
+        found = _Decision(program_id, policy, ladder, win, spans)
+        _DECISIONS[program_id] = found
+    return found
 
 
 class _Quiet:

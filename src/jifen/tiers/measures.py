@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jifen.core.clock import as_utc
-from jifen.db.bulk import among
+from jifen.db.bulk import among, among_bound
 from jifen.earning.models import Purchase, PurchaseStatus
 from jifen.ledger.models import Account, AccountKind, JournalEntry, JournalTransaction
 from jifen.programs.tiers import Measure
@@ -176,7 +176,7 @@ def _aware(value: object) -> datetime | None:
 
 def span_totals(
     program_id: int,
-    member_ids: Sequence[int],
+    member_ids: Sequence[int] | str,
     spans: Sequence[Span],
     which: Collection[Measure] = tuple(Measure),
 ) -> tuple[Select[*tuple[Any, ...]] | None, Select[*tuple[Any, ...]] | None]:
@@ -185,8 +185,15 @@ def span_totals(
     s0…, c0…` (each span's spend and count of purchases kept). Each a conditional sum per
     span over what the union of the spans reads; the batch's ids one array parameter on
     PostgreSQL (`jifen.db.bulk.among`). `measure_spans` runs them; the evaluation job also
-    joins them into its set-based decision (`jifen.tiers.jobs`), so both read the same."""
-    ids = list(member_ids)
+    joins them into its set-based decision (`jifen.tiers.jobs`), so both read the same;
+    `member_ids` a name: the ids are that parameter, given when the query runs
+    (PostgreSQL, `jifen.db.bulk.among_bound`)."""
+
+    def of(column: Any) -> ColumnElement[bool]:
+        if isinstance(member_ids, str):
+            return among_bound(column, member_ids)
+        return among(column, list(member_ids))
+
     union = Span(
         min(span.start for span in spans),
         None if any(span.end is None for span in spans) else max(s.end for s in spans if s.end),
@@ -205,10 +212,10 @@ def span_totals(
             )
             .where(
                 JournalEntry.program_id == program_id,
-                among(JournalEntry.member_id, ids),
+                of(JournalEntry.member_id),
                 # the accounts too: found by their index, not hashed whole to join them
                 Account.program_id == program_id,
-                among(Account.member_id, ids),
+                of(Account.member_id),
                 _in(_DATED, union),
             )
             .group_by(JournalEntry.member_id)
@@ -234,7 +241,7 @@ def span_totals(
             )
             .where(
                 Purchase.program_id == program_id,
-                among(Purchase.member_id, ids),
+                of(Purchase.member_id),
                 _in(Purchase.occurred_at, union),
             )
             .group_by(Purchase.member_id)
