@@ -9,7 +9,10 @@ the job's instant and cleared; a grant holding a tier and one ended; a tier code
 programme no longer has; frozen accounts; near-upgrade notices told this period, told
 last period and not yet; a member already evaluated at the instant. Over a rolling
 window on growth value, and over calendar quarters (each measure the better of two
-periods) on spend with cents, purchases and growth, with a tier only grants reach."""
+periods) on spend with cents, purchases and growth, with a tier only grants reach. And
+the SQL sends Python exactly the members with something to do (plus those it leaves to
+Python by rule), so a decision grown over-careful, which would still leave the right rows
+but lose the point of deciding in SQL, fails too."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from jifen.core.clock import FrozenClock
 from jifen.db.outbox import OutboxEvent
@@ -27,6 +31,7 @@ from jifen.ledger.posting import Book
 from jifen.members import service as members
 from jifen.members.schemas import MemberStatus
 from jifen.programs.service import get_program
+from jifen.tiers import jobs
 from jifen.tiers.jobs import evaluate
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange
 from jifen.tiers.service import NEAR_PREFIX, tz_of
@@ -316,6 +321,7 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     in_sql, ids_sql, grants_sql = build(pg_db, clock, document, people)
     in_python, ids_python, grants_python = build(pg_db, clock, document, people)
     since = last_ids(pg_db)
+    sent = sent_to_python(pg_db, in_sql, ids_sql)
     assert evaluate_all(pg_db, in_sql, in_sql=True) > 0
     assert evaluate_all(pg_db, in_python, in_sql=False) > 0
     by_sql = outcome(pg_db, in_sql, ids_sql, grants_sql, since)
@@ -328,3 +334,35 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
     assert evaluated == {NOW}
     assert len(by_sql["member_tiers"]) == len(people)
+
+    # and no more reach Python than need to: those with something written, and those the
+    # SQL leaves to Python by rule (a grant above the qualified tier, a grace period)
+    acted = {
+        row["member_id"] for name in ("tier_history", "issues", "outbox") for row in by_python[name]
+    }
+    ruled = {
+        i
+        for i, person in enumerate(people)
+        if person.get("qualified", person["tier"]) != person["tier"] or person.get("grace")
+    }
+    done = {i for i, person in enumerate(people) if person.get("evaluated")}
+    assert sent == (acted | ruled) - done
+
+
+def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
+    """The members (by their place in `ids`) the SQL decision returns to Python, in a
+    transaction rolled back."""
+    person = {m: i for i, m in enumerate(ids)}
+    with Session(db.engine) as s:
+        program = get_program(s, book.program_id)
+        found = policy_of(program)
+        assert found is not None
+        win = windows(found.window, NOW, tz_of(program))
+        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        due = jobs._lock_due(s, program.id, NOW, 10_000, jobs._BRIEF)
+        busy, _ = jobs._settle_quiet(
+            s, program.id, found, jobs._ladder(found), win, spans, [row[0] for row in due], NOW
+        )
+        s.rollback()
+        jobs._RESUME.pop(program.id, None)
+    return {person[row[1]] for row in busy}
