@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
 
 from jifen.db.base import Id, Json, UtcDateTime
-from jifen.db.bulk import among, update_rows
+from jifen.db.bulk import ARRAYS_FROM, among, insert_new, update_rows
 from jifen.db.uow import Database
 
 META = MetaData()
@@ -122,3 +122,22 @@ def test_update_rows_with_no_rows_or_no_key_does_nothing(things: Database):
     with pytest.raises(ValueError, match="must be among"):
         things.write(lambda s: update_rows(s, THINGS, ["nope"], [{"id": 1, "label": "a"}]))
     assert table(things) == before
+
+
+@pytest.mark.parametrize("new", [3, ARRAYS_FROM + 5], ids=["values", "arrays"])
+def test_insert_new_writes_the_new_rows_and_returns_them(things: Database, new: int):
+    before = table(things)
+    fresh = [
+        thing(i) | {"label": None, "doc": {"s": "银卡", "i": [i, None]}}
+        for i in range(100, 100 + new)
+    ]
+    fresh[0] |= {"price": None, "at": None, "doc": None}
+    clash = [thing(i) | {"label": "not written"} for i in (1, 17, 40)]  # ids already there
+    rows = [clash[0], *fresh[:2], clash[1], *fresh[2:], clash[2]]
+    written = things.write(lambda s: insert_new(s, THINGS, rows, ["id"], ["id", "code"]))
+    assert sorted(tuple(r) for r in written) == [(r["id"], r["code"]) for r in fresh]
+    assert table(things) == before + fresh
+    again = things.write(lambda s: insert_new(s, THINGS, rows, ["id"], ["id"]))
+    assert again == []
+    assert table(things) == before + fresh
+    assert things.write(lambda s: insert_new(s, THINGS, [], ["id"], ["id"])) == []

@@ -39,6 +39,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -268,3 +269,69 @@ def update_rows(
         unnested, {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+ARRAYS_FROM = 16
+"""`insert_new` binds one array per column on PostgreSQL from this many rows on (fewer: a
+multi-row VALUES, whose per-value binding costs less than building the arrays)."""
+
+
+def insert_new(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    returning: Sequence[str],
+) -> list[Any]:
+    """Insert those of `rows` (each a mapping of column name → Python value, the same keys
+    in every row) whose `keys` (a unique constraint of `table`) are not in the table yet,
+    in one statement — `INSERT … ON CONFLICT (keys) DO NOTHING`, which on PostgreSQL
+    waits for a concurrent insert of the same key to commit or roll back — and return the
+    `returning` columns of the rows written.
+
+    PostgreSQL, from `ARRAYS_FROM` rows: `INSERT … SELECT FROM unnest(:a, :b, …)`, one
+    array parameter per column (JSON values as their text, as `write_rows` sends them):
+    SQLAlchemy's multi-row VALUES binds every value through its type and psycopg parses
+    a statement as long as the rows (about 0.1 ms of Python a row); otherwise the
+    store's `INSERT … ON CONFLICT DO NOTHING RETURNING`, executemany."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql" or len(rows) < ARRAYS_FROM:
+        insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+        statement = insert.on_conflict_do_nothing(index_elements=list(keys)).returning(
+            *(table.c[name] for name in returning)
+        )
+        return list(session.connection().execute(statement, list(rows)))
+    names = list(rows[0])
+    quote = dialect.identifier_preparer.quote
+    arrays = []
+    bound = []
+    params: dict[str, list[Any]] = {}
+    for i, name in enumerate(names):
+        column = table.c[name]  # a column of the table: the names below are its own
+        sql_type = column.type.dialect_impl(dialect)
+        if isinstance(sql_type, TypeDecorator):
+            sql_type = sql_type.impl_instance
+        arrays.append(f"CAST(:c{i} AS {sql_type.compile(dialect=dialect)}[])")
+        values = [row[name] for row in rows]
+        if _is_json(column):
+            bound.append(bindparam(f"c{i}", type_=ARRAY(String())))
+            params[f"c{i}"] = [None if v is None else json.dumps(v) for v in values]
+        else:
+            bound.append(bindparam(f"c{i}", type_=ARRAY(column.type)))
+            params[f"c{i}"] = values
+    arrays_statement = text(
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+        f"SELECT * FROM unnest({', '.join(arrays)}) "
+        f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING "
+        f"RETURNING {', '.join(quote(table.c[r].name) for r in returning)}"
+    ).bindparams(*bound)
+    return list(session.connection().execute(arrays_statement, params))
+
+
+def among_bound(column: ColumnElement[Any] | Any, name: str) -> ColumnElement[bool]:
+    """`among` for PostgreSQL with the ids given when the statement runs, as the
+    parameter `name` (a sequence of ints): for a statement built once and run for batch
+    after batch."""
+    return column == any_(cast(bindparam(name, type_=_IdArray()), ARRAY(BigInteger)))

@@ -50,13 +50,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    Numeric,
     Table,
     and_,
+    bindparam,
+    case,
     exists,
     extract,
+    false,
     func,
+    literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -64,7 +70,7 @@ from sqlalchemy.orm import Session
 
 from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
-from jifen.db.bulk import among, update_rows, write_rows
+from jifen.db.bulk import among, among_bound, update_rows, write_rows
 from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
@@ -85,10 +91,11 @@ from jifen.programs.tiers import (
 from jifen.rewards.errors import OutOfStock
 from jifen.rewards.models import Reward
 from jifen.rewards.redemptions import give
-from jifen.tiers.measures import measure_spans
+from jifen.tiers.measures import growth_of, measure_spans, purchases_of, span_totals, spend_of
 from jifen.tiers.models import BenefitIssue, MemberTier, TierChange, TierGrant
-from jifen.tiers.qualify import NEAR, Measures, better, next_rank
+from jifen.tiers.qualify import NEAR, Measures, better, next_rank, zero
 from jifen.tiers.service import (
+    NEAR_PREFIX,
     Near,
     Reason,
     best_grant,
@@ -100,7 +107,7 @@ from jifen.tiers.service import (
     tz_of,
 )
 from jifen.tiers.standing import policy_of
-from jifen.tiers.windows import period_key, windows
+from jifen.tiers.windows import Span, Windows, period_key, windows
 
 ACTOR = "job:tiers"
 BENEFITS_ACTOR = "job:tier-benefits"
@@ -111,7 +118,14 @@ BIRTHDAY_BENEFIT = "birthday"
 # -- evaluation ---------------------------------------------------------------------------
 
 
-def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 500) -> StepResult:
+def evaluate(
+    session: Session,
+    program: Program,
+    now: datetime,
+    *,
+    limit: int = 500,
+    in_sql: bool | None = None,
+) -> StepResult:
     """Evaluate one batch of members (see the module's docstring). Returns the members
     evaluated (`accounts`) and the history rows written (`items`).
 
@@ -119,27 +133,43 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     kind), grants and near-upgrade notices are read in a few statements; each member is
     decided in Python from them; then the rows that changed are written in one statement
     per table (`update_rows`, `write_rows`), and the members with nothing to record get
-    `evaluated_at` in one UPDATE."""
+    `evaluated_at` in one UPDATE.
+
+    On PostgreSQL the members with nothing to do never reach Python: one statement
+    measures the batch, decides in SQL which members the record holds where they are
+    with nothing to record or tell (`_Quiet`), sets their `evaluated_at` and returns the
+    others, which are decided as above. `in_sql`: False decides everyone in Python there
+    too (the tests hold both ways equal)."""
     policy = policy_of(program)
     if policy is None:
         return StepResult()
-    due = _lock_due(session, program.id, now, limit)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    in_sql = postgres if in_sql is None else in_sql and postgres
+    columns = _BRIEF if in_sql else _FULL
+    due = _lock_due(session, program.id, now, limit, columns)
     if not due:
         return StepResult()
-    rows = {row[1]: _Standing(*row[:-2]) for row in due}
-    ids = list(rows)
-    active = {row[1] for row in due if row[-2] == AccountStatus.ACTIVE}
     ladder = _ladder(policy)
     tz = tz_of(program)
     win = windows(policy.window, now, tz)
     spans = list(dict.fromkeys((win.enter, *win.keep)))
-    measured = dict(zip(spans, measure_spans(session, program.id, ids, spans), strict=True))
+    if in_sql:
+        found, by_span = _settle_quiet(
+            session, program.id, policy, ladder, win, spans, [row[0] for row in due], now
+        )
+    else:
+        found = due
+        by_span = measure_spans(session, program.id, [row[1] for row in due], spans)
+    rows = {row[1]: _Standing(*row[: len(_Standing.COLUMNS)]) for row in found}
+    ids = list(rows)
+    active = {row[1] for row in found if row[len(_Standing.COLUMNS)] == AccountStatus.ACTIVE}
+    measured = dict(zip(spans, by_span, strict=True))
     enter = measured[win.enter]
     if len(win.keep) == 1:
         keep: dict[int, Measures] = dict(measured[win.keep[0]])
     else:
         keep = {m: better(*(measured[span][m] for span in win.keep)) for m in ids}
-    grants = _active_grants(session, program.id, ids, now)
+    grants = _active_grants(session, program.id, ids, now) if ids else {}
     window = span_json(win.enter, tz)
     history: list[dict[str, Any]] = []
     outbox: list[dict[str, Any]] = []
@@ -190,7 +220,7 @@ def evaluate(session: Session, program: Program, now: datetime, *, limit: int = 
     write_rows(session, _HISTORY, history)
     outbox.extend(_tell_near(session, policy, ladder, program.id, near, win.period, now))
     write_rows(session, EVENTS, outbox)
-    return StepResult(accounts=len(ids), items=len(history))
+    return StepResult(accounts=len(due), items=len(history))
 
 
 _RESUME: dict[int, tuple[datetime, int]] = {}
@@ -198,9 +228,11 @@ _RESUME: dict[int, tuple[datetime, int]] = {}
 process took at it (see `_lock_due`)."""
 
 
-def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> list[Any]:
-    """Lock and read the next members to evaluate at `now`: their tier rows, account
-    status and account id, in account order.
+def _lock_due(
+    session: Session, program_id: int, now: datetime, limit: int, columns: Sequence[Any]
+) -> list[Any]:
+    """Lock and read the next members to evaluate at `now`: `columns` of their tier rows
+    and points accounts (the last the account id), in account order.
 
     The tier rows are locked with the accounts: a purchase that upgraded a member and
     committed while this ran (it holds the account's lock while it writes the row) is read
@@ -218,11 +250,7 @@ def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> l
 
     def due(n: int, above: int | None, upto: int | None) -> list[Any]:
         query = (
-            select(
-                *(_TIERS.c[name] for name in _Standing.COLUMNS),
-                _ACCOUNTS.c.status,
-                _ACCOUNTS.c.id,
-            )
+            select(*columns)
             .join(
                 _ACCOUNTS,
                 and_(
@@ -258,6 +286,7 @@ def _lock_due(session: Session, program_id: int, now: datetime, limit: int) -> l
 _TIERS = cast(Table, MemberTier.__table__)
 _ACCOUNTS = cast(Table, Account.__table__)
 _HISTORY = cast(Table, TierChange.__table__)
+_NOTICES = cast(Table, BenefitIssue.__table__)
 
 
 class _Standing:
@@ -303,6 +332,13 @@ class _Standing:
         return self._state() != self.read
 
 
+_FULL = (*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status, _ACCOUNTS.c.id)
+"""What `_lock_due` reads for the evaluation in Python: the tier row, the account's status
+and id."""
+_BRIEF = (_TIERS.c.member_id, _ACCOUNTS.c.id)
+"""What `_lock_due` reads when the batch is decided in SQL (`_settle_quiet` reads the rest)."""
+
+
 Pairs = tuple[tuple[Measure, Decimal], ...]
 
 
@@ -320,6 +356,14 @@ class _Ladder:
         self.keep = [_pairs(tier.keep) for tier in levels]
         self.qualifiable = [tier.qualifiable for tier in levels]
         self.next: list[int | None] = [next_rank(policy, rank) for rank in range(len(levels))]
+        self.named: set[Measure] = {
+            m
+            for rank in range(1, len(levels))
+            if self.qualifiable[rank]
+            for pairs in (self.enter[rank], self.keep[rank])
+            for m, _ in pairs or ()
+        }
+        """The measures the thresholds a record can reach name: all the decision reads."""
         self.almost = [
             tuple((m, need * NEAR) for m, need in pairs if need > 0) if pairs else ()
             for pairs in self.enter
@@ -382,6 +426,247 @@ def _ladder(policy: TierPolicy) -> _Ladder:
     ladder = _Ladder(policy)
     _LADDERS[id(policy)] = (policy, ladder)
     return ladder
+
+
+def _settle_quiet(
+    session: Session,
+    program_id: int,
+    policy: TierPolicy,
+    ladder: _Ladder,
+    win: Windows,
+    spans: list[Span],
+    member_ids: list[int],
+    now: datetime,
+) -> tuple[list[Any], list[dict[int, dict[Measure, Decimal]]]]:
+    """PostgreSQL: in one statement, measure the locked members `member_ids` (the
+    measures the thresholds name, `span_totals`), set `evaluated_at = now` on the rows of
+    those with nothing to do (`_Quiet`) and return the others: their tier rows and account
+    status as `_FULL` reads them (in the order of `member_ids`), and their measures in
+    each of `spans` as `measure_spans` gives them.
+
+    A statement of its own after `_lock_due`, not part of it: its snapshot is taken once
+    the batch is locked, so it counts whatever a purchase committed before the lock was
+    taken (in the locking statement's own snapshot, a purchase that committed while it
+    waited would be missing from the measures while its upgrade is in the row)."""
+    decision = _decision(program_id, policy, ladder, win, spans)
+    width = len(_Standing.COLUMNS) + 1
+    connection = session.connection()
+    # Planned for this batch's ids: psycopg prepares a statement run five times, and
+    # PostgreSQL's generic plan for this one guesses a handful of rows for `= ANY(:ids)`,
+    # nests loops over the batch's aggregate and casts the ids' text at every row (a
+    # batch took 30 times as long). For this statement alone (the setting is put back
+    # after it): planning the batch's other statements every time costs more than their
+    # generic plans do.
+    (mode,) = connection.exec_driver_sql(
+        "SELECT current_setting('plan_cache_mode'), "
+        "set_config('plan_cache_mode', 'force_custom_plan', true)"
+    ).one()[:1]
+    busy = list(connection.execute(decision.statement, {"member_ids": member_ids, "now": now}))
+    connection.execute(select(func.set_config("plan_cache_mode", mode, True)))
+    order = {member_id: i for i, member_id in enumerate(member_ids)}
+    busy.sort(key=lambda row: order[row[1]])
+    busy_ids = [row[1] for row in busy]
+    rest = [m for m in Measure if m not in decision.measured]
+    by_span = measure_spans(session, program_id, busy_ids, spans, rest) if rest else None
+    if by_span is None:
+        nothing = zero()
+        by_span = [{m: dict(nothing) for m in busy_ids} for _ in spans]
+    n = len(spans)
+    for row in busy:
+        sums = row[width:]  # each span's growth, then spend, then purchases
+        k = 0
+        if Measure.GROWTH in decision.measured:
+            for i, answer in enumerate(by_span):
+                answer[row[1]][Measure.GROWTH] = growth_of(sums[i])
+            k = n
+        if Measure.SPEND in decision.measured:
+            for i, answer in enumerate(by_span):
+                answer[row[1]][Measure.SPEND] = spend_of(sums[k + i])
+                answer[row[1]][Measure.PURCHASES] = purchases_of(sums[k + n + i])
+    return busy, by_span
+
+
+class _Decision:
+    """`_settle_quiet`'s statement for a programme, policy and windows (parameters
+    `member_ids` and `now`), and the measures it reads."""
+
+    def __init__(
+        self,
+        program_id: int,
+        policy: TierPolicy,
+        ladder: _Ladder,
+        win: Windows,
+        spans: list[Span],
+    ) -> None:
+        self.key = (program_id, policy, tuple(spans), win.period)
+        growth, bought = span_totals(program_id, "member_ids", spans, ladder.named)
+        due = (
+            select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
+            .join(
+                _ACCOUNTS,
+                and_(
+                    _ACCOUNTS.c.program_id == program_id,
+                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+                    _ACCOUNTS.c.kind == AccountKind.POINTS,
+                    # by the index, not a hash of all the accounts
+                    among_bound(_ACCOUNTS.c.member_id, "member_ids"),
+                ),
+            )
+            .where(
+                _TIERS.c.program_id == program_id,
+                among_bound(_TIERS.c.member_id, "member_ids"),
+            )
+            .subquery("due")
+        )
+        joined: Any = due
+        raw: list[ColumnElement[Any]] = []
+        totals: dict[Measure, list[ColumnElement[Any]]] = {}
+        if growth is not None:
+            g = growth.subquery("g")
+            joined = joined.outerjoin(g, g.c.member_id == due.c.member_id)
+            totals[Measure.GROWTH] = [g.c[f"g{i}"] for i in range(len(spans))]
+            raw += totals[Measure.GROWTH]
+        if bought is not None:
+            b = bought.subquery("b")
+            joined = joined.outerjoin(b, b.c.member_id == due.c.member_id)
+            totals[Measure.SPEND] = [b.c[f"s{i}"] for i in range(len(spans))]
+            totals[Measure.PURCHASES] = [b.c[f"c{i}"] for i in range(len(spans))]
+            raw += totals[Measure.SPEND] + totals[Measure.PURCHASES]
+        self.measured = frozenset(totals)
+
+        def at(span: Span) -> dict[Measure, ColumnElement[Any]]:
+            i = spans.index(span)
+            return {m: func.coalesce(columns[i], 0) for m, columns in totals.items()}
+
+        enter = at(win.enter)
+        keeps = [at(span) for span in win.keep]
+        keep: dict[Measure, ColumnElement[Any]] = keeps[0]
+        if len(keeps) > 1:  # each measure the better of the periods (`better`)
+            keep = {m: func.greatest(*(k[m] for k in keeps)) for m in enter}
+        quiet = _Quiet(policy, ladder, program_id, win.period, due, enter, keep).everyone()
+        decided = (
+            select(*due.c, *(c.label(f"t{i}") for i, c in enumerate(raw)), quiet.label("quiet"))
+            .select_from(joined)
+            .cte("decided")
+        )
+        settled = (
+            update(_TIERS)
+            .where(_TIERS.c.id == decided.c.id, decided.c.quiet)
+            .values(evaluated_at=bindparam("now", type_=_TIERS.c.evaluated_at.type))
+            .returning(_TIERS.c.id)
+            .cte("settled")
+        )
+        width = len(_Standing.COLUMNS) + 1
+        self.statement = (
+            select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
+        )
+
+
+_DECISIONS: dict[int, _Decision] = {}
+"""Per programme, the last `_Decision` built: a run's batches share it (building it took
+a tenth of a batch's Python)."""
+
+
+def _decision(
+    program_id: int, policy: TierPolicy, ladder: _Ladder, win: Windows, spans: list[Span]
+) -> _Decision:
+    found = _DECISIONS.get(program_id)
+    key = (program_id, policy, tuple(spans), win.period)
+    if found is None or found.key != key:
+        found = _Decision(program_id, policy, ladder, win, spans)
+        _DECISIONS[program_id] = found
+    return found
+
+
+class _Quiet:
+    """The members the evaluation would leave as they are, as a SQL condition over the
+    batch's tier rows (`due`) and measures (`enter`, `keep`: each measure the thresholds
+    name, as a SQL expression): the ladder's questions (`_Ladder.supported`, `near`) asked
+    in SQL. A member is quiet when their tier is their qualified tier (no grant above
+    it, so no grant to end), no grace period is in course, the record supports exactly the
+    qualified tier (`supported` == qualified: no upgrade, no grace to start) and they are
+    not to be told of a near upgrade (not near the next tier, told already this period,
+    or their account not active). Everyone else is decided in Python (`_evaluate_one`),
+    so this only ever needs to say "nothing to do" where Python would say the same
+    (tests/tiers/test_job_in_sql.py holds the two equal)."""
+
+    def __init__(
+        self,
+        policy: TierPolicy,
+        ladder: _Ladder,
+        program_id: int,
+        period: str,
+        due: Any,
+        enter: dict[Measure, ColumnElement[Any]],
+        keep: dict[Measure, ColumnElement[Any]],
+    ) -> None:
+        self.policy = policy
+        self.ladder = ladder
+        self.program_id = program_id
+        self.period = period
+        self.due = due
+        self.enter = enter
+        self.keep = keep
+
+    def everyone(self) -> ColumnElement[bool]:
+        due = self.due
+        return and_(
+            due.c.tier == due.c.qualified_tier,
+            due.c.grace_until.is_(None),
+            case(
+                *(
+                    (due.c.qualified_tier == code, self.at(rank))
+                    for code, rank in self.ladder.ranks.items()
+                ),
+                else_=self.at(0),  # a code no longer defined: the base tier, as `_Ladder.rank`
+            ),
+        )
+
+    def at(self, qualified: int) -> ColumnElement[bool]:
+        """Quiet, for a member whose tier and qualified tier are at rank `qualified`."""
+        ladder = self.ladder
+        held = [
+            ~self.meets(ladder.enter[rank], self.enter)
+            for rank in range(qualified + 1, len(ladder.enter))
+            if ladder.qualifiable[rank]
+        ]
+        if qualified > 0:
+            if not ladder.qualifiable[qualified]:
+                return false()
+            held.append(self.meets(ladder.keep[qualified], self.keep))
+        return and_(true(), *held, ~self.near(qualified))
+
+    def near(self, current: int) -> ColumnElement[bool]:
+        """To be told of a near upgrade (`_Ladder.near`, an active account, not told yet
+        this period: `tell_near`'s unique key)."""
+        target = self.ladder.next[current]
+        if target is None:
+            return false()
+        pairs = self.ladder.enter[target]
+        almost = self.ladder.almost[target]
+        if pairs is None or not almost:
+            return false()
+        told = exists().where(
+            _NOTICES.c.program_id == self.program_id,
+            _NOTICES.c.member_id == self.due.c.member_id,
+            _NOTICES.c.benefit == NEAR_PREFIX + self.policy.levels[target].code,
+            _NOTICES.c.period == self.period,
+        )
+        return and_(
+            self.due.c.status == AccountStatus.ACTIVE,
+            ~self.meets(pairs, self.enter),
+            or_(*(self.enter[m] >= literal(need, Numeric()) for m, need in almost)),
+            ~told,
+        )
+
+    @staticmethod
+    def meets(
+        pairs: Pairs | None, measures: dict[Measure, ColumnElement[Any]]
+    ) -> ColumnElement[bool]:
+        """`_meets` in SQL."""
+        if not pairs:
+            return false()
+        return or_(*(measures[m] >= literal(need, Numeric()) for m, need in pairs))
 
 
 def _active_grants(

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jifen.core.clock import as_utc
-from jifen.db.bulk import among
+from jifen.db.bulk import among, among_bound
 from jifen.earning.models import Purchase, PurchaseStatus
 from jifen.ledger.models import Account, AccountKind, JournalEntry, JournalTransaction
 from jifen.programs.tiers import Measure
@@ -174,67 +174,122 @@ def _aware(value: object) -> datetime | None:
     return as_utc(value)
 
 
-def measure_spans(
-    session: Session, program_id: int, member_ids: Sequence[int], spans: Sequence[Span]
-) -> list[dict[int, dict[Measure, Decimal]]]:
-    """`measure` of every measure over each of `spans` (one answer per span, in order), in
-    one query per measure kind for all the spans: each span a conditional sum over what
-    the union of the spans reads. The evaluation job's read: the batch's ids are one
-    array parameter on PostgreSQL (`jifen.db.bulk.among`)."""
-    nothing = zero()  # copied: Decimal("0.00") is parsed once, not once per member
-    found = [{member_id: dict(nothing) for member_id in member_ids} for _ in spans]
-    if not member_ids or not spans:
-        return found
-    ids = list(member_ids)
+def span_totals(
+    program_id: int,
+    member_ids: Sequence[int] | str,
+    spans: Sequence[Span],
+    which: Collection[Measure] = tuple(Measure),
+) -> tuple[Select[*tuple[Any, ...]] | None, Select[*tuple[Any, ...]] | None]:
+    """The queries of `measure_spans` (None for one `which` does not need): growth, with
+    columns `member_id, g0…` (each span's growth total), and purchases, with `member_id,
+    s0…, c0…` (each span's spend and count of purchases kept). Each a conditional sum per
+    span over what the union of the spans reads; the batch's ids one array parameter on
+    PostgreSQL (`jifen.db.bulk.among`). `measure_spans` runs them; the evaluation job also
+    joins them into its set-based decision (`jifen.tiers.jobs`), so both read the same;
+    `member_ids` a name: the ids are that parameter, given when the query runs
+    (PostgreSQL, `jifen.db.bulk.among_bound`)."""
+
+    def of(column: Any) -> ColumnElement[bool]:
+        if isinstance(member_ids, str):
+            return among_bound(column, member_ids)
+        return among(column, list(member_ids))
+
     union = Span(
         min(span.start for span in spans),
         None if any(span.end is None for span in spans) else max(s.end for s in spans if s.end),
     )
-    connection = session.connection()  # plain rows: no ORM result processing
-    growth = connection.execute(
-        _growth_entries(
-            select(
-                JournalEntry.member_id,
-                *(func.sum(case((_in(_DATED, span), JournalEntry.amount))) for span in spans),
+    growth: Select[*tuple[Any, ...]] | None = None
+    if Measure.GROWTH in which:
+        growth = (
+            _growth_entries(
+                select(
+                    JournalEntry.member_id.label("member_id"),
+                    *(
+                        func.sum(case((_in(_DATED, span), JournalEntry.amount))).label(f"g{i}")
+                        for i, span in enumerate(spans)
+                    ),
+                )
             )
+            .where(
+                JournalEntry.program_id == program_id,
+                of(JournalEntry.member_id),
+                # the accounts too: found by their index, not hashed whole to join them
+                Account.program_id == program_id,
+                of(Account.member_id),
+                _in(_DATED, union),
+            )
+            .group_by(JournalEntry.member_id)
         )
-        .where(
-            JournalEntry.program_id == program_id,
-            among(JournalEntry.member_id, ids),
-            _in(_DATED, union),
+    bought: Select[*tuple[Any, ...]] | None = None
+    if Measure.SPEND in which or Measure.PURCHASES in which:
+        kept = Purchase.status != PurchaseStatus.RETURNED
+        bought = (
+            select(
+                Purchase.member_id.label("member_id"),
+                *(
+                    func.sum(case((_in(Purchase.occurred_at, span), Purchase.net_total))).label(
+                        f"s{i}"
+                    )
+                    for i, span in enumerate(spans)
+                ),
+                *(
+                    func.count(case((_in(Purchase.occurred_at, span) & kept, Purchase.id))).label(
+                        f"c{i}"
+                    )
+                    for i, span in enumerate(spans)
+                ),
+            )
+            .where(
+                Purchase.program_id == program_id,
+                of(Purchase.member_id),
+                _in(Purchase.occurred_at, union),
+            )
+            .group_by(Purchase.member_id)
         )
-        .group_by(JournalEntry.member_id)
-    ).all()
-    for member_id, *totals in growth:
-        if member_id is None:
-            continue
-        for answer, total in zip(found, totals, strict=True):
-            answer[member_id][Measure.GROWTH] = Decimal(int(total or 0))
-    kept = Purchase.status != PurchaseStatus.RETURNED
-    bought = connection.execute(
-        select(
-            Purchase.member_id,
-            *(
-                func.sum(case((_in(Purchase.occurred_at, span), Purchase.net_total)))
-                for span in spans
-            ),
-            *(
-                func.count(case((_in(Purchase.occurred_at, span) & kept, Purchase.id)))
-                for span in spans
-            ),
-        )
-        .where(
-            Purchase.program_id == program_id,
-            among(Purchase.member_id, ids),
-            _in(Purchase.occurred_at, union),
-        )
-        .group_by(Purchase.member_id)
-    ).all()
-    n = len(spans)
-    for member_id, *sums in bought:
-        if member_id is None:
-            continue
-        for answer, spend, count in zip(found, sums[:n], sums[n:], strict=True):
-            answer[member_id][Measure.SPEND] = Decimal(spend or 0).quantize(CENT)
-            answer[member_id][Measure.PURCHASES] = Decimal(int(count or 0))
+    return growth, bought
+
+
+def growth_of(total: Any) -> Decimal:
+    """A growth total as `measure` gives it (a sum over no entries is NULL: 0)."""
+    return Decimal(int(total or 0))
+
+
+def spend_of(total: Any) -> Decimal:
+    return Decimal(total or 0).quantize(CENT)
+
+
+def purchases_of(count: Any) -> Decimal:
+    return Decimal(int(count or 0))
+
+
+def measure_spans(
+    session: Session,
+    program_id: int,
+    member_ids: Sequence[int],
+    spans: Sequence[Span],
+    which: Collection[Measure] = tuple(Measure),
+) -> list[dict[int, dict[Measure, Decimal]]]:
+    """`measure` of (at least) the measures `which`, the others 0, over each of `spans`
+    (one answer per span, in order), in one query per measure kind for all the spans
+    (`span_totals`)."""
+    nothing = zero()  # copied: Decimal("0.00") is parsed once, not once per member
+    found = [{member_id: dict(nothing) for member_id in member_ids} for _ in spans]
+    if not member_ids or not spans:
+        return found
+    growth, bought = span_totals(program_id, member_ids, spans, which)
+    connection = session.connection()  # plain rows: no ORM result processing
+    if growth is not None:
+        for member_id, *totals in connection.execute(growth).all():
+            if member_id is None:
+                continue
+            for answer, total in zip(found, totals, strict=True):
+                answer[member_id][Measure.GROWTH] = growth_of(total)
+    if bought is not None:
+        n = len(spans)
+        for member_id, *sums in connection.execute(bought).all():
+            if member_id is None:
+                continue
+            for answer, spend, count in zip(found, sums[:n], sums[n:], strict=True):
+                answer[member_id][Measure.SPEND] = spend_of(spend)
+                answer[member_id][Measure.PURCHASES] = purchases_of(count)
     return found

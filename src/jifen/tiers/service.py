@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from jifen.core.clock import start_of_day
 from jifen.core.cursors import decode_cursor, encode_cursor
 from jifen.core.errors import InvalidInput, MemberClosed, NotFound
-from jifen.db.dml import dialect_insert
+from jifen.db.bulk import insert_new
 from jifen.db.outbox import emit_many
 from jifen.ledger.models import AccountStatus
 from jifen.ledger.posting import Book, lock_account
@@ -337,7 +337,7 @@ def tell_near(
     the outbox `tier.near_upgrade` rows of the notices written. Told already is a clash on
     the notice's unique key: ON CONFLICT DO NOTHING skips it (waiting, on PostgreSQL, for
     a concurrent insert of the same notice to commit or roll back) and RETURNING names
-    the notices written."""
+    the notices written (`jifen.db.bulk.insert_new`: the job's hundreds as arrays)."""
     if not due:
         return []
     issues: list[dict[str, Any]] = []
@@ -374,12 +374,16 @@ def tell_near(
                 "occurred_at": now,
             }
         )
-    statement = (
-        dialect_insert(session, _ISSUES)
-        .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
-        .returning(_ISSUES.c.member_id, _ISSUES.c.benefit)
-    )
-    written = {(m, b) for m, b in session.connection().execute(statement, issues)}
+    written = {
+        (m, b)
+        for m, b in insert_new(
+            session,
+            _ISSUES,
+            issues,
+            ["program_id", "member_id", "benefit", "period"],
+            ["member_id", "benefit"],
+        )
+    }
     return [
         row
         for issue, row in zip(issues, outbox, strict=True)

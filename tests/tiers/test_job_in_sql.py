@@ -1,0 +1,368 @@
+"""The evaluation job decides in SQL, on PostgreSQL, which members have nothing to do
+(`jifen.tiers.jobs._Quiet`) and leaves only the others to Python. Here the same members,
+in two programmes alike, are evaluated both ways — one programme with the SQL decision,
+the other with every member decided in Python — and every row the job leaves or writes
+(`member_tiers`, `tier_history`, `tier_benefit_issues`, outbox) must be the same, member
+for member: members exactly at, just below and just above each enter and retain
+threshold and 90% of the next tier's, in every tier; grace periods in course, ending at
+the job's instant and cleared; a grant holding a tier and one ended; a tier code the
+programme no longer has; frozen accounts; near-upgrade notices told this period, told
+last period and not yet; a member already evaluated at the instant. Over a rolling
+window on growth value, and over calendar quarters (each measure the better of two
+periods) on spend with cents, purchases and growth, with a tier only grants reach. And
+the SQL sends Python exactly the members with something to do (plus those it leaves to
+Python by rule), so a decision grown over-careful, which would still leave the right rows
+but lose the point of deciding in SQL, fails too."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from jifen.core.clock import FrozenClock
+from jifen.db.outbox import OutboxEvent
+from jifen.db.uow import Database
+from jifen.ledger import service as ledger
+from jifen.ledger.posting import Book
+from jifen.members import service as members
+from jifen.members.schemas import MemberStatus
+from jifen.programs.service import get_program
+from jifen.tiers import jobs
+from jifen.tiers.jobs import evaluate
+from jifen.tiers.models import BenefitIssue, MemberTier, TierChange
+from jifen.tiers.service import NEAR_PREFIX, tz_of
+from jifen.tiers.standing import policy_of
+from jifen.tiers.windows import windows
+
+from .kit import LEVELS, grant, local, member, policy, spend, tiered
+
+pytestmark = pytest.mark.postgres
+
+
+def at(*args: int) -> datetime:
+    return local(*args).astimezone(UTC)
+
+
+NOW = at(2027, 3, 1, 12)
+"""The job's instant."""
+
+Member = dict[str, Any]
+
+
+def rolling_members() -> list[Member]:
+    """Growth value around every threshold of kit.LEVELS (silver 1,000 / 800, gold
+    5,000 / 4,000, platinum 20,000 / 15,000; near: 90% of the next enter), in every tier,
+    and the cases that are never quiet."""
+    found: list[Member] = []
+    values = [0, 799, 800, 899, 900, 999, 1000, 3999, 4000, 4499, 4500, 4999, 5000]
+    values += [14999, 15000, 17999, 18000, 19999, 20000]
+    for tier in ("normal", "silver", "gold", "platinum"):
+        found += [{"tier": tier, "growth": value} for value in values]
+    grace = NOW + timedelta(days=3)
+    found += [
+        {"tier": "silver", "growth": 700, "grace": grace},  # in course
+        {"tier": "silver", "growth": 700, "grace": NOW},  # ends at the job's instant
+        {"tier": "gold", "growth": 3000, "grace": NOW - timedelta(days=1)},
+        {"tier": "silver", "growth": 1200, "grace": grace},  # cleared
+        {"tier": "gold", "qualified": "silver", "growth": 1200, "grant": ("gold", 60)},
+        {"tier": "gold", "qualified": "silver", "growth": 4600, "grant": ("gold", 10)},
+        {"tier": "platinum", "qualified": "silver", "growth": 900, "grant": ("platinum", 10)},
+        {"tier": "diamond", "growth": 0},  # a code the programme no longer has
+        {"tier": "diamond", "growth": 900},
+        {"tier": "diamond", "growth": 4600},
+        {"tier": "silver", "growth": 4600, "frozen": True},
+        {"tier": "normal", "growth": 950, "frozen": True},
+        # frozen: never near, so only the thresholds themselves tell them apart
+        {"tier": "normal", "growth": 1000, "frozen": True},
+        {"tier": "silver", "growth": 5000, "frozen": True},
+        {"tier": "silver", "growth": 799, "frozen": True},
+        {"tier": "gold", "growth": 20000, "frozen": True},
+        {"tier": "gold", "growth": 3999, "frozen": True},
+        {"tier": "platinum", "growth": 14999, "frozen": True},
+        {"tier": "normal", "growth": 20000, "frozen": True},
+        {"tier": "silver", "growth": 4600, "told": "now"},
+        {"tier": "silver", "growth": 4600, "told": "before"},
+        {"tier": "gold", "growth": 19000, "told": "now"},
+        {"tier": "silver", "growth": 100, "evaluated": True},  # done at this instant
+    ]
+    return found
+
+
+CALENDAR = policy(
+    window={"kind": "calendar", "period": "quarter"},
+    grace_days=10,
+    downgrade="supported",
+    levels=[
+        LEVELS[0],
+        {
+            "code": "silver",
+            "name": "银卡会员",
+            "enter": {"spend": "1000.00", "purchases": 5},
+            "retain": {"spend": "800.00"},
+        },
+        {
+            "code": "gold",
+            "name": "金卡会员",
+            "enter": {"growth": 5000, "purchases": 8},
+            "retain": {"growth": 4000, "purchases": 6},
+        },
+        {"code": "black", "name": "黑卡会员", "qualifiable": False},
+        {
+            "code": "platinum",
+            "name": "铂金会员",
+            "enter": {"growth": 20000},
+            "retain": {"growth": 15000},
+        },
+    ],
+)
+
+
+def calendar_members() -> list[Member]:
+    """Purchases (each its amount in growth value) last quarter and this one, around the
+    thresholds of CALENDAR."""
+    found: list[Member] = []
+    shapes: list[tuple[list[str], list[str]]] = [
+        ([], []),
+        (["799.99"], []),
+        (["800.00"], []),
+        ([], ["800.00"]),
+        (["400.00"], ["400.00"]),
+        ([], ["899.99"]),
+        ([], ["900.00"]),
+        ([], ["1000.00"]),
+        (["1"] * 4, []),
+        ([], ["1"] * 4),
+        ([], ["1"] * 5),
+        (["3999"], ["2000"]),
+        (["4000"], []),
+        ([], ["4500"]),
+        ([], ["1"] * 7),
+        ([], ["5000"]),
+        (["16000"], ["18000"]),
+    ]
+    for tier in ("normal", "silver", "gold", "platinum"):
+        found += [{"tier": tier, "before": before, "now": now} for before, now in shapes]
+    found += [
+        {
+            "tier": "black",
+            "qualified": "gold",
+            "before": [],
+            "now": ["4500"],
+            "grant": ("black", 60),
+        },
+        {"tier": "black", "before": [], "now": ["100"]},
+        {"tier": "silver", "before": [], "now": ["100"], "grace": NOW},
+        {"tier": "silver", "before": [], "now": ["950"], "frozen": True},
+        {"tier": "normal", "before": [], "now": ["1000.00"], "frozen": True},
+        {"tier": "silver", "before": ["799.99"], "now": [], "frozen": True},
+        {"tier": "silver", "before": [], "now": ["1"] * 8, "frozen": True},
+        {"tier": "gold", "before": ["1"] * 5, "now": [], "frozen": True},
+        {"tier": "gold", "before": ["1"] * 6, "now": [], "frozen": True},
+    ]
+    return found
+
+
+def build(
+    db: Database, clock: FrozenClock, document: dict[str, Any], people: list[Member]
+) -> tuple[Book, list[int], list[int]]:
+    """A programme with `people`: their growth or purchases, then their tier rows set as
+    given; returns the programme, the members and the grants in the order made."""
+    book = tiered(db, clock, document)
+    grants: list[int] = []
+    clock.set(at(2026, 9, 1))
+    ids = [member(db, book, clock) for _ in people]
+    for m, person in zip(ids, people, strict=True):
+        if person.get("growth"):
+            clock.set(at(2027, 2, 10))
+            db.write(
+                lambda s, m=m, n=person["growth"]: ledger.credit_growth(
+                    s, book, m, n, now=clock.now(), actor="t"
+                )
+            )
+        for when, amounts in (
+            (at(2026, 11, 15), person.get("before", [])),
+            (at(2027, 2, 10), person.get("now", [])),
+        ):
+            for amount in amounts:
+                clock.set(when)
+                spend(db, book, clock, m, amount)
+        if "grant" in person:
+            code, days = person["grant"]
+            clock.set(at(2027, 2, 15))
+            made = grant(db, book, clock, m, code, days=days)
+            grants.append(made.id)
+    clock.set(NOW)
+    program_policy = db.read(lambda s: policy_of(get_program(s, book.program_id)))
+    assert program_policy is not None
+    program = db.read(lambda s: get_program(s, book.program_id))
+    period = windows(program_policy.window, NOW, tz_of(program)).period
+
+    def settle(s: Any) -> None:
+        for m, person in zip(ids, people, strict=True):
+            state = {
+                "tier": person["tier"],
+                "qualified_tier": person.get("qualified", person["tier"]),
+                "since": at(2026, 12, 1),
+                "grace_until": person.get("grace"),
+                "evaluated_at": NOW if person.get("evaluated") else at(2027, 2, 28),
+                "updated_at": at(2026, 12, 1),
+            }
+            where = (MemberTier.program_id == book.program_id, MemberTier.member_id == m)
+            if s.execute(select(MemberTier.id).where(*where)).first() is None:
+                s.execute(
+                    insert(MemberTier).values(program_id=book.program_id, member_id=m, **state)
+                )
+            else:
+                s.execute(update(MemberTier).where(*where).values(**state))
+            told = person.get("told")
+            if told is not None:
+                target = "gold" if person["tier"] == "silver" else "platinum"
+                s.execute(
+                    insert(BenefitIssue).values(
+                        program_id=book.program_id,
+                        member_id=m,
+                        benefit=NEAR_PREFIX + target,
+                        period=period if told == "now" else "2027-01",
+                        tier=person["tier"],
+                        details=None,
+                        issued_at=at(2027, 1, 5),
+                    )
+                )
+
+    db.write(settle)
+    for m, person in zip(ids, people, strict=True):
+        if person.get("frozen"):
+            db.write(
+                lambda s, m=m: members.set_status(
+                    s, book, m, MemberStatus.FROZEN, reason="t", now=clock.now()
+                )
+            )
+    return book, ids, grants
+
+
+def evaluate_all(db: Database, book: Book, *, in_sql: bool) -> int:
+    batches = 0
+    while True:
+        done = db.write(
+            lambda s: evaluate(s, get_program(s, book.program_id), NOW, limit=7, in_sql=in_sql)
+        )
+        if done.accounts == 0:
+            return batches
+        batches += 1
+
+
+def outcome(
+    db: Database, book: Book, ids: list[int], grants: list[int], since: dict[str, int]
+) -> dict[str, Any]:
+    """What the job left, with members and grants named by their place in the order made
+    (so two programmes alike compare equal)."""
+    person = {m: i for i, m in enumerate(ids)}
+    granted = {g: i for i, g in enumerate(grants)}
+
+    def plain(row: Any) -> dict[str, Any]:
+        found = {k: v for k, v in row.items() if k not in ("id", "program_id")}
+        found["member_id"] = person[found["member_id"]]
+        details = found.get("details")
+        if isinstance(details, dict) and isinstance(details.get("grant"), dict):
+            found["details"] = details | {
+                "grant": details["grant"] | {"id": granted[details["grant"]["id"]]}
+            }
+        return found
+
+    def read(s: Any) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, table, order in (
+            ("member_tiers", MemberTier.__table__, MemberTier.__table__.c.member_id),
+            ("tier_history", TierChange.__table__, TierChange.__table__.c.id),
+            ("issues", BenefitIssue.__table__, BenefitIssue.__table__.c.id),
+            ("outbox", OutboxEvent.__table__, OutboxEvent.__table__.c.id),
+        ):
+            rows = s.execute(
+                select(table)
+                .where(table.c.program_id == book.program_id, table.c.id > since.get(name, 0))
+                .order_by(order)
+            ).mappings()
+            found[name] = [plain(row) for row in rows]
+        return found
+
+    return db.read(read)
+
+
+def last_ids(db: Database) -> dict[str, int]:
+    def read(s: Any) -> dict[str, int]:
+        return {
+            name: s.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1)).scalar() or 0
+            for name, table in (
+                ("tier_history", TierChange.__table__),
+                ("issues", BenefitIssue.__table__),
+                ("outbox", OutboxEvent.__table__),
+            )
+        }
+
+    return db.read(read)
+
+
+@pytest.mark.parametrize(
+    ("document", "people", "notices"),
+    [(policy(), rolling_members(), True), (CALENDAR, calendar_members(), False)],
+    ids=["rolling-growth", "calendar-spend-purchases"],
+)
+def test_the_sql_decision_leaves_the_rows_python_does(
+    pg_db: Database,
+    clock: FrozenClock,
+    document: dict[str, Any],
+    people: list[Member],
+    notices: bool,
+):
+    in_sql, ids_sql, grants_sql = build(pg_db, clock, document, people)
+    in_python, ids_python, grants_python = build(pg_db, clock, document, people)
+    since = last_ids(pg_db)
+    sent = sent_to_python(pg_db, in_sql, ids_sql)
+    assert evaluate_all(pg_db, in_sql, in_sql=True) > 0
+    assert evaluate_all(pg_db, in_python, in_sql=False) > 0
+    by_sql = outcome(pg_db, in_sql, ids_sql, grants_sql, since)
+    by_python = outcome(pg_db, in_python, ids_python, grants_python, since)
+    assert by_sql == by_python
+    # the members had something of everything to do (so that the equality says something)
+    reasons = {row["reason"] for row in by_sql["tier_history"]}
+    assert {"qualified", "grace_started"} <= reasons
+    assert bool(by_sql["issues"]) == notices  # (calendar: the purchases told them already)
+    evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
+    assert evaluated == {NOW}
+    assert len(by_sql["member_tiers"]) == len(people)
+
+    # and no more reach Python than need to: those with something written, and those the
+    # SQL leaves to Python by rule (a grant above the qualified tier, a grace period)
+    acted = {
+        row["member_id"] for name in ("tier_history", "issues", "outbox") for row in by_python[name]
+    }
+    ruled = {
+        i
+        for i, person in enumerate(people)
+        if person.get("qualified", person["tier"]) != person["tier"] or person.get("grace")
+    }
+    done = {i for i, person in enumerate(people) if person.get("evaluated")}
+    assert sent == (acted | ruled) - done
+
+
+def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
+    """The members (by their place in `ids`) the SQL decision returns to Python, in a
+    transaction rolled back."""
+    person = {m: i for i, m in enumerate(ids)}
+    with Session(db.engine) as s:
+        program = get_program(s, book.program_id)
+        found = policy_of(program)
+        assert found is not None
+        win = windows(found.window, NOW, tz_of(program))
+        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        due = jobs._lock_due(s, program.id, NOW, 10_000, jobs._BRIEF)
+        busy, _ = jobs._settle_quiet(
+            s, program.id, found, jobs._ladder(found), win, spans, [row[0] for row in due], NOW
+        )
+        s.rollback()
+        jobs._RESUME.pop(program.id, None)
+    return {person[row[1]] for row in busy}
