@@ -4,12 +4,10 @@ events and idempotency records — whether the group takes them (new purchases) 
 them the one-by-one way (replays, refusals, orders already recorded, frozen members); and
 a group whose transaction fails is answered one by one, with nothing of it written.
 
-A group is made for certain by holding the leader: the first request's one-by-one write
-waits until the others have queued behind it; they then make one group."""
+A group is made for certain by holding the leader (tests/api/grouping.py)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,19 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
+from api.grouping import HeldGroups, Request, answered_early, hold, one_by_one, send, together
 from api.harness import Api, Tenant
 from earning.shop import PER_YUAN, item, order, rule, set_rules
 from jifen.access.service import Scope
 from jifen.api import grouped
-from jifen.api.deps import WriteCall
-from jifen.api.grouped import Groups
 from jifen.db.idempotency import IdempotencyRecord
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import batch
-from jifen.earning.schemas import PurchaseIn
 from jifen.ledger.models import Lot
 
 RULES = (
@@ -40,45 +35,11 @@ RULES = (
 )
 
 
-class HeldGroups(Groups):
-    """Groups whose first one-by-one write waits until `behind` more requests queue."""
-
-    def __init__(self, *args: Any, behind: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.behind = behind
-        self.first = True
-        self.sizes: list[int] = []
-
-    def record(
-        self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
-    ) -> JSONResponse:
-        if self.first:
-            self.first = False
-            real = alone
-
-            def alone() -> JSONResponse:
-                while len(self._queue) < self.behind:
-                    threading.Event().wait(0.005)
-                return real()
-
-        return super().record(call, data, alone)
-
-    def _book(self, group: list[Any]) -> None:
-        self.sizes.append(len(group))
-        super()._book(group)
-
-
 @pytest.fixture
 def held(api: Api) -> Iterator[Callable[[int], HeldGroups]]:
     app = api.client.app
     before = app.state.groups  # type: ignore[attr-defined]
-
-    def hold(behind: int) -> HeldGroups:
-        groups = HeldGroups(api.db, api.clock, behind=behind)
-        app.state.groups = groups  # type: ignore[attr-defined]
-        return groups
-
-    yield hold
+    yield lambda behind: hold(api, behind)
     app.state.groups = before  # type: ignore[attr-defined]
 
 
@@ -87,10 +48,6 @@ def _tenant(api: Api) -> Tenant:
     t.all_keys()
     set_rules(api.db, t.book, api.clock, *RULES)
     return t
-
-
-Request = tuple[dict[str, Any], Scope, str]
-"""A purchase body, the key's scope, the Idempotency-Key."""
 
 
 def _requests(api: Api, t: Tenant) -> tuple[list[Request], dict[str, int]]:
@@ -121,46 +78,6 @@ def _requests(api: Api, t: Tenant) -> tuple[list[Request], dict[str, int]]:
         (order("o-14", plain, member=bob), Scope.ADMIN, "k-14"),  # another actor
     ]
     return bodies, {"alice": alice, "bob": bob, "carol": carol, "frozen": frozen}
-
-
-def _send(t: Tenant, request: Request) -> httpx.Response:
-    body, scope, key = request
-    return t.post("/v1/purchases", body, scope=scope, idem=f"{key}-{t.book.program_id}")
-
-
-def _together(t: Tenant, requests: list[Request]) -> list[httpx.Response]:
-    """The first request alone, then the rest at once, in order (each waits until the one
-    before it has queued)."""
-    first = threading.Thread(target=lambda: answers.__setitem__(0, _send(t, requests[0])))
-    answers: dict[int, httpx.Response] = {}
-    groups = t.api.client.app.state.groups  # type: ignore[attr-defined]
-    first.start()
-    while not groups._leading:
-        threading.Event().wait(0.005)
-
-    def send(i: int) -> None:
-        answers[i] = _send(t, requests[i])
-
-    queued = 0
-    with ThreadPoolExecutor(len(requests)) as pool:
-        for i in range(1, len(requests)):
-            pool.submit(send, i)
-            if _answered_early(requests[i]):
-                continue
-            queued += 1
-            while len(groups._queue) < queued:
-                threading.Event().wait(0.002)
-    first.join()
-    return [answers[i] for i in range(len(requests))]
-
-
-def _answered_early(request: Request) -> bool:
-    """A request that never joins the queue (no member) is answered at once."""
-    return "member" not in request[0]
-
-
-def _one_by_one(t: Tenant, requests: list[Request]) -> list[httpx.Response]:
-    return [_send(t, request) for request in requests]
 
 
 def _shape(response: httpx.Response, ids: dict[int, str]) -> tuple[int, Any]:
@@ -212,12 +129,12 @@ def test_a_group_answers_and_books_exactly_what_one_by_one_does(
 ) -> None:
     alone = _tenant(api)
     requests, alone_members = _requests(api, alone)
-    expected = _one_by_one(alone, requests)
+    expected = one_by_one(alone, requests)
 
     t = _tenant(api)
     requests, members = _requests(api, t)
-    groups = held(len([r for r in requests[1:] if not _answered_early(r)]))
-    got = _together(t, requests)
+    groups = held(len([r for r in requests[1:] if not answered_early(r)]))
+    got = together(t, requests)
 
     assert groups.sizes == [14]  # everything but the first (alone) and the unclaimed order
     ids_expected: dict[int, str] = {}
@@ -235,7 +152,7 @@ def test_a_group_answers_and_books_exactly_what_one_by_one_does(
     # every key the group claimed replays its first answer
     for request, first in zip(requests, got, strict=True):
         if first.status_code < 400:
-            again = _send(t, request)
+            again = send(t, request)
             assert again.status_code == first.status_code
             assert again.json() == first.json()
             assert again.headers["Idempotent-Replayed"] == "true"
@@ -255,7 +172,7 @@ def _renamed(
     return renamed
 
 
-def test_a_group_whose_transaction_fails_is_answered_one_by_one(
+def test_a_group_whose_transaction_fails_is_answeredone_by_one(
     api: Api, held: Callable[[int], HeldGroups], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     t = _tenant(api)
@@ -277,7 +194,7 @@ def test_a_group_whose_transaction_fails_is_answered_one_by_one(
 
     monkeypatch.setattr(grouped.batch, "book_orders", fails_once)
     groups = held(5)
-    got = _together(t, requests)
+    got = together(t, requests)
     assert groups.sizes == [5]
     assert failures == [1]
     assert [r.status_code for r in got] == [201] * 6
