@@ -29,6 +29,8 @@ class HeldGroups(Groups):
         self.behind = behind
         self.first = True
         self.sizes: list[int] = []
+        self.booked: list[int] = []
+        """How many requests of each group the group answered (the rest: one by one)."""
 
     def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
@@ -47,6 +49,7 @@ class HeldGroups(Groups):
     def _book(self, group: list[Any]) -> None:
         self.sizes.append(len(group))
         super()._book(group)
+        self.booked.append(sum(request.body is not None for request in group))
 
 
 def hold(api: Api, behind: int) -> HeldGroups:
