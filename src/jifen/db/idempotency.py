@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -126,18 +127,40 @@ def claim_many(
     never wait on each other's keys crosswise."""
     if not claims:
         return {}
-    rows = [
-        {"program_id": program_id, "key": key, "request_hash": fingerprint, "created_at": now}
-        for key, fingerprint in sorted(claims)
-    ]
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        module.insert(KEYS)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["program_id", "key"])
-        .returning(KEYS.c.key, KEYS.c.id)
-    )
-    return dict(session.execute(statement).all())  # a Result has keys(): not dict(result)
+    claims = sorted(claims)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement whatever the number of keys (arrays, not a VALUES row per key,
+        # which would be compiled again for every size of group).
+        found = session.execute(
+            _CLAIM_MANY,
+            {
+                "program_id": program_id,
+                "keys": [key for key, _ in claims],
+                "hashes": [fingerprint for _, fingerprint in claims],
+                "now": now,
+            },
+        )
+    else:
+        rows = [
+            {"program_id": program_id, "key": key, "request_hash": fingerprint, "created_at": now}
+            for key, fingerprint in claims
+        ]
+        found = session.execute(
+            sqlite.insert(KEYS)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["program_id", "key"])
+            .returning(KEYS.c.key, KEYS.c.id)
+        )
+    return dict(found.all())  # a Result has keys(): not dict(result)
+
+
+_CLAIM_MANY = text(
+    "INSERT INTO idempotency_keys (program_id, key, request_hash, created_at) "
+    "SELECT :program_id, claim.key, claim.hash, :now "
+    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:hashes AS VARCHAR[])) "
+    "WITH ORDINALITY AS claim(key, hash, n) ORDER BY claim.n "
+    "ON CONFLICT (program_id, key) DO NOTHING RETURNING key, id"
+)
 
 
 def store_many(session: Session, stored: Sequence[tuple[int, int, Any]]) -> None:
