@@ -109,14 +109,15 @@ class Groups:
     def _book(self, group: list[_Request]) -> None:
         """Book the group and mark every request done; never raises (a request the group
         could not answer goes the one-by-one way, which reports what went wrong)."""
+        bodies: dict[_Request, Any] = {}
         try:
             bodies = self._db.write(lambda session: _unit(session, group, self._clock.now()))
         except Exception:  # every request is answered one by one; nothing was written
             log.exception("a group of %d purchases fell back to one by one", len(group))
-            bodies = {}
-        for request in group:
-            request.body = bodies.get(request)
-            request.done = True
+        finally:  # whatever happened, nobody waits for this group any longer
+            for request in group:
+                request.body = bodies.get(request)
+                request.done = True
 
 
 def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Request, Any]:
