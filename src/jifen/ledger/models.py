@@ -6,7 +6,9 @@
   programme accounts cache nothing, so no programme-wide row is ever a hot spot.
 - `journal_transactions` / `journal_entries`: append-only, double entry; the entries of a
   transaction sum to zero (checked by the service, and on PostgreSQL by a deferred
-  constraint trigger). Each entry names the bucket it moves.
+  constraint trigger, which only the expiry and release batches' statement, balanced by
+  construction, skips). Each entry names the bucket it moves. An entry (and an
+  allocation) belongs to its transaction's programme: one composite foreign key says so.
 - `lots`: every credit of available or pending points, with earned_at and expires_at;
   `remaining` is what is left of it.
 - `lot_allocations`: every change of a lot's `remaining` after its creation, signed,

@@ -17,6 +17,10 @@ account id, then as the Python steps list them), so both stores keep one ledger:
   changes a lot holds its account's lock), so the due lots `due` reads are the ones the
   UPDATE of the lots finds by their ids.
 
+A scheduled batch's statement tells the journal's deferred balance trigger to skip its
+rows (`_run`: its entries are balanced by construction); the accounts' UPDATE finds the
+locked accounts by key, not by hashing the accounts table.
+
 Both statements find their rows by index, however many lots are due elsewhere in the
 programme: the due lots account by account (`OFFSET 0` keeps the lateral subquery a
 per-account probe of the lots' account index; read through the partial index on due lots,
