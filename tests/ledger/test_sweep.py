@@ -303,3 +303,35 @@ def test_a_batch_skips_the_balance_check_for_its_own_statement_only(
     )
     assert unbalanced == 0
     assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
+
+
+def test_a_batch_sends_its_statements_unprepared(pg_db: Database) -> None:
+    """psycopg prepares a statement after its fifth run on a connection, and PostgreSQL
+    may then use a generic plan, which for a batch's statements costs several times the
+    plan made for the batch's own ids: a scheduled batch's statements are never prepared,
+    however many batches one connection runs, and the connection prepares again after."""
+    clock = FrozenClock(START)
+    book = make_program(pg_db, clock, expiry_policy=MONTHLY)
+    for _ in range(12):
+        member = make_member(pg_db, book, clock)
+        pg_db.write(lambda s, m=member: ledger.credit(s, book, m, 5, now=clock.now(), actor="t"))
+    clock.advance(days=40)
+    one = Database(pg_db.url, pool_size=1, max_overflow=0)  # every batch on one connection
+    try:
+        report = run_job(one, "expire", now=clock.now(), program_id=book.program_id, batch_size=1)
+        assert (report.batches, report.totals.items, report.totals.points) == (12, 12, 60)
+
+        def prepared(session: Any) -> tuple[list[str], Any]:
+            statements = (
+                session.execute(text("SELECT statement FROM pg_prepared_statements"))
+                .scalars()
+                .all()
+            )
+            return statements, session.connection().connection.driver_connection.prepare_threshold
+
+        statements, threshold = one.read(prepared)
+    finally:
+        one.dispose()
+    assert not [s for s in statements if "SKIP LOCKED" in s or "lot_allocations" in s]
+    assert threshold == 5
+    assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)

@@ -113,6 +113,15 @@ def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: in
     accounts in account order: what earlier batches did leaves only dead index entries
     behind in the due index, which later scans skip, where an account-ordered scan would
     walk every account done before it again in every batch."""
+    if not _on_postgres(session):
+        return _run_batch(session, book, step, now, limit, postgres=False)
+    with sweep.planned_for_parameters(session):
+        return _run_batch(session, book, step, now, limit, postgres=True)
+
+
+def _run_batch(
+    session: Session, book: Book, step: Step, now: datetime, limit: int, *, postgres: bool
+) -> StepResult:
     items = _due(step, book.program_id, now).limit(SCAN * limit).subquery()
     candidates = select(items.c.account_id).distinct().order_by(items.c.account_id).limit(limit)
     locked = list(
@@ -125,7 +134,7 @@ def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: in
     )
     if not locked:  # nothing due, or every candidate is being worked on by another worker
         return StepResult()
-    if step != Step.LAPSE and _on_postgres(session):
+    if step != Step.LAPSE and postgres:
         # One statement does the step and sets the accounts' next_due_at (jifen.ledger.sweep).
         swept = sweep.release if step == Step.RELEASE else sweep.expire
         return StepResult(*swept(session, book, locked, now, JOB_ACTOR.format(step), refresh=True))
