@@ -3,16 +3,21 @@ database-level laws (triggers, CHECK constraints) are really in place."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, Table, insert, text
+from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from factories import make_member, make_program
+from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
+from jifen.ledger.models import JournalEntry, LotAllocation
 
 
 def test_models_match_migrations(db: Database) -> None:
@@ -86,3 +91,86 @@ def test_unbalanced_transaction_refused_at_commit_on_postgres(pg_db: Database, c
 
     with pytest.raises(IntegrityError, match="does not balance"):
         pg_db.write(unbalanced)
+
+
+def _foreign_keys(db: Database, table: str) -> list[tuple[list[str], str, list[str]]]:
+    with db.engine.connect() as connection:
+        return sorted(
+            (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+            for fk in inspect(connection).get_foreign_keys(table)
+        )
+
+
+def test_entries_and_allocations_belong_to_their_transactions_programme(
+    db: Database, clock
+) -> None:
+    """One composite key, (transaction_id, program_id) → journal_transactions, replaced the
+    keys to the transaction and to the programme: a row naming another programme than its
+    transaction's, or a transaction that does not exist, is refused on both stores."""
+    book = make_program(db, clock)
+    other = make_program(db, clock)
+    member = make_member(db, book, clock)
+    txn = db.write(lambda s: ledger.credit(s, book, member, 10, now=clock.now(), actor="t").id)
+    lot, account = db.read(
+        lambda s: s.execute(
+            text("SELECT id, account_id FROM lots WHERE transaction_id = :t"), {"t": txn}
+        ).one()
+    )
+    entry = {"account_id": account, "member_id": member, "bucket": "available", "amount": 1}
+    allocation = {"member_id": member, "lot_id": lot, "amount": -1, "expired": False}
+    for model, row in ((JournalEntry, entry), (LotAllocation, allocation)):
+        for wrong in (
+            {"transaction_id": txn, "program_id": other.program_id},
+            {"transaction_id": txn + 1000, "program_id": book.program_id},
+        ):
+
+            def write(s: Any, model: Any = model, values: dict[str, Any] = row | wrong) -> None:
+                s.execute(insert(model).values(**values))
+
+            with pytest.raises(IntegrityError):
+                db.write(write)
+    for table in ("journal_entries", "lot_allocations"):
+        keys = _foreign_keys(db, table)
+        assert (
+            ["transaction_id", "program_id"],
+            "journal_transactions",
+            ["id", "program_id"],
+        ) in keys
+        assert not [k for k in keys if k[1] == "programs"], table
+
+
+def test_migration_0005_goes_down_and_up_again(db: Database, clock) -> None:
+    """Down to 0004 (the two simple keys and full indexes back; on SQLite both tables rebuilt
+    with their rows) and up again: the models still match, and the journal is still
+    append-only."""
+    book = make_program(db, clock)
+    member = make_member(db, book, clock)
+    txn = db.write(lambda s: ledger.credit(s, book, member, 10, now=clock.now(), actor="t").id)
+    db.write(lambda s: ledger.debit(s, book, member, 4, now=clock.now(), actor="t"))
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.engine.dispose()
+    command.downgrade(alembic_config(url), "0004")
+    assert sorted(_foreign_keys(db, "journal_entries")) == [
+        (["account_id"], "accounts", ["id"]),
+        (["program_id"], "programs", ["id"]),
+        (["transaction_id"], "journal_transactions", ["id"]),
+    ]
+    upgrade(url)
+    db.engine.dispose()
+    test_models_match_migrations(db)
+    assert db.read(
+        lambda s: (
+            s.execute(
+                text(
+                    "SELECT count(*) FROM journal_entries "
+                    "UNION ALL SELECT count(*) FROM lot_allocations"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    ) == [4, 1]
+    with pytest.raises(DBAPIError, match="append-only"):
+        db.write(
+            lambda s: s.execute(text(f"DELETE FROM journal_entries WHERE transaction_id = {txn}"))
+        )

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from conftest import START, make_database
 from factories import make_member, make_program
@@ -26,6 +27,7 @@ from jifen.jobs.runner import run_job
 from jifen.ledger import jobs
 from jifen.ledger import service as ledger
 from jifen.ledger.clawback import Shortfall, claw_back
+from jifen.ledger.models import JournalEntry
 from jifen.ledger.posting import Book
 from ledger.test_state_machine import check_laws, load
 
@@ -232,4 +234,104 @@ def test_a_batch_sets_next_due_at_as_the_python_steps_do(
         lots(expired, 35)["expires_at"],  # not the expired 15's
         lots(expired, 7)["available_at"],
     ]
+    assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
+
+
+@pytest.mark.parametrize("step", [jobs.Step.EXPIRE, jobs.Step.RELEASE])
+def test_a_batch_skips_the_balance_check_for_its_own_statement_only(
+    pg_db: Database, step: jobs.Step
+) -> None:
+    """A scheduled batch's statement tells the deferred balance trigger to skip its rows
+    (they are balanced by construction); an unbalanced entry written after it in the same
+    transaction is still refused at commit, and the batch's own transactions balance."""
+    clock = FrozenClock(START)
+    book = make_program(pg_db, clock, pending_days=7, expiry_policy=MONTHLY)
+    member = make_member(pg_db, book, clock)
+    txn = pg_db.write(
+        lambda s: (
+            ledger.credit(
+                s, book, member, 30, now=clock.now(), actor="t", pending=step == jobs.Step.RELEASE
+            ).id
+        )
+    )
+    clock.advance(days=40)
+    account = pg_db.read(
+        lambda s: s.execute(
+            text("SELECT id FROM accounts WHERE member_id = :m AND kind = 'points'"), {"m": member}
+        ).scalar_one()
+    )
+
+    def batch_then_unbalanced(session: Any) -> None:
+        done = jobs.run_batch(session, book, step, clock.now(), 10)
+        assert (done.accounts, done.items, done.points) == (1, 1, 30)
+        assert (
+            session.execute(text("SELECT current_setting('jifen.entries_balanced')")).scalar()
+            == "off"
+        )
+        session.execute(
+            insert(JournalEntry).values(
+                transaction_id=txn,
+                program_id=book.program_id,
+                account_id=account,
+                member_id=member,
+                bucket="available",
+                amount=7,
+            )
+        )
+
+    with pytest.raises(IntegrityError, match="does not balance"):
+        pg_db.write(batch_then_unbalanced)
+    assert (
+        pg_db.read(
+            lambda s: s.execute(
+                text("SELECT count(*) FROM journal_entries WHERE amount = 7")
+            ).scalar()
+        )
+        == 0
+    )
+
+    done = pg_db.write(lambda s: jobs.run_batch(s, book, step, clock.now(), 10))
+    assert (done.accounts, done.items, done.points) == (1, 1, 30)
+    unbalanced = pg_db.read(
+        lambda s: s.execute(
+            text(
+                "SELECT count(*) FROM (SELECT transaction_id FROM journal_entries "
+                "WHERE program_id = :p GROUP BY transaction_id HAVING sum(amount) <> 0) AS u"
+            ),
+            {"p": book.program_id},
+        ).scalar()
+    )
+    assert unbalanced == 0
+    assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
+
+
+def test_a_batch_sends_its_statements_unprepared(pg_db: Database) -> None:
+    """psycopg prepares a statement after its fifth run on a connection, and PostgreSQL
+    may then use a generic plan, which for a batch's statements costs several times the
+    plan made for the batch's own ids: a scheduled batch's statements are never prepared,
+    however many batches one connection runs, and the connection prepares again after."""
+    clock = FrozenClock(START)
+    book = make_program(pg_db, clock, expiry_policy=MONTHLY)
+    for _ in range(12):
+        member = make_member(pg_db, book, clock)
+        pg_db.write(lambda s, m=member: ledger.credit(s, book, m, 5, now=clock.now(), actor="t"))
+    clock.advance(days=40)
+    one = Database(pg_db.url, pool_size=1, max_overflow=0)  # every batch on one connection
+    try:
+        report = run_job(one, "expire", now=clock.now(), program_id=book.program_id, batch_size=1)
+        assert (report.batches, report.totals.items, report.totals.points) == (12, 12, 60)
+
+        def prepared(session: Any) -> tuple[list[str], Any]:
+            statements = (
+                session.execute(text("SELECT statement FROM pg_prepared_statements"))
+                .scalars()
+                .all()
+            )
+            return statements, session.connection().connection.driver_connection.prepare_threshold
+
+        statements, threshold = one.read(prepared)
+    finally:
+        one.dispose()
+    assert not [s for s in statements if "SKIP LOCKED" in s or "lot_allocations" in s]
+    assert threshold == 5
     assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)

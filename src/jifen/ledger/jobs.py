@@ -19,7 +19,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Select,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from jifen.db.outbox import emit_many
@@ -113,19 +124,30 @@ def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: in
     accounts in account order: what earlier batches did leaves only dead index entries
     behind in the due index, which later scans skip, where an account-ordered scan would
     walk every account done before it again in every batch."""
+    if not _on_postgres(session):
+        return _run_batch(session, book, step, now, limit, postgres=False)
+    with sweep.planned_for_parameters(session):
+        return _run_batch(session, book, step, now, limit, postgres=True)
+
+
+def _run_batch(
+    session: Session, book: Book, step: Step, now: datetime, limit: int, *, postgres: bool
+) -> StepResult:
     items = _due(step, book.program_id, now).limit(SCAN * limit).subquery()
-    candidates = select(items.c.account_id).distinct().order_by(items.c.account_id).limit(limit)
+    candidates = (
+        select(items.c.account_id).distinct().order_by(items.c.account_id).limit(limit)
+    ).scalar_subquery()
+    # On PostgreSQL the candidates as one array, so that the accounts are found by key
+    # (`IN (subquery)` hashed the whole accounts table in every batch).
+    chosen = Account.id == any_(func.array(candidates)) if postgres else Account.id.in_(candidates)
     locked = list(
         session.execute(
-            select(Account.id)
-            .where(Account.id.in_(candidates.scalar_subquery()))
-            .order_by(Account.id)
-            .with_for_update(skip_locked=True)
+            select(Account.id).where(chosen).order_by(Account.id).with_for_update(skip_locked=True)
         ).scalars()
     )
     if not locked:  # nothing due, or every candidate is being worked on by another worker
         return StepResult()
-    if step != Step.LAPSE and _on_postgres(session):
+    if step != Step.LAPSE and postgres:
         # One statement does the step and sets the accounts' next_due_at (jifen.ledger.sweep).
         swept = sweep.release if step == Step.RELEASE else sweep.expire
         return StepResult(*swept(session, book, locked, now, JOB_ACTOR.format(step), refresh=True))

@@ -6,7 +6,9 @@
   programme accounts cache nothing, so no programme-wide row is ever a hot spot.
 - `journal_transactions` / `journal_entries`: append-only, double entry; the entries of a
   transaction sum to zero (checked by the service, and on PostgreSQL by a deferred
-  constraint trigger). Each entry names the bucket it moves.
+  constraint trigger, which only the expiry and release batches' statement, balanced by
+  construction, skips). Each entry names the bucket it moves. An entry (and an
+  allocation) belongs to its transaction's programme: one composite foreign key says so.
 - `lots`: every credit of available or pending points, with earned_at and expires_at;
   `remaining` is what is left of it.
 - `lot_allocations`: every change of a lot's `remaining` after its creation, signed,
@@ -26,6 +28,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     String,
     UniqueConstraint,
@@ -138,11 +141,36 @@ class Account(Base):
     """
 
 
+def _transaction_key() -> ForeignKeyConstraint:
+    """An entry's or allocation's transaction and programme, as one key: the row belongs
+    to its transaction's programme, whose own key says the programme exists (PostgreSQL
+    checks each foreign key row by row: one check where there were two)."""
+    return ForeignKeyConstraint(
+        ["transaction_id", "program_id"],
+        ["journal_transactions.id", "journal_transactions.program_id"],
+    )
+
+
 class JournalTransaction(Base):
     __tablename__ = "journal_transactions"
     __table_args__ = (
         UniqueConstraint("program_id", "reference"),
         Index(None, "program_id", "member_id", "id"),
+        # The target of the entries' and allocations' composite foreign keys.
+        Index("uq_journal_transactions_id_program_id", "id", "program_id", unique=True),
+        # Most transactions have neither: only the ones that do are indexed.
+        Index(
+            "ix_journal_transactions_hold_id",
+            "hold_id",
+            sqlite_where=text("hold_id IS NOT NULL"),
+            postgresql_where=text("hold_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_journal_transactions_clawback_of_id",
+            "clawback_of_id",
+            sqlite_where=text("clawback_of_id IS NOT NULL"),
+            postgresql_where=text("clawback_of_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -156,8 +184,8 @@ class JournalTransaction(Base):
     reverses_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("journal_transactions.id"), unique=True
     )
-    hold_id: Mapped[int | None] = mapped_column(Id, ForeignKey("holds.id"), index=True)
-    clawback_of_id: Mapped[int | None] = mapped_column(Id, index=True)
+    hold_id: Mapped[int | None] = mapped_column(Id, ForeignKey("holds.id"))
+    clawback_of_id: Mapped[int | None] = mapped_column(Id)
     """For a clawback: the earn or growth transaction it takes (part of) the points back from.
 
     Several clawbacks may take from one transaction (partial returns), unlike a reversal.
@@ -174,13 +202,12 @@ class JournalEntry(Base):
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         Index(None, "member_id", "transaction_id"),
+        _transaction_key(),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    transaction_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("journal_transactions.id"), index=True
-    )
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    transaction_id: Mapped[int] = mapped_column(Id, index=True)
+    program_id: Mapped[int] = mapped_column(Id)
     account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"), index=True)
     member_id: Mapped[int | None] = mapped_column(Id)
     bucket: Mapped[str] = mapped_column(String(10))
@@ -224,14 +251,12 @@ class Lot(Base):
 
 class LotAllocation(Base):
     __tablename__ = "lot_allocations"
-    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"), _transaction_key())
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(Id)
     member_id: Mapped[int] = mapped_column(Id)
-    transaction_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("journal_transactions.id"), index=True
-    )
+    transaction_id: Mapped[int] = mapped_column(Id, index=True)
     lot_id: Mapped[int] = mapped_column(Id, ForeignKey("lots.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)
