@@ -218,6 +218,11 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     db = Database(url)
     try:
         key, ids = prepare(db, args.members)
+        if db.engine.dialect.name == "postgresql":  # the statistics a running system has
+            with db.engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "ANALYZE"
+                )
     finally:
         db.dispose()
     port = free_port()

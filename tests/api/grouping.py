@@ -32,7 +32,7 @@ class HeldGroups(Groups):
         self.booked: list[int] = []
         """How many requests of each group the group answered (the rest: one by one)."""
 
-    def record(
+    async def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
     ) -> JSONResponse:
         if self.first:
@@ -44,7 +44,7 @@ class HeldGroups(Groups):
                     threading.Event().wait(0.005)
                 return real()
 
-        return super().record(call, data, alone)
+        return await super().record(call, data, alone)
 
     def _book(self, group: list[Any]) -> None:
         self.sizes.append(len(group))

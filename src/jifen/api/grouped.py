@@ -27,14 +27,15 @@ the one-by-one way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from anyio import to_thread
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -60,64 +61,82 @@ log = logging.getLogger(__name__)
 class _Request:
     call: WriteCall
     data: PurchaseIn
+    alone: Callable[[], JSONResponse]
+    answer: asyncio.Future[JSONResponse | None]
+    """The response once the group committed; None: answer it one by one."""
     body: Any = None
-    """The 201 response once the group committed; None: answer it one by one."""
-    done: bool = False
+    """The 201 body once the group committed; None: answer it one by one."""
 
 
 class Groups:
-    """The queue of one server process (`app.state.groups`)."""
+    """The queue of one server process (`app.state.groups`). Requests wait on the event
+    loop, not in threads: a group's booking, and each one-by-one write, runs in a thread
+    of the pool."""
 
     def __init__(self, db: Database, clock: Clock, *, largest: int = LARGEST) -> None:
         self._db = db
         self._clock = clock
         self._largest = largest
-        self._ready = threading.Condition(threading.Lock())
         self._queue: list[_Request] = []
         self._leading = False
 
-    def record(
+    async def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
     ) -> JSONResponse:
         """The response to the purchase `data`: recorded in a group, or by `alone` (the
-        one-by-one path) when no group takes it."""
+        one-by-one path, run in a thread) when no group takes it."""
         if data.member is None or data.points_payment is not None:
-            return alone()
-        request = _Request(call, data)
-        with self._ready:
-            self._queue.append(request)
-            while not request.done:
-                if self._leading:
-                    self._ready.wait()
-                    continue
+            return await to_thread.run_sync(alone)
+        request = _Request(call, data, alone, asyncio.get_running_loop().create_future())
+        self._queue.append(request)
+        if not self._leading:
+            self._leading = True
+            asyncio.get_running_loop().create_task(self._lead())
+        answer = await request.answer
+        if answer is None:
+            return await to_thread.run_sync(alone)
+        return answer
+
+    async def _lead(self) -> None:
+        """Take what is queued, a group at a time, until nothing is."""
+        try:
+            while self._queue:
                 group = self._queue[: self._largest]
                 del self._queue[: len(group)]
-                self._leading = True
-                self._ready.release()
-                try:
-                    if len(group) == 1:  # only this request is waiting: alone is cheaper
-                        return alone()
-                    self._book(group)
-                finally:
-                    self._ready.acquire()
-                    self._leading = False
-                    self._ready.notify_all()
-        if request.body is None:
-            return alone()
-        return JSONResponse(request.body, status_code=201)
+                if len(group) == 1:  # only one request is waiting: alone is cheaper
+                    (request,) = group
+                    try:
+                        _answer(request, await to_thread.run_sync(request.alone))
+                    except Exception as exc:  # its own refusal, for its own response
+                        if not request.answer.done():
+                            request.answer.set_exception(exc)
+                    continue
+                await to_thread.run_sync(self._book, group)
+                for request in group:
+                    body = request.body
+                    _answer(request, None if body is None else JSONResponse(body, 201))
+        finally:
+            self._leading = False
+            for request in self._queue:  # the loop is stopping: answered one by one
+                _answer(request, None)
+            self._queue.clear()
 
     def _book(self, group: list[_Request]) -> None:
-        """Book the group and mark every request done; never raises (a request the group
-        could not answer goes the one-by-one way, which reports what went wrong)."""
+        """Book the group (in a thread) and leave each request's body; never raises (a
+        request the group could not answer goes the one-by-one way, which reports what
+        went wrong)."""
         bodies: dict[_Request, Any] = {}
         try:
             bodies = self._db.write(lambda session: _unit(session, group, self._clock.now()))
         except Exception:  # every request is answered one by one; nothing was written
             log.exception("a group of %d purchases fell back to one by one", len(group))
-        finally:  # whatever happened, nobody waits for this group any longer
-            for request in group:
-                request.body = bodies.get(request)
-                request.done = True
+        for request in group:
+            request.body = bodies.get(request)
+
+
+def _answer(request: _Request, response: JSONResponse | None) -> None:
+    if not request.answer.done():  # (its client may have gone: the task was cancelled)
+        request.answer.set_result(response)
 
 
 def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Request, Any]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from jifen.api.deps import (
     ADMIN_POS,
@@ -86,15 +87,18 @@ def _created(model: BaseModel, created: bool) -> tuple[BaseModel, int]:
         200: {"model": PurchaseOut, "description": "The order was already recorded"},
     },
 )
-def record_purchase(data: PurchaseIn, call: Write, request: Request) -> JSONResponse:
+async def record_purchase(data: PurchaseIn, call: Write, request: Request) -> JSONResponse:
     def op(u: Unit) -> tuple[BaseModel, int]:
         done = purchases.record(u.session, u.program, u.book, data, now=u.now, actor=u.actor)
         return _created(purchases.describe(u.session, u.book, done.purchase), done.created)
 
+    def alone() -> JSONResponse:
+        return write(call, ADMIN_POS, op)
+
     groups: Groups | None = getattr(request.app.state, "groups", None)
     if groups is None:
-        return write(call, ADMIN_POS, op)
-    return groups.record(call, data, lambda: write(call, ADMIN_POS, op))
+        return await run_in_threadpool(alone)
+    return await groups.record(call, data, alone)
 
 
 @router.get(
