@@ -53,6 +53,7 @@ from jifen.earning.purchases import (
     evaluate_with,
     facts_json,
     facts_of,
+    line_rows,
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
@@ -334,26 +335,7 @@ def _write(
                 "actor": actor,
             }
         )
-        rows: list[dict[str, Any]] = []
-        for n, line in enumerate(data.lines, start=1):
-            rows.append(
-                {
-                    "program_id": program.id,
-                    "purchase_id": purchase_id,
-                    "line_no": n,
-                    "sku": line.sku,
-                    "category": line.category,
-                    "brand": line.brand,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price,
-                    "amount": line.amount,
-                    "discount": line.discount,
-                    "attributes": {k: str(v) for k, v in line.attributes.items()} or None,
-                    "returned_quantity": Decimal(0),
-                    "returned_amount": Decimal(0),
-                    "points_value": Decimal(0),
-                }
-            )
+        rows = line_rows(program.id, purchase_id, data)
         lines.extend(rows)
         item.written = (purchases[-1], rows, credited.release if credited else None)
         events.append(

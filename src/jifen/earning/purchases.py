@@ -746,14 +746,13 @@ def _insert(
     return insert_returning(session, Purchase, values, unique=("program_id", "external_id"))
 
 
-def _insert_lines(
-    session: Session, program: Program, purchase: Purchase, data: PurchaseIn
-) -> list[PurchaseLine]:
-    """The order's lines, in one INSERT … RETURNING (the persistent rows, in line order)."""
-    rows = [
+def line_rows(program_id: int, purchase_id: int, data: PurchaseIn) -> list[dict[str, Any]]:
+    """The rows of the order's lines, as recorded (nothing returned or paid with points
+    yet): for one purchase here, for many in `jifen.earning.batch`."""
+    return [
         {
-            "program_id": program.id,
-            "purchase_id": purchase.id,
+            "program_id": program_id,
+            "purchase_id": purchase_id,
             "line_no": i + 1,
             "sku": line.sku,
             "category": line.category,
@@ -769,6 +768,13 @@ def _insert_lines(
         }
         for i, line in enumerate(data.lines)
     ]
+
+
+def _insert_lines(
+    session: Session, program: Program, purchase: Purchase, data: PurchaseIn
+) -> list[PurchaseLine]:
+    """The order's lines, in one INSERT … RETURNING (the persistent rows, in line order)."""
+    rows = line_rows(program.id, purchase.id, data)
     lines = insert_many_returning(session, PurchaseLine, rows)
     session.info.setdefault(NEW_LINES, {})[purchase.id] = lines
     return lines
