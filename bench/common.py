@@ -283,6 +283,20 @@ def prepare(url: str, *, now: datetime, scope: Scope = Scope.POS) -> Prepared:
     return Prepared(url, program_id, key)
 
 
+def analyze_seeded(db: Database) -> None:
+    """Give the seeded tables (members, accounts) the statistics a running programme has
+    (autovacuum would gather them within a minute or so): without them the planner takes
+    the programme's accounts for a handful and scans them all to lock a few. Only those:
+    a table analysed while still empty (purchases, the journal) is taken for empty as it
+    grows, which is worse than no statistics at all. No-op on SQLite."""
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "ANALYZE members, accounts"
+        )
+
+
 def enrol_members(url: str, program_id: int, count: int, *, now: datetime) -> list[int]:
     """Enrol `count` members with their points and growth-value accounts, set-based (a
     few multi-row INSERTs, not one enrolment per member); returns their ids in order.
@@ -334,17 +348,7 @@ def enrol_members(url: str, program_id: int, count: int, *, now: datetime) -> li
 
     try:
         ids = db.write(enrol)
-        if db.engine.dialect.name == "postgresql":
-            # The statistics of the seeded tables, as a running programme has them
-            # (autovacuum would gather them within a minute or so): without them the
-            # planner takes the programme's 20,000 accounts for a handful and scans them
-            # all to lock a few. Only those: a table analysed while still empty (purchases,
-            # the journal) is taken for empty as it grows, which is worse than no
-            # statistics at all.
-            with db.engine.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "ANALYZE members, accounts"
-                )
+        analyze_seeded(db)
         return ids
     finally:
         db.dispose()

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from jifen.db.migrate import upgrade
 from jifen.db.uow import Database
+from common import analyze_seeded
 from pgcluster import PgCluster
 from statements import prepare
 
@@ -218,11 +219,7 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     db = Database(url)
     try:
         key, ids = prepare(db, args.members)
-        if db.engine.dialect.name == "postgresql":  # the statistics a running system has
-            with db.engine.connect() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                    "ANALYZE members, accounts"
-                )
+        analyze_seeded(db)
     finally:
         db.dispose()
     port = free_port()

@@ -46,10 +46,11 @@ class HeldGroups(Groups):
 
         return await super().record(call, data, alone)
 
-    def _book(self, group: list[Any]) -> None:
+    def _book(self, group: list[Any]) -> dict[Any, Any]:
         self.sizes.append(len(group))
-        super()._book(group)
-        self.booked.append(sum(request.body is not None for request in group))
+        bodies = super()._book(group)
+        self.booked.append(len(bodies))
+        return bodies
 
 
 def hold(api: Api, behind: int) -> HeldGroups:

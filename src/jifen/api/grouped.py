@@ -64,8 +64,6 @@ class _Request:
     alone: Callable[[], JSONResponse]
     answer: asyncio.Future[JSONResponse | None]
     """The response once the group committed; None: answer it one by one."""
-    body: Any = None
-    """The 201 body once the group committed; None: answer it one by one."""
 
 
 class Groups:
@@ -111,9 +109,9 @@ class Groups:
                         if not request.answer.done():
                             request.answer.set_exception(exc)
                     continue
-                await to_thread.run_sync(self._book, group)
+                bodies = await to_thread.run_sync(self._book, group)
                 for request in group:
-                    body = request.body
+                    body = bodies.get(request)
                     _answer(request, None if body is None else JSONResponse(body, 201))
         finally:
             self._leading = False
@@ -121,17 +119,15 @@ class Groups:
                 _answer(request, None)
             self._queue.clear()
 
-    def _book(self, group: list[_Request]) -> None:
-        """Book the group (in a thread) and leave each request's body; never raises (a
-        request the group could not answer goes the one-by-one way, which reports what
-        went wrong)."""
-        bodies: dict[_Request, Any] = {}
+    def _book(self, group: list[_Request]) -> dict[_Request, Any]:
+        """Book the group (in a thread): the 201 bodies of the requests it answered. Never
+        raises (a request the group could not answer goes the one-by-one way, which
+        reports what went wrong)."""
         try:
-            bodies = self._db.write(lambda session: _unit(session, group, self._clock.now()))
+            return self._db.write(lambda session: _unit(session, group, self._clock.now()))
         except Exception:  # every request is answered one by one; nothing was written
             log.exception("a group of %d purchases fell back to one by one", len(group))
-        for request in group:
-            request.body = bodies.get(request)
+            return {}
 
 
 def _answer(request: _Request, response: JSONResponse | None) -> None:

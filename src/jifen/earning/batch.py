@@ -54,6 +54,7 @@ from jifen.earning.purchases import (
     facts_json,
     facts_of,
     line_rows,
+    purchase_event,
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
@@ -339,14 +340,14 @@ def _write(
         lines.extend(rows)
         item.written = (purchases[-1], rows, credited.release if credited else None)
         events.append(
-            {
-                "program_id": program.id,
-                "member_id": item.member.id if item.member else None,
-                "type": "purchase.recorded",
-                "payload": {"purchase_id": purchase_id, "points": points},
-                "occurred_at": now,
-                "published_at": None,
-            }
+            purchase_event(
+                "purchase.recorded",
+                program.id,
+                item.member.id if item.member else None,
+                purchase_id,
+                points,
+                now,
+            )
         )
         if item.member is None:
             done.unclaimed += 1

@@ -133,12 +133,8 @@ def record(
         assert accounts is not None
         _award(session, program, book, purchase, member, accounts, outbox, now=now, actor=actor)
     outbox.append(
-        event(
-            program_id=program.id,
-            member_id=purchase.member_id,
-            type="purchase.recorded",
-            payload={"purchase_id": purchase.id, "points": purchase.points},
-            at=now,
+        purchase_event(
+            "purchase.recorded", program.id, purchase.member_id, purchase.id, purchase.points, now
         )
     )
     emit_many(session, outbox)
@@ -168,16 +164,24 @@ def claim(
     outbox: list[dict[str, Any]] = []
     _award(session, program, book, purchase, member, accounts, outbox, now=now, actor=actor)
     outbox.append(
-        event(
-            program_id=program.id,
-            member_id=member.id,
-            type="purchase.claimed",
-            payload={"purchase_id": purchase.id, "points": purchase.points},
-            at=now,
-        )
+        purchase_event("purchase.claimed", program.id, member.id, purchase.id, purchase.points, now)
     )
     emit_many(session, outbox)
     return Recorded(purchase, created=True)
+
+
+def purchase_event(
+    kind: str, program_id: int, member_id: int | None, purchase_id: int, points: int, at: datetime
+) -> dict[str, Any]:
+    """The outbox row of a purchase recorded or claimed (`emit_many` writes it; a batch
+    too, with its other rows)."""
+    return event(
+        program_id=program_id,
+        member_id=member_id,
+        type=kind,
+        payload={"purchase_id": purchase_id, "points": points},
+        at=at,
+    )
 
 
 def simulate(
