@@ -228,6 +228,16 @@ _RESUME: dict[int, tuple[datetime, int]] = {}
 process took at it (see `_lock_due`)."""
 
 
+def _points_account(program_id: int, *more: Any) -> Any:
+    """A tier row's join to its member's points account (and `more` conditions)."""
+    return and_(
+        _ACCOUNTS.c.program_id == program_id,
+        _ACCOUNTS.c.member_id == _TIERS.c.member_id,
+        _ACCOUNTS.c.kind == AccountKind.POINTS,
+        *more,
+    )
+
+
 def _lock_due(
     session: Session, program_id: int, now: datetime, limit: int, columns: Sequence[Any]
 ) -> list[Any]:
@@ -251,14 +261,7 @@ def _lock_due(
     def due(n: int, above: int | None, upto: int | None) -> list[Any]:
         query = (
             select(*columns)
-            .join(
-                _ACCOUNTS,
-                and_(
-                    _ACCOUNTS.c.program_id == program_id,
-                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
-                    _ACCOUNTS.c.kind == AccountKind.POINTS,
-                ),
-            )
+            .join(_ACCOUNTS, _points_account(program_id))
             .where(
                 _TIERS.c.program_id == program_id,
                 or_(_TIERS.c.evaluated_at.is_(None), _TIERS.c.evaluated_at < now),
@@ -504,13 +507,8 @@ class _Decision:
             select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
             .join(
                 _ACCOUNTS,
-                and_(
-                    _ACCOUNTS.c.program_id == program_id,
-                    _ACCOUNTS.c.member_id == _TIERS.c.member_id,
-                    _ACCOUNTS.c.kind == AccountKind.POINTS,
-                    # by the index, not a hash of all the accounts
-                    among_bound(_ACCOUNTS.c.member_id, "member_ids"),
-                ),
+                # by the index, not a hash of all the accounts
+                _points_account(program_id, among_bound(_ACCOUNTS.c.member_id, "member_ids")),
             )
             .where(
                 _TIERS.c.program_id == program_id,
