@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from jifen.api.deps import WriteCall, nul_in
+from jifen.api.grouped import Groups
 from jifen.api.problems import problem_response
 from jifen.api.purchases import record_alone
 from jifen.core.errors import JifenError
@@ -59,9 +60,9 @@ class PurchaseLane:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
-        groups = getattr(state, "groups", None)
-        heads = _heads(scope["headers"]) if groups is not None else None
-        if heads is None:
+        groups: Groups | None = getattr(state, "groups", None)
+        heads = _heads(scope["headers"])
+        if groups is None or heads is None:
             await self.app(scope, receive, send)
             return
         token, key = heads
