@@ -165,15 +165,36 @@ _CLAIM_MANY = text(
 
 def store_many(session: Session, stored: Sequence[tuple[int, int, Any]]) -> None:
     """Record the responses (record id, status, body) of the requests that claimed keys
-    with `claim_many` (same transaction)."""
-    if stored:
+    with `claim_many` (same transaction): on PostgreSQL one statement (arrays, the bodies
+    as their JSON text), elsewhere an executemany."""
+    if not stored:
+        return
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(
-            _STORE,
-            [
-                {"record_id": record_id, "new_status": status, "new_response": response}
-                for record_id, status, response in stored
-            ],
+            _STORE_MANY,
+            {
+                "ids": [record_id for record_id, _, _ in stored],
+                "statuses": [status for _, status, _ in stored],
+                "responses": [json.dumps(response) for _, _, response in stored],
+            },
         )
+        return
+    session.execute(
+        _STORE,
+        [
+            {"record_id": record_id, "new_status": status, "new_response": response}
+            for record_id, status, response in stored
+        ],
+    )
+
+
+_STORE_MANY = text(
+    "UPDATE idempotency_keys AS k SET status_code = v.status, response = CAST(v.body AS JSONB) "
+    "FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS INTEGER[]), "
+    "CAST(:responses AS TEXT[])) AS v (id, status, body) "
+    # the ids again on the table alone: found by the primary key, whatever the statistics
+    "WHERE k.id = v.id AND k.id = ANY(CAST(:ids AS BIGINT[]))"
+)
 
 
 def release(session: Session, record_ids: Sequence[int]) -> None:
