@@ -13,6 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from factories import make_member, make_program
+from jifen.db.base import include_in_comparison
 from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
@@ -22,7 +23,13 @@ from jifen.ledger.models import JournalEntry, LotAllocation
 
 def test_models_match_migrations(db: Database) -> None:
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_object": include_in_comparison(connection.dialect.name),
+            },
+        )
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"a migration is missing for: {diff}"
 
@@ -34,7 +41,10 @@ def test_comparison_notices_a_missing_migration(db: Database) -> None:
         table.to_metadata(metadata)
     Table("not_migrated", metadata, Column("id", Integer, primary_key=True))
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+        include = include_in_comparison(connection.dialect.name)
+        diff = compare_metadata(
+            MigrationContext.configure(connection, opts={"include_object": include}), metadata
+        )
     assert [d[0] for d in diff] == ["add_table"]
 
 
@@ -129,7 +139,9 @@ def test_entries_and_allocations_belong_to_their_transactions_programme(
 
             with pytest.raises(IntegrityError):
                 db.write(write)
-    for table in ("journal_entries", "lot_allocations"):
+    # On PostgreSQL the allocations' keys are checked per statement (migration 0006).
+    tables = ["journal_entries"] + (["lot_allocations"] if db.dialect == "sqlite" else [])
+    for table in tables:
         keys = _foreign_keys(db, table)
         assert (
             ["transaction_id", "program_id"],
@@ -174,3 +186,105 @@ def test_migration_0005_goes_down_and_up_again(db: Database, clock) -> None:
         db.write(
             lambda s: s.execute(text(f"DELETE FROM journal_entries WHERE transaction_id = {txn}"))
         )
+
+
+def _allocation_rows(db: Database, clock) -> tuple[Any, int, int, list[dict[str, Any]]]:
+    """A programme, a member's spend and the lots it took from: the allocations' rows."""
+    book = make_program(db, clock)
+    member = make_member(db, book, clock)
+    for points in (10, 20):
+        db.write(lambda s, p=points: ledger.credit(s, book, member, p, now=clock.now(), actor="t"))
+    spend = db.write(lambda s: ledger.debit(s, book, member, 15, now=clock.now(), actor="t").id)
+    lots = db.read(lambda s: s.execute(text("SELECT id FROM lots ORDER BY id")).scalars().all())
+    rows = [
+        {
+            "program_id": book.program_id,
+            "member_id": member,
+            "transaction_id": spend,
+            "lot_id": lot,
+            "amount": -1,
+            "expired": False,
+        }
+        for lot in lots
+    ]
+    return book, member, spend, rows
+
+
+def _allocations(db: Database) -> list[tuple[Any, ...]]:
+    return db.read(
+        lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lot_allocations ORDER BY id"))]
+    )
+
+
+def test_allocation_keys_refuse_a_missing_parent_in_any_row(db: Database, clock) -> None:
+    """An allocation's keys, checked per statement on PostgreSQL (migration 0006) and row by
+    row on SQLite: a statement of several rows, one of which names a lot or a transaction
+    that does not exist (or a transaction of another programme), is refused as a whole and
+    writes nothing; the same rows with every parent present are written."""
+    _, _, spend, rows = _allocation_rows(db, clock)
+    other = make_program(db, clock)
+    before = _allocations(db)
+    for wrong in (
+        {"lot_id": rows[-1]["lot_id"] + 1000},
+        {"transaction_id": spend + 1000},
+        {"program_id": other.program_id},
+    ):
+        bad = [*rows[:1], rows[1] | wrong, *rows[1:]]
+        with pytest.raises(IntegrityError):
+            db.write(lambda s, bad=bad: s.execute(insert(LotAllocation), bad))
+        with pytest.raises(IntegrityError):  # one multi-row INSERT statement
+            db.write(lambda s, bad=bad: s.execute(insert(LotAllocation).values(bad)))
+        assert _allocations(db) == before
+    db.write(lambda s: s.execute(insert(LotAllocation).values(rows)))
+    assert len(_allocations(db)) == len(before) + len(rows)
+    if db.dialect == "postgresql":
+        # The update of a key is checked as well (nothing updates allocations).
+        with pytest.raises(IntegrityError):
+            db.write(lambda s: s.execute(text("UPDATE lot_allocations SET lot_id = lot_id + 1000")))
+        assert _foreign_keys(db, "lot_allocations") == []
+
+
+def test_lots_are_kept_for_good(db: Database, clock) -> None:
+    """What the allocations' keys rely on: a lot can be neither deleted nor given another id
+    (both stores), and on PostgreSQL neither lots nor journal transactions can be truncated;
+    nothing changes."""
+    _allocation_rows(db, clock)
+    lots = db.read(lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lots ORDER BY id"))])
+    statements = ["DELETE FROM lots", "UPDATE lots SET id = id + 1000"]
+    if db.dialect == "postgresql":
+        statements.append("TRUNCATE lots CASCADE")
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="kept for good"):
+            db.write(lambda s, sql=statement: s.execute(text(sql)))
+    if db.dialect == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            db.write(lambda s: s.execute(text("TRUNCATE journal_transactions CASCADE")))
+    db.write(lambda s: s.execute(text("UPDATE lots SET id = id")))  # the same id is no change
+    assert (
+        db.read(lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lots ORDER BY id"))])
+        == lots
+    )
+
+
+def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
+    """Down to 0005 (the allocations' foreign keys back on PostgreSQL, the triggers gone, a
+    lot deletable again) and up again: the models still match, the rows are kept and lots
+    are kept for good again."""
+    book, member, _, _ = _allocation_rows(db, clock)
+    unspent = db.write(lambda s: ledger.credit(s, book, member, 5, now=clock.now(), actor="t").id)
+    allocations = _allocations(db)
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.engine.dispose()
+    command.downgrade(alembic_config(url), "0005")
+    assert _foreign_keys(db, "lot_allocations") == [
+        (["lot_id"], "lots", ["id"]),
+        (["transaction_id", "program_id"], "journal_transactions", ["id", "program_id"]),
+    ]
+    moved = f"UPDATE lots SET id = id + 1000 WHERE transaction_id = {unspent}"
+    assert db.write(lambda s: s.execute(text(moved)).rowcount) == 1  # no trigger left
+    upgrade(url)
+    db.engine.dispose()
+    test_models_match_migrations(db)
+    assert _allocations(db) == allocations
+    with pytest.raises(DBAPIError, match="kept for good"):
+        db.write(lambda s: s.execute(text("DELETE FROM lots")))

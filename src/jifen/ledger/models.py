@@ -13,7 +13,8 @@
   `remaining` is what is left of it.
 - `lot_allocations`: every change of a lot's `remaining` after its creation, signed,
   tied to the transaction that made it; so `remaining == amount + Σ allocations`, and a
-  reversal knows exactly which lots to restore.
+  reversal knows exactly which lots to restore. On PostgreSQL its keys are checked once
+  per statement (lots and journal transactions cannot be deleted there).
 - `holds`: points authorised for a checkout, captured, voided or lapsed.
 """
 
@@ -36,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import CHECKED_PER_STATEMENT, Base, Id, Json, UtcDateTime
 
 
 class AccountKind(StrEnum):
@@ -141,13 +142,15 @@ class Account(Base):
     """
 
 
-def _transaction_key() -> ForeignKeyConstraint:
+def _transaction_key(*, per_statement: bool = False) -> ForeignKeyConstraint:
     """An entry's or allocation's transaction and programme, as one key: the row belongs
     to its transaction's programme, whose own key says the programme exists (PostgreSQL
-    checks each foreign key row by row: one check where there were two)."""
+    checks each foreign key row by row: one check where there were two). An allocation's
+    is checked per statement on PostgreSQL (`CHECKED_PER_STATEMENT`)."""
     return ForeignKeyConstraint(
         ["transaction_id", "program_id"],
         ["journal_transactions.id", "journal_transactions.program_id"],
+        info={CHECKED_PER_STATEMENT: True} if per_statement else {},
     )
 
 
@@ -250,14 +253,23 @@ class Lot(Base):
 
 
 class LotAllocation(Base):
+    """A change of a lot's `remaining`. Its two keys (the lot; the transaction and its
+    programme) are foreign keys on SQLite; on PostgreSQL one statement-level trigger checks
+    them for all the rows a statement writes (lots and transactions cannot be deleted
+    there, so a parent found once stays; migration 0006)."""
+
     __tablename__ = "lot_allocations"
-    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"), _transaction_key())
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        _transaction_key(per_statement=True),
+        ForeignKeyConstraint(["lot_id"], ["lots.id"], info={CHECKED_PER_STATEMENT: True}),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(Id)
     member_id: Mapped[int] = mapped_column(Id)
     transaction_id: Mapped[int] = mapped_column(Id, index=True)
-    lot_id: Mapped[int] = mapped_column(Id, ForeignKey("lots.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(Id, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)
     """True where the points left the lot because it expired (not spent, not held)."""
