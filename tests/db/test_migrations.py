@@ -18,7 +18,7 @@ from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
-from jifen.ledger.models import JournalEntry, LotAllocation
+from jifen.ledger.models import AccountKind, JournalEntry, LotAllocation
 
 
 def test_models_match_migrations(db: Database) -> None:
@@ -139,8 +139,8 @@ def test_entries_and_allocations_belong_to_their_transactions_programme(
 
             with pytest.raises(IntegrityError):
                 db.write(write)
-    # On PostgreSQL the allocations' keys are checked per statement (migration 0006).
-    tables = ["journal_entries"] + (["lot_allocations"] if db.dialect == "sqlite" else [])
+    # On PostgreSQL both tables' keys are checked per statement (migration 0006).
+    tables = ["journal_entries", "lot_allocations"] if db.dialect == "sqlite" else []
     for table in tables:
         keys = _foreign_keys(db, table)
         assert (
@@ -188,103 +188,136 @@ def test_migration_0005_goes_down_and_up_again(db: Database, clock) -> None:
         )
 
 
-def _allocation_rows(db: Database, clock) -> tuple[Any, int, int, list[dict[str, Any]]]:
-    """A programme, a member's spend and the lots it took from: the allocations' rows."""
+KEYS_REFUSED = "violates its keys|FOREIGN KEY constraint failed"
+"""PostgreSQL's per-statement check (migration 0006) or SQLite's foreign keys."""
+
+
+def _ledger_rows(
+    db: Database, clock
+) -> tuple[Any, int, int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A programme, a member and their spend; rows of entries (balanced: +1 to the member's
+    points, -1 to the programme's issued account) and allocations (one per lot) for it."""
     book = make_program(db, clock)
     member = make_member(db, book, clock)
     for points in (10, 20):
         db.write(lambda s, p=points: ledger.credit(s, book, member, p, now=clock.now(), actor="t"))
     spend = db.write(lambda s: ledger.debit(s, book, member, 15, now=clock.now(), actor="t").id)
-    lots = db.read(lambda s: s.execute(text("SELECT id FROM lots ORDER BY id")).scalars().all())
-    rows = [
-        {
-            "program_id": book.program_id,
-            "member_id": member,
-            "transaction_id": spend,
-            "lot_id": lot,
+    lots, account = db.read(
+        lambda s: (
+            s.execute(text("SELECT id FROM lots ORDER BY id")).scalars().all(),
+            s.execute(
+                text("SELECT id FROM accounts WHERE member_id = :m AND kind = 'points'"),
+                {"m": member},
+            ).scalar_one(),
+        )
+    )
+    common = {"program_id": book.program_id, "transaction_id": spend}
+    entries = [
+        common | {"account_id": account, "member_id": member, "bucket": "available", "amount": 1},
+        common
+        | {
+            "account_id": book.accounts[AccountKind.ISSUED],
+            "member_id": None,
+            "bucket": "available",
             "amount": -1,
-            "expired": False,
-        }
+        },
+    ]
+    allocations = [
+        common | {"member_id": member, "lot_id": lot, "amount": -1, "expired": False}
         for lot in lots
     ]
-    return book, member, spend, rows
+    return book, member, spend, entries, allocations
 
 
-def _allocations(db: Database) -> list[tuple[Any, ...]]:
+def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
     return db.read(
-        lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lot_allocations ORDER BY id"))]
+        lambda s: [tuple(r) for r in s.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
     )
 
 
-def test_allocation_keys_refuse_a_missing_parent_in_any_row(db: Database, clock) -> None:
-    """An allocation's keys, checked per statement on PostgreSQL (migration 0006) and row by
-    row on SQLite: a statement of several rows, one of which names a lot or a transaction
-    that does not exist (or a transaction of another programme), is refused as a whole and
-    writes nothing; the same rows with every parent present are written."""
-    _, _, spend, rows = _allocation_rows(db, clock)
+@pytest.mark.parametrize(
+    ("model", "parent_key"), [(JournalEntry, "account_id"), (LotAllocation, "lot_id")]
+)
+def test_keys_refuse_a_missing_parent_in_any_row(
+    db: Database, clock, model: Any, parent_key: str
+) -> None:
+    """The keys of entries and allocations, checked per statement on PostgreSQL (migration
+    0006) and row by row on SQLite: a statement of several rows, one of which names an
+    account or lot, or a transaction, that does not exist (or a transaction of another
+    programme), is refused as a whole and writes nothing; the same rows with every parent
+    present are written."""
+    _, _, spend, entries, allocations = _ledger_rows(db, clock)
+    rows = entries if model is JournalEntry else allocations
+    table = model.__tablename__
     other = make_program(db, clock)
-    before = _allocations(db)
+    before = _rows(db, table)
     for wrong in (
-        {"lot_id": rows[-1]["lot_id"] + 1000},
+        {parent_key: 10**6},
         {"transaction_id": spend + 1000},
         {"program_id": other.program_id},
     ):
-        bad = [*rows[:1], rows[1] | wrong, *rows[1:]]
-        with pytest.raises(IntegrityError):
-            db.write(lambda s, bad=bad: s.execute(insert(LotAllocation), bad))
-        with pytest.raises(IntegrityError):  # one multi-row INSERT statement
-            db.write(lambda s, bad=bad: s.execute(insert(LotAllocation).values(bad)))
-        assert _allocations(db) == before
-    db.write(lambda s: s.execute(insert(LotAllocation).values(rows)))
-    assert len(_allocations(db)) == len(before) + len(rows)
+        bad = [*rows[:1], rows[1] | wrong, *rows[2:]]
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):
+            db.write(lambda s, bad=bad: s.execute(insert(model), bad))
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):  # one multi-row statement
+            db.write(lambda s, bad=bad: s.execute(insert(model).values(bad)))
+        assert _rows(db, table) == before
+    db.write(lambda s: s.execute(insert(model).values(rows)))
+    assert len(_rows(db, table)) == len(before) + len(rows)
     if db.dialect == "postgresql":
-        # The update of a key is checked as well (nothing updates allocations).
-        with pytest.raises(IntegrityError):
-            db.write(lambda s: s.execute(text("UPDATE lot_allocations SET lot_id = lot_id + 1000")))
-        assert _foreign_keys(db, "lot_allocations") == []
+        assert _foreign_keys(db, table) == []
+        if model is LotAllocation:  # nothing updates allocations, but an update is checked
+            with pytest.raises(IntegrityError, match=KEYS_REFUSED):
+                db.write(
+                    lambda s: s.execute(text("UPDATE lot_allocations SET lot_id = lot_id + 1000"))
+                )
 
 
-def test_lots_are_kept_for_good(db: Database, clock) -> None:
-    """What the allocations' keys rely on: a lot can be neither deleted nor given another id
-    (both stores), and on PostgreSQL neither lots nor journal transactions can be truncated;
-    nothing changes."""
-    _allocation_rows(db, clock)
-    lots = db.read(lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lots ORDER BY id"))])
-    statements = ["DELETE FROM lots", "UPDATE lots SET id = id + 1000"]
-    if db.dialect == "postgresql":
-        statements.append("TRUNCATE lots CASCADE")
-    for statement in statements:
-        with pytest.raises(DBAPIError, match="kept for good"):
-            db.write(lambda s, sql=statement: s.execute(text(sql)))
+def test_lots_and_accounts_are_kept_for_good(db: Database, clock) -> None:
+    """What the per-statement keys rely on: a lot or an account can be neither deleted nor
+    given another id (both stores), and on PostgreSQL neither they nor journal
+    transactions can be truncated; nothing changes."""
+    _ledger_rows(db, clock)
+    before = {table: _rows(db, table) for table in ("lots", "accounts")}
+    for table in before:
+        statements = [f"DELETE FROM {table}", f"UPDATE {table} SET id = id + 1000"]
+        if db.dialect == "postgresql":
+            statements.append(f"TRUNCATE {table} CASCADE")
+        for statement in statements:
+            with pytest.raises(DBAPIError, match="kept for good"):
+                db.write(lambda s, sql=statement: s.execute(text(sql)))
+        db.write(lambda s, t=table: s.execute(text(f"UPDATE {t} SET id = id")))  # no change
     if db.dialect == "postgresql":
         with pytest.raises(DBAPIError, match="append-only"):
             db.write(lambda s: s.execute(text("TRUNCATE journal_transactions CASCADE")))
-    db.write(lambda s: s.execute(text("UPDATE lots SET id = id")))  # the same id is no change
-    assert (
-        db.read(lambda s: [tuple(r) for r in s.execute(text("SELECT * FROM lots ORDER BY id"))])
-        == lots
-    )
+    assert {table: _rows(db, table) for table in before} == before
 
 
 def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
-    """Down to 0005 (the allocations' foreign keys back on PostgreSQL, the triggers gone, a
-    lot deletable again) and up again: the models still match, the rows are kept and lots
-    are kept for good again."""
-    book, member, _, _ = _allocation_rows(db, clock)
+    """Down to 0005 (the foreign keys back on PostgreSQL, the triggers gone: a lot's id can
+    change again) and up again: the models still match, the rows are kept and lots are
+    kept for good again."""
+    book, member, _, _, _ = _ledger_rows(db, clock)
     unspent = db.write(lambda s: ledger.credit(s, book, member, 5, now=clock.now(), actor="t").id)
-    allocations = _allocations(db)
+    kept = {table: _rows(db, table) for table in ("journal_entries", "lot_allocations")}
     url = db.engine.url.render_as_string(hide_password=False)
     db.engine.dispose()
     command.downgrade(alembic_config(url), "0005")
-    assert _foreign_keys(db, "lot_allocations") == [
-        (["lot_id"], "lots", ["id"]),
-        (["transaction_id", "program_id"], "journal_transactions", ["id", "program_id"]),
+    transaction_key = (
+        ["transaction_id", "program_id"],
+        "journal_transactions",
+        ["id", "program_id"],
+    )
+    assert _foreign_keys(db, "lot_allocations") == [(["lot_id"], "lots", ["id"]), transaction_key]
+    assert _foreign_keys(db, "journal_entries") == [
+        (["account_id"], "accounts", ["id"]),
+        transaction_key,
     ]
     moved = f"UPDATE lots SET id = id + 1000 WHERE transaction_id = {unspent}"
     assert db.write(lambda s: s.execute(text(moved)).rowcount) == 1  # no trigger left
     upgrade(url)
     db.engine.dispose()
     test_models_match_migrations(db)
-    assert _allocations(db) == allocations
+    assert {table: _rows(db, table) for table in kept} == kept
     with pytest.raises(DBAPIError, match="kept for good"):
         db.write(lambda s: s.execute(text("DELETE FROM lots")))
