@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from factories import make_member, make_program
 from jifen.db.base import include_in_comparison
+from jifen.db.bulk import write_rows
 from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
@@ -242,10 +244,10 @@ def test_keys_refuse_a_missing_parent_in_any_row(
     db: Database, clock, model: Any, parent_key: str
 ) -> None:
     """The keys of entries and allocations, checked per statement on PostgreSQL (migration
-    0006) and row by row on SQLite: a statement of several rows, one of which names an
-    account or lot, or a transaction, that does not exist (or a transaction of another
-    programme), is refused as a whole and writes nothing; the same rows with every parent
-    present are written."""
+    0006) and row by row on SQLite: a statement of several rows (INSERT, executemany, or
+    COPY), one of which names an account or lot, or a transaction, that does not exist
+    (or a transaction of another programme), is refused as a whole and writes nothing;
+    the same rows with every parent present are written."""
     _, _, spend, entries, allocations = _ledger_rows(db, clock)
     rows = entries if model is JournalEntry else allocations
     table = model.__tablename__
@@ -261,6 +263,9 @@ def test_keys_refuse_a_missing_parent_in_any_row(
             db.write(lambda s, bad=bad: s.execute(insert(model), bad))
         with pytest.raises(IntegrityError, match=KEYS_REFUSED):  # one multi-row statement
             db.write(lambda s, bad=bad: s.execute(insert(model).values(bad)))
+        # COPY on PostgreSQL (imports, a group of purchases), executemany on SQLite
+        with pytest.raises((IntegrityError, psycopg.IntegrityError), match=KEYS_REFUSED):
+            db.write(lambda s, bad=bad: write_rows(s, model.__table__, bad))
         assert _rows(db, table) == before
     db.write(lambda s: s.execute(insert(model).values(rows)))
     assert len(_rows(db, table)) == len(before) + len(rows)
