@@ -58,6 +58,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     case,
     exists,
@@ -147,11 +148,16 @@ def evaluate(
     per table (`update_rows`, `write_rows`), and the members with nothing to record get
     `evaluated_at` in one UPDATE.
 
-    On PostgreSQL the members with nothing to do never reach Python: one statement
-    measures the batch, decides in SQL which members the record holds where they are
-    with nothing to record or tell (`_Quiet`), sets their `evaluated_at` and returns the
-    others, which are decided as above. `in_sql`: False decides everyone in Python there
-    too (the tests hold both ways equal)."""
+    On PostgreSQL only the rare cases reach Python: one statement measures the batch,
+    decides in SQL what the common ones come to (`_InSql`: nothing to do, an upgrade, a
+    grace period started, a near-upgrade notice), writes it — `evaluated_at`, the changed
+    tier rows, their history rows and outbox events, the notices — and returns the
+    others (a tier held above the qualified one, a grace period in course, a downgrade
+    without grace, an upgrade under a grant in force), which are decided as above.
+    Within a batch the statement's rows come before Python's, so two members' history or
+    outbox rows may come in another order than Python alone writes them; a member's own
+    never do. `in_sql`: False decides everyone in Python there too (the tests hold both
+    ways equal)."""
     policy = policy_of(program)
     if policy is None:
         return StepResult()
@@ -351,7 +357,7 @@ _FULL = (*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status, _A
 """What `_lock_due` reads for the evaluation in Python: the tier row, the account's status
 and id."""
 _BRIEF = (_TIERS.c.member_id, _ACCOUNTS.c.id)
-"""What `_lock_due` reads when the batch is decided in SQL (`_settle_quiet` reads the rest)."""
+"""What `_lock_due` reads when the batch is decided in SQL (`_settle_in_sql` reads the rest)."""
 
 
 Pairs = tuple[tuple[Measure, Decimal], ...]
@@ -698,7 +704,19 @@ class _Decision:
         changing = decided.c.act.in_([_InSql.UP, _InSql.GRACE])
         settled = (
             update(_TIERS)
-            .where(_TIERS.c.id == decided.c.id, decided.c.act != _InSql.PYTHON)
+            .where(
+                _TIERS.c.id == decided.c.id,
+                decided.c.act != _InSql.PYTHON,
+                # the batch's rows found by their key's index from an array made once,
+                # not the whole table scanned to join it to `decided` (whose size the
+                # planner cannot know)
+                _TIERS.c.id
+                == any_(
+                    func.array(
+                        select(decided.c.id).where(decided.c.act != _InSql.PYTHON).scalar_subquery()
+                    )
+                ),
+            )
             .values(
                 evaluated_at=now,
                 tier=case(
