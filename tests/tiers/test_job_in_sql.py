@@ -131,6 +131,32 @@ CALENDAR = policy(
 )
 
 
+CALENDAR_NO_GROWTH = policy(
+    window={"kind": "calendar", "period": "quarter"},
+    grace_days=10,
+    downgrade="supported",
+    levels=[
+        LEVELS[0],
+        CALENDAR["levels"][1],
+        {
+            "code": "gold",
+            "name": "金卡会员",
+            "enter": {"spend": "5000.00", "purchases": 8},
+            "retain": {"spend": "4000.00", "purchases": 6},
+        },
+        CALENDAR["levels"][3],
+        {
+            "code": "platinum",
+            "name": "铂金会员",
+            "enter": {"spend": "20000"},
+            "retain": {"spend": "15000"},
+        },
+    ],
+)
+"""No threshold names growth value: the statement reads it only for the members it
+writes rows of (their history and notices record every measure)."""
+
+
 def calendar_members() -> list[Member]:
     """Purchases (each its amount in growth value) last quarter and this one, around the
     thresholds of CALENDAR."""
@@ -325,8 +351,14 @@ def last_ids(db: Database) -> dict[str, int]:
         (policy(), rolling_members(), True),
         (policy(grace_days=0, downgrade="supported"), rolling_members(), True),
         (CALENDAR, calendar_members(), False),
+        (CALENDAR_NO_GROWTH, calendar_members(), False),
     ],
-    ids=["rolling-growth", "rolling-growth-no-grace", "calendar-spend-purchases"],
+    ids=[
+        "rolling-growth",
+        "rolling-growth-no-grace",
+        "calendar-spend-purchases",
+        "calendar-no-growth",
+    ],
 )
 def test_the_sql_decision_leaves_the_rows_python_does(
     pg_db: Database,
@@ -349,6 +381,8 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     started = "downgraded" if document.get("grace_days") == 0 else "grace_started"
     assert {"qualified", started} <= reasons
     assert bool(by_sql["issues"]) == notices  # (calendar: the purchases told them already)
+    if document is CALENDAR_NO_GROWTH:  # growth read for the movers alone, and recorded
+        assert any(row["details"]["measures"]["growth"] for row in by_sql["tier_history"])
     evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
     assert evaluated == {NOW}
     assert len(by_sql["member_tiers"]) == len(people)
