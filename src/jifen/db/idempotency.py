@@ -147,7 +147,7 @@ def record_many(
     records = sorted(records, key=lambda record: record[0])
     if session.get_bind().dialect.name == "postgresql":
         # One statement whatever the number of keys (arrays, not a VALUES row per key,
-        # which would be compiled again for every size of group), bodies as JSON text.
+        # which would be compiled again for every size of group).
         found = session.execute(
             _RECORD_MANY,
             {
@@ -155,7 +155,7 @@ def record_many(
                 "keys": [key for key, _, _, _ in records],
                 "hashes": [fingerprint for _, fingerprint, _, _ in records],
                 "statuses": [status for _, _, status, _ in records],
-                "responses": [json.dumps(response) for _, _, _, response in records],
+                "responses": json.dumps([response for _, _, _, response in records]),
                 "now": now,
             },
         )
@@ -183,9 +183,11 @@ def record_many(
 _RECORD_MANY = text(
     "INSERT INTO idempotency_keys "
     "(program_id, key, request_hash, status_code, response, created_at) "
-    "SELECT :program_id, r.key, r.hash, r.status, CAST(r.body AS JSONB), :now "
-    "FROM unnest(CAST(:keys AS VARCHAR[]), CAST(:hashes AS VARCHAR[]), "
-    "CAST(:statuses AS INTEGER[]), CAST(:responses AS TEXT[])) "
+    "SELECT :program_id, r.key, r.hash, r.status, r.body, :now "
+    "FROM ROWS FROM (unnest(CAST(:keys AS VARCHAR[])), unnest(CAST(:hashes AS VARCHAR[])), "
+    "unnest(CAST(:statuses AS INTEGER[])), jsonb_array_elements(CAST(:responses AS JSONB))) "
     "WITH ORDINALITY AS r(key, hash, status, body, n) ORDER BY r.n "
     "ON CONFLICT (program_id, key) DO NOTHING RETURNING key"
 )
+"""The responses go as one JSON array (one text parameter): as an array of texts, each
+body's every quote was escaped by the driver, a fifth of a group's CPU."""
