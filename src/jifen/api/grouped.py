@@ -54,6 +54,12 @@ from jifen.programs.service import book_for, get_program
 LARGEST = 64
 """The most requests one group takes."""
 
+LOOK_AGAIN = 3
+"""How many turns of the event loop a leader that finds one request waiting lets pass
+before recording it alone: under load, as a group is answered its clients send their
+next purchases at once, and the first to arrive would otherwise go alone (at several
+times a grouped purchase's cost) while the rest queue behind it."""
+
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +105,10 @@ class Groups:
         """Take what is queued, a group at a time, until nothing is."""
         try:
             while self._queue:
+                for _ in range(LOOK_AGAIN):
+                    if len(self._queue) > 1:
+                        break
+                    await asyncio.sleep(0)  # requests already read may be about to queue
                 group = self._queue[: self._largest]
                 del self._queue[: len(group)]
                 if len(group) == 1:  # only one request is waiting: alone is cheaper
