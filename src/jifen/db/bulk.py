@@ -331,7 +331,21 @@ def insert_new(
 
 
 def among_bound(column: ColumnElement[Any] | Any, name: str) -> ColumnElement[bool]:
-    """`among` for PostgreSQL with the ids given when the statement runs, as the
-    parameter `name` (a sequence of ints): for a statement built once and run for batch
-    after batch."""
-    return column == any_(cast(bindparam(name, type_=_IdArray()), ARRAY(BigInteger)))
+    """`among` with the ids given when the statement runs, as the parameter `name` (a
+    sequence): for a statement built once and run for batch after batch. On PostgreSQL
+    one array parameter (`= ANY(:name)`), elsewhere an expanding `IN`."""
+    return _AmongBound(column, name)
+
+
+class _AmongBound(_Among):
+    """`among_bound`: both forms bound to the parameter `name`, compiled as `_Among`."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], name: str) -> None:
+        if isinstance(column.type, Integer):
+            array: Any = cast(bindparam(name, type_=_IdArray()), ARRAY(BigInteger))
+        else:
+            array = bindparam(name, type_=ARRAY(column.type))
+        self.array = column == any_(array)
+        self.listed = column.in_(bindparam(name, expanding=True, type_=column.type))

@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import reserve_ids, write_rows
+from jifen.db.bulk import among, reserve_ids, write_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
@@ -444,7 +444,10 @@ def recorded_orders(
                 Purchase.member_id,
                 Purchase.total,
                 Purchase.claimed_at,
-            ).where(Purchase.program_id == program_id, Purchase.external_id.in_(set(external_ids)))
+            ).where(
+                Purchase.program_id == program_id,
+                among(Purchase.external_id, sorted(set(external_ids))),
+            )
         )
     }
 
@@ -498,7 +501,7 @@ def named_members(session: Session, program_id: int, orders: list[PurchaseIn]) -
         column = Member.id if name == "id" else getattr(Member, name)
         keys = [int(v) for v in values] if name == "id" else list(values)
         for member in session.execute(
-            select(Member).where(Member.program_id == program_id, column.in_(keys))
+            select(Member).where(Member.program_id == program_id, among(column, keys))
         ).scalars():
             found[(name, str(getattr(member, name)))] = member
     return found

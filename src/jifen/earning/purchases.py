@@ -38,6 +38,7 @@ from jifen.core.errors import (
     OutsideClaimWindow,
     UnknownCode,
 )
+from jifen.db.bulk import among_bound
 from jifen.db.dml import as_read, insert_many_returning, insert_returning
 from jifen.db.outbox import emit_many, event
 from jifen.earning import caps
@@ -595,13 +596,13 @@ class ReadFacts(MemberFacts):
 
 _TIER_ROWS = select(MemberTier).where(
     MemberTier.program_id == bindparam("program_id"),
-    MemberTier.member_id.in_(bindparam("member_ids", expanding=True)),
+    among_bound(MemberTier.member_id, "member_ids"),
 )
 _BUYERS = (
     select(Purchase.member_id)
     .where(
         Purchase.program_id == bindparam("program_id"),
-        Purchase.member_id.in_(bindparam("member_ids", expanding=True)),
+        among_bound(Purchase.member_id, "member_ids"),
         Purchase.id.not_in(bindparam("excluded", expanding=True)),
     )
     .group_by(Purchase.member_id)

@@ -36,6 +36,7 @@ from jifen.core.errors import (
     NotFound,
     NotReversible,
 )
+from jifen.db.bulk import among_bound
 from jifen.db.dml import insert_returning
 from jifen.db.outbox import emit_many
 from jifen.db.outbox import event as outbox_event
@@ -121,7 +122,7 @@ _LOCK = (
     select(Account)
     .where(
         Account.program_id == bindparam("program_id"),
-        Account.member_id.in_(bindparam("member_ids", expanding=True)),
+        among_bound(Account.member_id, "member_ids"),
         Account.kind == bindparam("kind"),
     )
     .order_by(Account.id)

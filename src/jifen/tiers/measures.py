@@ -70,7 +70,7 @@ def _growth_statement(bounded: bool) -> Select[int | None, int]:
         select(JournalEntry.member_id, func.sum(JournalEntry.amount))
         .where(
             JournalEntry.program_id == bindparam("program_id"),
-            JournalEntry.member_id.in_(bindparam("member_ids", expanding=True)),
+            among_bound(JournalEntry.member_id, "member_ids"),
             _in_bound(_DATED, bounded),
         )
         .group_by(JournalEntry.member_id)
@@ -86,7 +86,7 @@ def _bought_statement(bounded: bool) -> Select[int | None, Decimal, int]:
         )
         .where(
             Purchase.program_id == bindparam("program_id"),
-            Purchase.member_id.in_(bindparam("member_ids", expanding=True)),
+            among_bound(Purchase.member_id, "member_ids"),
             _in_bound(Purchase.occurred_at, bounded),
         )
         .group_by(Purchase.member_id)

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from jifen.core.clock import start_of_day
 from jifen.core.cursors import decode_cursor, encode_cursor
 from jifen.core.errors import InvalidInput, MemberClosed, NotFound
-from jifen.db.bulk import insert_new
+from jifen.db.bulk import among_bound, insert_new
 from jifen.db.outbox import emit_many
 from jifen.ledger.models import AccountStatus
 from jifen.ledger.posting import Book, lock_account
@@ -396,7 +396,7 @@ def tell_near(
 
 _ROWS = select(MemberTier).where(
     MemberTier.program_id == bindparam("program_id"),
-    MemberTier.member_id.in_(bindparam("member_ids", expanding=True)),
+    among_bound(MemberTier.member_id, "member_ids"),
 )
 """Members' tier rows (built once)."""
 
