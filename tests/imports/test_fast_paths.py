@@ -1,5 +1,7 @@
-"""The import's shortcuts give what the slow paths they stand for give: the dates of a
-batch's lots worked out once per day (`jifen.ledger.bulk.LotDates`) equal the book's."""
+"""The import's shortcuts give what the slow paths they stand for give: a chunk's orders
+validated in one call (`jifen.imports.orders.parse_many`) are what each validated on its
+own is, refusals and their reasons included; the dates of a batch's lots worked out once
+per day (`jifen.ledger.bulk.LotDates`) equal the book's."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jifen.imports.files import Row
+from jifen.imports.orders import group, parse, parse_many
 from jifen.ledger.bulk import LotDates
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -20,6 +24,57 @@ from jifen.ledger.expiry import (
 )
 from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
+
+
+def order_rows(order_id: str, lines: int, **changes: str | None) -> list[dict[str, str | None]]:
+    base: dict[str, str | None] = {
+        "order_id": order_id,
+        "member_external_id": "M00001",
+        "occurred_at": "2026-11-08T10:00:00+08:00",
+        "channel": "store",
+        "store": None,
+        "payment_method": "wechat",
+        "sku": "fresh-1",
+        "category": "fresh",
+        "brand": None,
+        "quantity": "2",
+        "unit_price": "3.50",
+        "discount": "0.50",
+        "total": f"{6.50 * lines:.2f}",
+        "line_attr_origin": "yunnan",
+        "order_attr_till": None,
+    }
+    return [{**base, "sku": f"fresh-{i}", **changes} for i in range(lines)]
+
+
+def test_a_chunk_validated_at_once_is_each_order_validated_alone() -> None:
+    good = [
+        *order_rows("A", 1),
+        *order_rows("B", 3, order_attr_till="7", line_attr_origin=None),
+        *order_rows("C", 2, member_external_id=None, brand="house", total=None),
+        *order_rows("D", 1, quantity="0.750", unit_price="4.00", discount="0", total="3.00"),
+    ]
+    bad = [
+        *order_rows("E", 1, total="1.00"),
+        *order_rows("F", 1, quantity="two"),
+        *order_rows("G", 1, occurred_at="2026-11-08 10:00"),
+        *order_rows("H", 2, sku=None),
+        *order_rows("I", 1, unit_price="-3"),
+        *order_rows("J", 1, line_attr_origin="x" * 201),
+    ]
+    differing = order_rows("K", 2)
+    differing[1]["channel"] = "app"
+    short = Row(99, {"order_id": "L", "occurred_at": "2026-11-08T10:00:00Z", "sku": "s"})
+    for values in (good, good + bad, bad + good + differing, good + differing):
+        groups = list(group([Row(n, v) for n, v in enumerate(values, start=2)]))
+        assert parse_many(groups) == [parse(rows) for rows in groups]
+    groups = [*group([Row(n, v) for n, v in enumerate(good, start=2)]), [short]]
+    assert parse_many(groups) == [parse(rows) for rows in groups]
+    assert all(o.data is not None for o in parse_many(groups[:-1]))
+    refused = parse_many(list(group([Row(n, v) for n, v in enumerate(good + bad, start=2)])))
+    assert [o.error is None for o in refused] == [True] * 4 + [False] * 6
+    assert parse_many([]) == []
+
 
 POLICIES: list[ExpiryPolicy] = [
     NeverExpire(),
