@@ -1,16 +1,26 @@
 """The import's shortcuts give what the slow paths they stand for give: a chunk's orders
 validated in one call (`jifen.imports.orders.parse_many`) are what each validated on its
-own is, refusals and their reasons included; the dates of a batch's lots worked out once
-per day (`jifen.ledger.bulk.LotDates`) equal the book's."""
+own is, refusals and their reasons included; an order priced at once
+(`jifen.earning.purchases.evaluate_at_once`) gets what `evaluate_with` gives it; the dates
+of a batch's lots worked out once per day (`jifen.ledger.bulk.LotDates`) equal the
+book's."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from earning.strategies import CATEGORIES, SKUS, rule_sets
+from jifen.core.errors import InvalidInput
+from jifen.earning.caps import Bound
+from jifen.earning.purchases import evaluate_at_once, evaluate_with
 from jifen.imports.files import Row
 from jifen.imports.orders import group, parse, parse_many
 from jifen.ledger.bulk import LotDates
@@ -24,6 +34,12 @@ from jifen.ledger.expiry import (
 )
 from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
+from jifen.programs.rulesets import VersionedRules
+from jifen.rules.evaluator import compile_rules
+from jifen.rules.facts import Basket, Line, MemberFacts
+from jifen.rules.schemas import RuleSet
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def order_rows(order_id: str, lines: int, **changes: str | None) -> list[dict[str, str | None]]:
@@ -74,6 +90,68 @@ def test_a_chunk_validated_at_once_is_each_order_validated_alone() -> None:
     refused = parse_many(list(group([Row(n, v) for n, v in enumerate(good + bad, start=2)])))
     assert [o.error is None for o in refused] == [True] * 4 + [False] * 6
     assert parse_many([]) == []
+
+
+def versioned(document: dict[str, Any]) -> VersionedRules:
+    rules = RuleSet.model_validate(document)
+    return VersionedRules(
+        3, rules, compile_rules(rules.earning_rules), compile_rules(rules.growth_rules)
+    )
+
+
+def room(bounds: list[Bound]) -> int:
+    """Some room, the same for the same counters."""
+    return sum(len(b.key) for b in bounds) % 40
+
+
+lines = st.builds(
+    Line,
+    sku=st.sampled_from(SKUS),
+    quantity=st.sampled_from([Decimal(1), Decimal(2), Decimal("0.750")]),
+    amount=st.integers(0, 30_000).map(lambda cents: Decimal(cents).scaleb(-2)),
+    category=st.sampled_from([*CATEGORIES, None]),
+    attributes=st.sampled_from([{}, {"km": "12.5"}, {"km": "far"}]),
+)
+baskets = st.builds(
+    Basket,
+    at=st.sampled_from(
+        [datetime(2026, 3, 8, 9, 30, tzinfo=SHANGHAI), datetime(2026, 3, 14, 23, tzinfo=SHANGHAI)]
+    ),
+    channel=st.sampled_from(["pos", "web"]),
+    lines=st.lists(lines, min_size=0, max_size=5).map(tuple),
+)
+facts = st.builds(
+    MemberFacts,
+    tier=st.sampled_from([None, "gold"]),
+    first_purchase=st.booleans(),
+    tier_multiplier=st.sampled_from([None, Decimal("1.5")]),
+)
+by_attribute = {"id": "km", "name": "km", "effect": {"points_per_attribute": 2, "attribute": "km"}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_sets(), baskets, facts, st.booleans(), st.booleans())
+def test_an_order_priced_at_once_gets_what_evaluate_with_gives(
+    document: dict[str, Any],
+    basket: Basket,
+    member: MemberFacts,
+    plain: bool,
+    attribute: bool,
+) -> None:
+    if plain:  # no caps nor budgets: the short way
+        for rule in [*document["earning_rules"], *document.get("growth_rules", [])]:
+            for key in ("caps", "budget"):
+                rule.pop(key, None)
+    if attribute:  # a rule that needs a numeric line attribute, which some lack
+        document["earning_rules"].append(by_attribute)
+    rules = versioned(document)
+    found: list[Any] = []
+    for price in (evaluate_with, evaluate_at_once):
+        try:
+            found.append(price(rules, 7, basket, member, room))
+        except InvalidInput as exc:  # the same refusal, said the same way
+            found.append((exc.code, exc.message("en")))
+    assert found[1] == found[0]
 
 
 POLICIES: list[ExpiryPolicy] = [

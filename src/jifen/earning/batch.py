@@ -50,7 +50,7 @@ from jifen.earning.purchases import (
     basket_of,
     bounds_of,
     capped,
-    evaluate_with,
+    evaluate_at_once,
     facts_json,
     facts_of,
     line_rows,
@@ -204,7 +204,7 @@ def _book_round(
             left.append(item)
             continue
         item.facts = _facts_for(facts, member.id, started)
-        result = evaluate_with(
+        result = evaluate_at_once(
             rules,
             member.id,
             _basket_of(book, item),

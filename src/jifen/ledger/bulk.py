@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import reserve_ids, write_rows
+from jifen.db.bulk import reserve_ids, update_rows, write_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -319,20 +319,20 @@ def credit_many(
 
 
 def _set_balances(session: Session, changes: list[dict[str, Any]]) -> None:
-    """Write the accounts' new cached balances with one executemany UPDATE, and give the
-    loaded accounts the same values (as committed: the ORM has nothing left to flush)."""
+    """Write the accounts' new cached balances with one UPDATE (`update_rows`: on
+    PostgreSQL one array per column, where an executemany bound every value of every
+    account through SQLAlchemy and psycopg, a twenty-fifth of an import's CPU), and give
+    the loaded accounts the same values (as committed: the ORM has nothing left to
+    flush)."""
     if not changes:
         return
     columns = [c for c in changes[0] if c != "account"]
     session.flush()
-    session.connection().execute(
-        update(Account.__table__)  # type: ignore[arg-type]
-        .where(Account.__table__.c.id == bindparam("account_id"))
-        .values({c: bindparam("new_" + c) for c in columns}),
-        [
-            {"account_id": ch["account"].id, **{"new_" + c: ch[c] for c in columns}}
-            for ch in changes
-        ],
+    update_rows(
+        session,
+        Account.__table__,  # type: ignore[arg-type]
+        ["id"],
+        [{"id": ch["account"].id, **{c: ch[c] for c in columns}} for ch in changes],
     )
     for ch in changes:
         for c in columns:
