@@ -1,6 +1,7 @@
 """The import's shortcuts give what the slow paths they stand for give: a chunk's orders
 validated in one call (`jifen.imports.orders.parse_many`) are what each validated on its
-own is, refusals and their reasons included; an order priced at once
+own is, refusals and their reasons included; rows written by `copy_rows` are what
+`write_rows` writes; an order priced at once
 (`jifen.earning.purchases.evaluate_at_once`) gets what `evaluate_with` gives it; the dates
 of a batch's lots worked out once per day (`jifen.ledger.bulk.LotDates`) equal the
 book's."""
@@ -8,7 +9,7 @@ book's."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,9 +17,24 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    select,
+)
 
 from earning.strategies import CATEGORIES, SKUS, rule_sets
 from jifen.core.errors import InvalidInput
+from jifen.db.base import Id, Json, UtcDateTime
+from jifen.db.bulk import QUEUED_FROM, copy_rows, write_rows
+from jifen.db.uow import Database
 from jifen.earning.caps import Bound
 from jifen.earning.purchases import evaluate_at_once, evaluate_with
 from jifen.imports.files import Row
@@ -152,6 +168,64 @@ def test_an_order_priced_at_once_gets_what_evaluate_with_gives(
         except InvalidInput as exc:  # the same refusal, said the same way
             found.append((exc.code, exc.message("en")))
     assert found[1] == found[0]
+
+
+META = MetaData()
+
+
+def kinds(name: str) -> Table:
+    return Table(
+        name,
+        META,
+        Column("id", Id, primary_key=True),
+        Column("n", Integer),
+        Column("big", BigInteger),
+        Column("code", String(20)),
+        Column("yes", Boolean),
+        Column("price", Numeric(12, 3)),
+        Column("day", Date),
+        Column("at", UtcDateTime),
+        Column("doc", Json),
+        Column("more", Json),
+    )
+
+
+BY_COPY, BY_WRITE = kinds("fast_copy"), kinds("fast_write")
+
+
+@pytest.mark.parametrize("n", [3, QUEUED_FROM + 7])
+def test_copy_rows_writes_what_write_rows_writes(db: Database, n: int) -> None:
+    META.create_all(db.engine)
+    shared = {"purchase_id": 7, "order": "O-7", "tags": ["a", "é"]}  # one object, many rows
+    rows = [
+        {
+            "id": i,
+            "n": i - 2,
+            "big": 2**40 + i,
+            "code": None if i % 4 == 0 else f"c-{i}",
+            "yes": i % 3 == 0,
+            "price": Decimal(i).scaleb(-3) + Decimal("0.100"),
+            "day": date(2026, 1 + i % 12, 1 + i % 28),
+            "at": datetime(2026, 11, 20, 4, i % 60, 5, 123456, tzinfo=UTC),
+            "doc": shared if i % 2 else [{"rule": "base", "points": i, "capped_by": None}],
+            "more": None if i % 5 else {"x": 1.5, "n": i},
+        }
+        for i in range(1, n + 1)
+    ]
+
+    def both(session: Any) -> None:
+        copy_rows(session, BY_COPY, rows)
+        write_rows(session, BY_WRITE, rows)
+
+    db.write(both)
+
+    def read(table: Table) -> list[tuple[Any, ...]]:
+        return db.read(lambda s: [tuple(r) for r in s.execute(select(table).order_by(table.c.id))])
+
+    written = read(BY_WRITE)
+    assert read(BY_COPY) == written
+    assert len(written) == n
+    assert written[0][-2] == shared
 
 
 POLICIES: list[ExpiryPolicy] = [

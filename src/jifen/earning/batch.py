@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import reserve_ids, write_rows
+from jifen.db.bulk import copy_rows, reserve_ids
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
@@ -363,9 +363,9 @@ def _write(
         done.written.append(item)
         done.points += points
         done.growth += found.growth.points if found else 0
-    write_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
-    write_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
-    write_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    copy_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
+    copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
+    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
     done.upgrades += len(tiers.on_activity_many(session, program, causes, now=now, actor=actor))
 

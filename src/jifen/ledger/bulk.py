@@ -24,7 +24,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import reserve_ids, update_rows, write_rows
+from jifen.db.bulk import copy_rows, reserve_ids, update_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -299,10 +299,10 @@ def credit_many(
     touched = list(balances)
     _set_balances(session, list(balances.values()))
     _set_balances(session, list(growth_balances.values()))
-    write_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
-    write_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
-    write_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
-    write_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    copy_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
+    copy_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
+    copy_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
+    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     if deadline is not None and touched:
         # Earning is activity: under an inactivity policy it pushes every lot of the member.
         session.execute(
