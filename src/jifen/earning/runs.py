@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jifen.db.bulk import among
 from jifen.ledger.bulk import LotDates
 from jifen.ledger.models import Account
 from jifen.programs.models import Program
@@ -95,7 +96,7 @@ def standings(
         member_id: (tier, qualified)
         for member_id, tier, qualified in session.execute(
             select(MemberTier.member_id, MemberTier.tier, MemberTier.qualified_tier).where(
-                MemberTier.program_id == program_id, MemberTier.member_id.in_(member_ids)
+                MemberTier.program_id == program_id, among(MemberTier.member_id, member_ids)
             )
         )
     }
@@ -113,7 +114,7 @@ def standings(
     for member_id, benefit in session.execute(
         select(BenefitIssue.member_id, BenefitIssue.benefit).where(
             BenefitIssue.program_id == program_id,
-            BenefitIssue.member_id.in_(asked),
+            among(BenefitIssue.member_id, asked),
             BenefitIssue.benefit.in_([NEAR_PREFIX + tier.code for tier in policy.levels]),
             BenefitIssue.period == tiering.period,
         )
