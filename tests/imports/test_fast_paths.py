@@ -1,7 +1,8 @@
 """The import's shortcuts give what the slow paths they stand for give: a chunk's orders
 validated in one call (`jifen.imports.orders.parse_many`) are what each validated on its
 own is, refusals and their reasons included; rows written by `copy_rows` are what
-`write_rows` writes; an order priced at once
+`write_rows` writes; the evaluator in whole numbers (`evaluate_plain`) gives `evaluate`'s
+award, explanation and all; an order priced at once
 (`jifen.earning.purchases.evaluate_at_once`) gets what `evaluate_with` gives it; the dates
 of a batch's lots worked out once per day (`jifen.ledger.bulk.LotDates`) equal the
 book's."""
@@ -51,7 +52,7 @@ from jifen.ledger.expiry import (
 from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
 from jifen.programs.rulesets import VersionedRules
-from jifen.rules.evaluator import compile_rules
+from jifen.rules.evaluator import compile_rules, evaluate, evaluate_plain
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import RuleSet
 
@@ -142,6 +143,71 @@ facts = st.builds(
     first_purchase=st.booleans(),
     tier_multiplier=st.sampled_from([None, Decimal("1.5")]),
 )
+plain_effects = st.one_of(
+    st.builds(
+        lambda kind, rate, per: {kind: rate, "per": per},
+        st.sampled_from(["points_per_amount", "points_per_quantity"]),
+        st.sampled_from([1, 2, "0.5", "1.5", "0.01", "3.333333"]),
+        st.sampled_from([1, 3, 7, 10, "0.5"]),
+    ),
+    st.sampled_from([2, 3, "1.5", "1.25", "tier"]).map(lambda m: {"multiplier": m}),
+    st.integers(1, 500).map(lambda b: {"bonus": b}),
+    st.just({"points_per_attribute": "1.5", "attribute": "km"}),
+)
+
+
+@st.composite
+def plain_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Mostly rule sets `evaluate_plain` computes itself; now and then one with an
+    exclusive rule or a rate on an attribute (which it leaves to `evaluate`)."""
+    plain = draw(st.sampled_from([True, True, True, False]))
+    rules = []
+    for i in range(draw(st.integers(0, 7))):
+        effect = draw(plain_effects)
+        if plain and "attribute" in effect:
+            effect = {"points_per_amount": 1}
+        rule: dict[str, Any] = {
+            "id": f"r{i}",
+            "name": f"rule {i}",
+            "effect": effect,
+            "when": draw(
+                st.sampled_from(
+                    [{}, {"category": [CATEGORIES[0]]}, {"sku": [SKUS[0], SKUS[1]]}, {}]
+                )
+            )
+            | draw(st.sampled_from([{}, {"tier": ["gold"]}, {"min_amount": "150"}, {}])),
+            "scope": draw(st.sampled_from(["order", "line"])),
+            "rounding": draw(st.sampled_from(["floor", "round", "ceil"])),
+            "priority": draw(st.integers(-1, 2)),
+        }
+        base = "multiplier" not in effect and "bonus" not in effect
+        stacking = draw(st.sampled_from(["stack", "stack", "best_of", "best_of", "exclusive"]))
+        if plain and stacking == "exclusive":
+            stacking = "stack"
+        rule["stacking"] = stacking
+        if stacking == "best_of":
+            rule["group"] = ("base-" if base else "other-") + draw(st.sampled_from("xy"))
+        if draw(st.booleans()):
+            rule["cap_per_order"] = draw(st.integers(1, 300))
+        rules.append(rule)
+    return rules
+
+
+@settings(max_examples=600, deadline=None)
+@given(plain_rules(), baskets, facts)
+def test_the_evaluator_in_whole_numbers_gives_what_evaluate_gives(
+    rules: list[dict[str, Any]], basket: Basket, member: MemberFacts
+) -> None:
+    compiled = compile_rules(RuleSet.model_validate({"earning_rules": rules}).earning_rules)
+    found: list[Any] = []
+    for price in (evaluate, evaluate_plain):
+        try:
+            found.append(price(compiled, basket, member))
+        except ValueError as exc:  # a line without the attribute a rule needs
+            found.append((type(exc), str(exc)))
+    assert found[1] == found[0]
+
+
 by_attribute = {"id": "km", "name": "km", "effect": {"points_per_attribute": 2, "attribute": "km"}}
 
 
