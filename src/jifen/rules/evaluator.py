@@ -470,9 +470,10 @@ def _round_ratio(value: _Ratio, rounding: Rounding) -> int:
     return -((-2 * numerator + denominator) // (2 * denominator))
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)
 class _PlainBase:
-    """`_Base` with its exact points as a pair of integers."""
+    """`_Base` with its exact points as a pair of integers (not frozen: it never leaves
+    `_award_plain`, and a frozen one costs a call per field to make)."""
 
     rate: Fraction
     bases: dict[int, Decimal]
