@@ -203,6 +203,32 @@ def test_a_group_whose_transaction_fails_is_answeredone_by_one(
     assert len({r.json()["id"] for r in got}) == 6
 
 
+def test_a_group_that_loses_a_key_to_another_request_is_answered_one_by_one(
+    api: Api, held: Callable[[int], HeldGroups], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group checks its keys before booking and records them with the answers at the
+    end; a key claimed in between (here: the check is made to miss a key the held
+    request committed) gives the whole group up, and the one-by-one way answers all."""
+    t = _tenant(api)
+    alice, bob = t.member(), t.member()
+    plain = item("7702", "100", discount="10")
+    requests: list[Request] = [
+        (order("o-0", plain, member=alice), Scope.POS, "k-0"),  # held, alone
+        (order("o-1", plain, member=bob), Scope.POS, "k-1"),
+        (order("o-2", plain, member=alice), Scope.POS, "k-0"),  # the key of another order
+        (order("o-3", plain, member=bob), Scope.POS, "k-3"),
+    ]
+    monkeypatch.setattr(grouped, "known_keys", lambda *args: set())
+    groups = held(3)
+    got = together(t, requests)
+    assert groups.sizes == [3]
+    assert groups.booked == [0]
+    assert [r.status_code for r in got] == [201, 201, 422, 201]
+    assert got[2].json()["type"] == "/problems/idempotency-key-reused"
+    assert t.available(alice) == 140  # o-0 only: 90, and 50 for the first
+    assert t.available(bob) == 230  # o-1 and o-3, once each
+
+
 def test_concurrent_purchases_of_many_members_add_up(api: Api) -> None:
     """No holding: 8 threads send 40 purchases as fast as they can; whatever groups form,
     every purchase is booked once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -13,16 +14,24 @@ from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from factories import make_member, make_program
+from jifen.db.base import include_in_comparison
+from jifen.db.bulk import write_rows
 from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
-from jifen.ledger.models import JournalEntry, LotAllocation
+from jifen.ledger.models import AccountKind, JournalEntry, LotAllocation
 
 
 def test_models_match_migrations(db: Database) -> None:
     with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_object": include_in_comparison(connection.dialect.name),
+            },
+        )
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"a migration is missing for: {diff}"
 
@@ -34,7 +43,10 @@ def test_comparison_notices_a_missing_migration(db: Database) -> None:
         table.to_metadata(metadata)
     Table("not_migrated", metadata, Column("id", Integer, primary_key=True))
     with db.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+        include = include_in_comparison(connection.dialect.name)
+        diff = compare_metadata(
+            MigrationContext.configure(connection, opts={"include_object": include}), metadata
+        )
     assert [d[0] for d in diff] == ["add_table"]
 
 
@@ -129,7 +141,9 @@ def test_entries_and_allocations_belong_to_their_transactions_programme(
 
             with pytest.raises(IntegrityError):
                 db.write(write)
-    for table in ("journal_entries", "lot_allocations"):
+    # On PostgreSQL both tables' keys are checked per statement (migration 0006).
+    tables = ["journal_entries", "lot_allocations"] if db.dialect == "sqlite" else []
+    for table in tables:
         keys = _foreign_keys(db, table)
         assert (
             ["transaction_id", "program_id"],
@@ -174,3 +188,141 @@ def test_migration_0005_goes_down_and_up_again(db: Database, clock) -> None:
         db.write(
             lambda s: s.execute(text(f"DELETE FROM journal_entries WHERE transaction_id = {txn}"))
         )
+
+
+KEYS_REFUSED = "violates its keys|FOREIGN KEY constraint failed"
+"""PostgreSQL's per-statement check (migration 0006) or SQLite's foreign keys."""
+
+
+def _ledger_rows(
+    db: Database, clock
+) -> tuple[Any, int, int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """A programme, a member and their spend; rows of entries (balanced: +1 to the member's
+    points, -1 to the programme's issued account) and allocations (one per lot) for it."""
+    book = make_program(db, clock)
+    member = make_member(db, book, clock)
+    for points in (10, 20):
+        db.write(lambda s, p=points: ledger.credit(s, book, member, p, now=clock.now(), actor="t"))
+    spend = db.write(lambda s: ledger.debit(s, book, member, 15, now=clock.now(), actor="t").id)
+    lots, account = db.read(
+        lambda s: (
+            s.execute(text("SELECT id FROM lots ORDER BY id")).scalars().all(),
+            s.execute(
+                text("SELECT id FROM accounts WHERE member_id = :m AND kind = 'points'"),
+                {"m": member},
+            ).scalar_one(),
+        )
+    )
+    common = {"program_id": book.program_id, "transaction_id": spend}
+    entries = [
+        common | {"account_id": account, "member_id": member, "bucket": "available", "amount": 1},
+        common
+        | {
+            "account_id": book.accounts[AccountKind.ISSUED],
+            "member_id": None,
+            "bucket": "available",
+            "amount": -1,
+        },
+    ]
+    allocations = [
+        common | {"member_id": member, "lot_id": lot, "amount": -1, "expired": False}
+        for lot in lots
+    ]
+    return book, member, spend, entries, allocations
+
+
+def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
+    return db.read(
+        lambda s: [tuple(r) for r in s.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "parent_key"), [(JournalEntry, "account_id"), (LotAllocation, "lot_id")]
+)
+def test_keys_refuse_a_missing_parent_in_any_row(
+    db: Database, clock, model: Any, parent_key: str
+) -> None:
+    """The keys of entries and allocations, checked per statement on PostgreSQL (migration
+    0006) and row by row on SQLite: a statement of several rows (INSERT, executemany, or
+    COPY), one of which names an account or lot, or a transaction, that does not exist
+    (or a transaction of another programme), is refused as a whole and writes nothing;
+    the same rows with every parent present are written."""
+    _, _, spend, entries, allocations = _ledger_rows(db, clock)
+    rows = entries if model is JournalEntry else allocations
+    table = model.__tablename__
+    other = make_program(db, clock)
+    before = _rows(db, table)
+    for wrong in (
+        {parent_key: 10**6},
+        {"transaction_id": spend + 1000},
+        {"program_id": other.program_id},
+    ):
+        bad = [*rows[:1], rows[1] | wrong, *rows[2:]]
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):
+            db.write(lambda s, bad=bad: s.execute(insert(model), bad))
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):  # one multi-row statement
+            db.write(lambda s, bad=bad: s.execute(insert(model).values(bad)))
+        # COPY on PostgreSQL (imports, a group of purchases), executemany on SQLite
+        with pytest.raises((IntegrityError, psycopg.IntegrityError), match=KEYS_REFUSED):
+            db.write(lambda s, bad=bad: write_rows(s, model.__table__, bad))
+        assert _rows(db, table) == before
+    db.write(lambda s: s.execute(insert(model).values(rows)))
+    assert len(_rows(db, table)) == len(before) + len(rows)
+    if db.dialect == "postgresql":
+        assert _foreign_keys(db, table) == []
+        if model is LotAllocation:  # nothing updates allocations, but an update is checked
+            with pytest.raises(IntegrityError, match=KEYS_REFUSED):
+                db.write(
+                    lambda s: s.execute(text("UPDATE lot_allocations SET lot_id = lot_id + 1000"))
+                )
+
+
+def test_lots_and_accounts_are_kept_for_good(db: Database, clock) -> None:
+    """What the per-statement keys rely on: a lot or an account can be neither deleted nor
+    given another id (both stores), and on PostgreSQL neither they nor journal
+    transactions can be truncated; nothing changes."""
+    _ledger_rows(db, clock)
+    before = {table: _rows(db, table) for table in ("lots", "accounts")}
+    for table in before:
+        statements = [f"DELETE FROM {table}", f"UPDATE {table} SET id = id + 1000"]
+        if db.dialect == "postgresql":
+            statements.append(f"TRUNCATE {table} CASCADE")
+        for statement in statements:
+            with pytest.raises(DBAPIError, match="kept for good"):
+                db.write(lambda s, sql=statement: s.execute(text(sql)))
+        db.write(lambda s, t=table: s.execute(text(f"UPDATE {t} SET id = id")))  # no change
+    if db.dialect == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            db.write(lambda s: s.execute(text("TRUNCATE journal_transactions CASCADE")))
+    assert {table: _rows(db, table) for table in before} == before
+
+
+def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
+    """Down to 0005 (the foreign keys back on PostgreSQL, the triggers gone: a lot's id can
+    change again) and up again: the models still match, the rows are kept and lots are
+    kept for good again."""
+    book, member, _, _, _ = _ledger_rows(db, clock)
+    unspent = db.write(lambda s: ledger.credit(s, book, member, 5, now=clock.now(), actor="t").id)
+    kept = {table: _rows(db, table) for table in ("journal_entries", "lot_allocations")}
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.engine.dispose()
+    command.downgrade(alembic_config(url), "0005")
+    transaction_key = (
+        ["transaction_id", "program_id"],
+        "journal_transactions",
+        ["id", "program_id"],
+    )
+    assert _foreign_keys(db, "lot_allocations") == [(["lot_id"], "lots", ["id"]), transaction_key]
+    assert _foreign_keys(db, "journal_entries") == [
+        (["account_id"], "accounts", ["id"]),
+        transaction_key,
+    ]
+    moved = f"UPDATE lots SET id = id + 1000 WHERE transaction_id = {unspent}"
+    assert db.write(lambda s: s.execute(text(moved)).rowcount) == 1  # no trigger left
+    upgrade(url)
+    db.engine.dispose()
+    test_models_match_migrations(db)
+    assert {table: _rows(db, table) for table in kept} == kept
+    with pytest.raises(DBAPIError, match="kept for good"):
+        db.write(lambda s: s.execute(text("DELETE FROM lots")))

@@ -1,18 +1,21 @@
-"""The evaluation job decides in SQL, on PostgreSQL, which members have nothing to do
-(`jifen.tiers.jobs._Quiet`) and leaves only the others to Python. Here the same members,
-in two programmes alike, are evaluated both ways — one programme with the SQL decision,
-the other with every member decided in Python — and every row the job leaves or writes
-(`member_tiers`, `tier_history`, `tier_benefit_issues`, outbox) must be the same, member
-for member: members exactly at, just below and just above each enter and retain
-threshold and 90% of the next tier's, in every tier; grace periods in course, ending at
-the job's instant and cleared; a grant holding a tier and one ended; a tier code the
-programme no longer has; frozen accounts; near-upgrade notices told this period, told
-last period and not yet; a member already evaluated at the instant. Over a rolling
-window on growth value, and over calendar quarters (each measure the better of two
-periods) on spend with cents, purchases and growth, with a tier only grants reach. And
-the SQL sends Python exactly the members with something to do (plus those it leaves to
-Python by rule), so a decision grown over-careful, which would still leave the right rows
-but lose the point of deciding in SQL, fails too."""
+"""The evaluation job decides and writes in SQL, on PostgreSQL, what the common cases come
+to — nothing to do, an upgrade, a grace period started, a near-upgrade notice
+(`jifen.tiers.jobs._InSql`) — and leaves only the others to Python. Here the same members,
+in two programmes alike, are evaluated both ways — one programme in SQL, the other with
+every member decided in Python — and every row the job leaves or writes (`member_tiers`,
+`tier_history`, `tier_benefit_issues`, outbox) must be the same, member for member, each
+member's rows in the same order: members exactly at, just below and just above each enter
+and retain threshold and 90% of the next tier's, in every tier; upgrades that bring a
+member near the next tier, told of it already or not; grace periods in course, ending at
+the job's instant and cleared; a grant holding a tier, one ended, and one in force above
+what a member's record would upgrade them to; a tier code the programme no longer has;
+frozen accounts; near-upgrade notices told this period, told last period and not yet; a
+member already evaluated at the instant. Over a rolling window on growth value (with a
+grace period, and without one: downgrades at once), and over calendar quarters (each
+measure the better of two periods) on spend with cents, purchases and growth, with a tier
+only grants reach. And the SQL sends Python exactly the members it leaves to Python by
+rule, so a decision grown over-careful, which would still leave the right rows but lose
+the point of deciding in SQL, fails too."""
 
 from __future__ import annotations
 
@@ -87,6 +90,13 @@ def rolling_members() -> list[Member]:
         {"tier": "silver", "growth": 4600, "told": "now"},
         {"tier": "silver", "growth": 4600, "told": "before"},
         {"tier": "gold", "growth": 19000, "told": "now"},
+        # upgraded, and near the next tier: told now, or told already of that tier
+        {"tier": "normal", "growth": 4600, "told": "now", "told_of": "gold"},
+        {"tier": "normal", "growth": 4600, "told": "now", "told_of": "platinum"},
+        {"tier": "silver", "growth": 18500, "frozen": True},
+        # a grant in force above the tier the record reaches: the grant's tier, in Python
+        {"tier": "silver", "growth": 5000, "grant": ("platinum", 30), "python": True},
+        {"tier": "normal", "growth": 1000, "grant": ("silver", 30), "python": True},
         {"tier": "silver", "growth": 100, "evaluated": True},  # done at this instant
     ]
     return found
@@ -119,6 +129,32 @@ CALENDAR = policy(
         },
     ],
 )
+
+
+CALENDAR_NO_GROWTH = policy(
+    window={"kind": "calendar", "period": "quarter"},
+    grace_days=10,
+    downgrade="supported",
+    levels=[
+        LEVELS[0],
+        CALENDAR["levels"][1],
+        {
+            "code": "gold",
+            "name": "金卡会员",
+            "enter": {"spend": "5000.00", "purchases": 8},
+            "retain": {"spend": "4000.00", "purchases": 6},
+        },
+        CALENDAR["levels"][3],
+        {
+            "code": "platinum",
+            "name": "铂金会员",
+            "enter": {"spend": "20000"},
+            "retain": {"spend": "15000"},
+        },
+    ],
+)
+"""No threshold names growth value: the statement reads it only for the members it
+writes rows of (their history and notices record every measure)."""
 
 
 def calendar_members() -> list[Member]:
@@ -220,7 +256,7 @@ def build(
                 s.execute(update(MemberTier).where(*where).values(**state))
             told = person.get("told")
             if told is not None:
-                target = "gold" if person["tier"] == "silver" else "platinum"
+                target = person.get("told_of", "gold" if person["tier"] == "silver" else "platinum")
                 s.execute(
                     insert(BenefitIssue).values(
                         program_id=book.program_id,
@@ -259,7 +295,10 @@ def outcome(
     db: Database, book: Book, ids: list[int], grants: list[int], since: dict[str, int]
 ) -> dict[str, Any]:
     """What the job left, with members and grants named by their place in the order made
-    (so two programmes alike compare equal)."""
+    (so two programmes alike compare equal), each table's rows by member and, a member's
+    own, in the order written: within a batch the statement writes the common cases'
+    rows before Python writes the others', so two members' rows may come in another
+    order than Python alone writes them; one member's never do."""
     person = {m: i for i, m in enumerate(ids)}
     granted = {g: i for i, g in enumerate(grants)}
 
@@ -286,7 +325,7 @@ def outcome(
                 .where(table.c.program_id == book.program_id, table.c.id > since.get(name, 0))
                 .order_by(order)
             ).mappings()
-            found[name] = [plain(row) for row in rows]
+            found[name] = sorted((plain(row) for row in rows), key=lambda r: r["member_id"])
         return found
 
     return db.read(read)
@@ -308,8 +347,18 @@ def last_ids(db: Database) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("document", "people", "notices"),
-    [(policy(), rolling_members(), True), (CALENDAR, calendar_members(), False)],
-    ids=["rolling-growth", "calendar-spend-purchases"],
+    [
+        (policy(), rolling_members(), True),
+        (policy(grace_days=0, downgrade="supported"), rolling_members(), True),
+        (CALENDAR, calendar_members(), False),
+        (CALENDAR_NO_GROWTH, calendar_members(), False),
+    ],
+    ids=[
+        "rolling-growth",
+        "rolling-growth-no-grace",
+        "calendar-spend-purchases",
+        "calendar-no-growth",
+    ],
 )
 def test_the_sql_decision_leaves_the_rows_python_does(
     pg_db: Database,
@@ -329,24 +378,32 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     assert by_sql == by_python
     # the members had something of everything to do (so that the equality says something)
     reasons = {row["reason"] for row in by_sql["tier_history"]}
-    assert {"qualified", "grace_started"} <= reasons
+    started = "downgraded" if document.get("grace_days") == 0 else "grace_started"
+    assert {"qualified", started} <= reasons
     assert bool(by_sql["issues"]) == notices  # (calendar: the purchases told them already)
+    if document is CALENDAR_NO_GROWTH:  # growth read for the movers alone, and recorded
+        assert any(row["details"]["measures"]["growth"] for row in by_sql["tier_history"])
     evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
     assert evaluated == {NOW}
     assert len(by_sql["member_tiers"]) == len(people)
 
-    # and no more reach Python than need to: those with something written, and those the
-    # SQL leaves to Python by rule (a grant above the qualified tier, a grace period)
-    acted = {
-        row["member_id"] for name in ("tier_history", "issues", "outbox") for row in by_python[name]
+    # and no more reach Python than need to: those the SQL leaves to Python by rule (a
+    # tier above the qualified one, a grace period in course, a downgrade without grace,
+    # an upgrade under a grant in force)
+    downgraded = {
+        row["member_id"] for row in by_python["tier_history"] if row["reason"] == "downgraded"
     }
     ruled = {
         i
         for i, person in enumerate(people)
-        if person.get("qualified", person["tier"]) != person["tier"] or person.get("grace")
+        if person.get("qualified", person["tier"]) != person["tier"]
+        or person.get("grace")
+        or person.get("python")
     }
     done = {i for i, person in enumerate(people) if person.get("evaluated")}
-    assert sent == (acted | ruled) - done
+    assert sent == (ruled | downgraded) - done
+    if document.get("grace_days") == 0:
+        assert downgraded - ruled  # (the record short, no grace: Python's)
 
 
 def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
@@ -360,8 +417,16 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
         win = windows(found.window, NOW, tz_of(program))
         spans = list(dict.fromkeys((win.enter, *win.keep)))
         due = jobs._lock_due(s, program.id, NOW, 10_000, jobs._BRIEF)
-        busy, _ = jobs._settle_quiet(
-            s, program.id, found, jobs._ladder(found), win, spans, [row[0] for row in due], NOW
+        busy, _, _ = jobs._settle_in_sql(
+            s,
+            program.id,
+            found,
+            jobs._ladder(found),
+            win,
+            spans,
+            [row[0] for row in due],
+            NOW,
+            tz_of(program),
         )
         s.rollback()
         jobs._RESUME.pop(program.id, None)

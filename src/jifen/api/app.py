@@ -36,6 +36,7 @@ from jifen.api import (
     tiers,
 )
 from jifen.api.grouped import Groups
+from jifen.api.lane import PurchaseLane
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -155,6 +156,7 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     app.state.settings = settings
     if settings.group_commit:
         app.state.groups = Groups(db, clock)
+        app.add_middleware(PurchaseLane)
     install(app)
     # The busiest routes first: a request is matched against the routes in this order
     # (FastAPI tries each router's routes in turn; at a peak that was 8% of the server's

@@ -6,8 +6,8 @@ each costs its own transaction: a dozen statements, a commit waiting for the dis
 the ORM's work in Python. Grouped, a request joins a queue; one of the waiting request
 threads, the leader, takes what is queued (up to `LARGEST`), checks it and books it with
 the engine bulk imports use (`jifen.earning.batch`: every table written once, each member
-locked once), claims every request's `Idempotency-Key` and stores its response, and
-commits once; then each request answers with its own response. While a group is being
+locked once), records every request's `Idempotency-Key` with its response in one
+statement, and commits once; then each request answers with its own response. While a group is being
 booked, the next requests queue up for the next group, so the busier the server, the
 bigger the groups. A lone request (nothing else queued) goes the one-by-one way, which is
 cheaper for one.
@@ -17,12 +17,12 @@ is a new purchase (201): a request whose key, scope, `Idempotency-Key`, member, 
 time or order id would get another answer (a replay, a refusal, the order already
 recorded) — and one paying with points or naming no member — leaves the group before
 anything is written and goes the one-by-one way (`jifen.api.idempotency.write`), which
-gives exactly its usual answer. So does a member found frozen or closed once locked (the
-group gives back the key it claimed for it). The orders of a group are booked as if
-recorded one after the other in the order they arrived; each request is answered only
-after the commit, and if the group's transaction fails as a whole (a race for an order
-id with another process, say), nothing of it was written and every request in it goes
-the one-by-one way.
+gives exactly its usual answer. So does a member found frozen or closed once locked. The
+orders of a group are booked as if recorded one after the other in the order they
+arrived; each request is answered only after the commit, and if the group's transaction
+fails as a whole (a race for an order id with another process, say, or a request with one
+of the group's keys that claimed it first), nothing of it was written and every request
+in it goes the one-by-one way.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from jifen.api.deps import ADMIN_POS, WriteCall, authorise
 from jifen.api.idempotency import fingerprint
 from jifen.core.clock import Clock
 from jifen.core.errors import JifenError
-from jifen.db.idempotency import MAX_KEY_LENGTH, claim_many, release, store_many
+from jifen.db.idempotency import MAX_KEY_LENGTH, known_keys, record_many
 from jifen.db.uow import Database
 from jifen.earning import batch
 from jifen.earning.purchases import check_window, describe_written
@@ -125,6 +125,9 @@ class Groups:
         reports what went wrong)."""
         try:
             return self._db.write(lambda session: _unit(session, group, self._clock.now()))
+        except Raced:
+            log.info("a group of %d purchases raced another request's key", len(group))
+            return {}
         except Exception:  # every request is answered one by one; nothing was written
             log.exception("a group of %d purchases fell back to one by one", len(group))
             return {}
@@ -166,11 +169,12 @@ def _program_unit(
     members = batch.named_members(session, program_id, datas)
     recorded = batch.recorded_orders(session, program_id, [d.external_id for d in datas])
     channels, stores = batch.active_codes(session, program_id)
+    known = known_keys(session, program_id, [str(r.call.idempotency_key) for r, _ in requests])
     keys: set[str] = set()
     taken: list[tuple[_Request, Principal, Any]] = []
     for request, principal in requests:
         data, key = request.data, str(request.call.idempotency_key)
-        if data.external_id in recorded or key in keys:
+        if data.external_id in recorded or key in keys or key in known:
             continue  # answered by the first one (a replay, or the order as recorded)
         try:
             member = batch.named_member(members, data)
@@ -181,28 +185,28 @@ def _program_unit(
         recorded[data.external_id] = batch.Recorded("(in this group)", None, data.total, False)
         keys.add(key)
         taken.append((request, principal, member))
-    claimed = claim_many(
-        session,
-        program_id=program_id,
-        claims=[(str(r.call.idempotency_key), fingerprint(r.call, p.key_id)) for r, p, _ in taken],
-        now=now,
-    )
     book = book_for(session, program)
     plan = batch.Plan.of(session, program, now)
     by_actor: dict[str, list[batch.Item]] = defaultdict(list)
     for request, principal, member in taken:
-        record_id = claimed.get(str(request.call.idempotency_key))
-        if record_id is not None:
-            by_actor[principal.actor].append(batch.Item(request.data, member, (request, record_id)))
+        by_actor[principal.actor].append(batch.Item(request.data, member, (request, principal)))
     written: list[batch.Item] = []
     for actor, items in by_actor.items():
-        booked = batch.book_orders(session, program, book, plan, items, now, actor)
-        release(session, [item.tag[1] for item, _ in booked.refused])
-        written.extend(booked.written)
+        written.extend(batch.book_orders(session, program, book, plan, items, now, actor).written)
     bodies = {
         item.tag[0]: describe_written(*item.written).model_dump(mode="json")
         for item in written
         if item.written is not None
     }
-    store_many(session, [(item.tag[1], 201, bodies[item.tag[0]]) for item in written])
+    records = [
+        (str(r.call.idempotency_key), fingerprint(r.call, p.key_id), 201, bodies[r])
+        for r, p in (item.tag for item in written)
+    ]
+    if len(record_many(session, program_id=program_id, records=records, now=now)) < len(records):
+        raise Raced()  # a key was claimed meanwhile: its request cannot be answered here
     return bodies
+
+
+class Raced(Exception):
+    """A concurrent request claimed one of the group's keys first: the group's
+    transaction is given up and every request of it goes the one-by-one way."""

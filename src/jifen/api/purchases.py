@@ -3,6 +3,7 @@ return, claim, and simulate. Every handler calls one service in `jifen.earning`.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +19,7 @@ from jifen.api.deps import (
     ReadCall,
     Unit,
     Write,
+    WriteCall,
     read,
     render,
 )
@@ -88,17 +90,20 @@ def _created(model: BaseModel, created: bool) -> tuple[BaseModel, int]:
     },
 )
 async def record_purchase(data: PurchaseIn, call: Write, request: Request) -> JSONResponse:
+    groups: Groups | None = getattr(request.app.state, "groups", None)
+    if groups is None:
+        return await run_in_threadpool(record_alone, call, data)
+    return await groups.record(call, data, partial(record_alone, call, data))
+
+
+def record_alone(call: WriteCall, data: PurchaseIn) -> JSONResponse:
+    """Record one purchase in a transaction of its own (the one-by-one path)."""
+
     def op(u: Unit) -> tuple[BaseModel, int]:
         done = purchases.record(u.session, u.program, u.book, data, now=u.now, actor=u.actor)
         return _created(purchases.describe(u.session, u.book, done.purchase), done.created)
 
-    def alone() -> JSONResponse:
-        return write(call, ADMIN_POS, op)
-
-    groups: Groups | None = getattr(request.app.state, "groups", None)
-    if groups is None:
-        return await run_in_threadpool(alone)
-    return await groups.record(call, data, alone)
+    return write(call, ADMIN_POS, op)
 
 
 @router.get(

@@ -6,6 +6,7 @@ datetimes; `Id` is a 64-bit integer key that is also SQLite's rowid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,26 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 """Primary and foreign keys: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite."""
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+
+CHECKED_PER_STATEMENT = "checked_per_statement_on_postgresql"
+"""The `info` key of a foreign key that PostgreSQL checks by a statement-level trigger (one
+query for all the rows a statement writes) instead of row by row: the models declare the
+key for both stores, SQLite has it, PostgreSQL's catalogue does not (migration 0006)."""
+
+
+def include_in_comparison(dialect: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for comparing the models with a database of `dialect`:
+    everything, but the keys PostgreSQL checks per statement (`CHECKED_PER_STATEMENT`)."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return not (
+            dialect == "postgresql"
+            and type_ == "foreign_key_constraint"
+            and not reflected
+            and obj.info.get(CHECKED_PER_STATEMENT, False)
+        )
+
+    return include
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -319,11 +319,9 @@ def credit_many(
 
 
 def _set_balances(session: Session, changes: list[dict[str, Any]]) -> None:
-    """Write the accounts' new cached balances with one UPDATE (`update_rows`: on
-    PostgreSQL one array per column, where an executemany bound every value of every
-    account through SQLAlchemy and psycopg, a twenty-fifth of an import's CPU), and give
-    the loaded accounts the same values (as committed: the ORM has nothing left to
-    flush)."""
+    """Write the accounts' new cached balances with one UPDATE (`db.bulk.update_rows`),
+    and give the loaded accounts the same values (as committed: the ORM has nothing left
+    to flush)."""
     if not changes:
         return
     columns = [c for c in changes[0] if c != "account"]

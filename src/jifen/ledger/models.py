@@ -14,6 +14,9 @@
 - `lot_allocations`: every change of a lot's `remaining` after its creation, signed,
   tied to the transaction that made it; so `remaining == amount + Σ allocations`, and a
   reversal knows exactly which lots to restore.
+- On PostgreSQL the keys of entries and allocations are checked once per statement, by a
+  trigger, not row by row; lots and accounts are kept for good (never deleted, their ids
+  never change) and the journal is append-only, so a parent found once stays.
 - `holds`: points authorised for a checkout, captured, voided or lapsed.
 """
 
@@ -36,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import CHECKED_PER_STATEMENT, Base, Id, Json, UtcDateTime
 
 
 class AccountKind(StrEnum):
@@ -143,12 +146,18 @@ class Account(Base):
 
 def _transaction_key() -> ForeignKeyConstraint:
     """An entry's or allocation's transaction and programme, as one key: the row belongs
-    to its transaction's programme, whose own key says the programme exists (PostgreSQL
-    checks each foreign key row by row: one check where there were two)."""
+    to its transaction's programme, whose own key says the programme exists (one check
+    where there were two). PostgreSQL checks it per statement (`CHECKED_PER_STATEMENT`)."""
     return ForeignKeyConstraint(
         ["transaction_id", "program_id"],
         ["journal_transactions.id", "journal_transactions.program_id"],
+        info={CHECKED_PER_STATEMENT: True},
     )
+
+
+def _key(column: str, parent: str) -> ForeignKeyConstraint:
+    """A foreign key that PostgreSQL checks per statement (`CHECKED_PER_STATEMENT`)."""
+    return ForeignKeyConstraint([column], [parent], info={CHECKED_PER_STATEMENT: True})
 
 
 class JournalTransaction(Base):
@@ -198,17 +207,22 @@ class JournalTransaction(Base):
 
 
 class JournalEntry(Base):
+    """A movement of one account's bucket. Its two keys (the account; the transaction and
+    its programme) are foreign keys on SQLite; on PostgreSQL one statement-level trigger
+    checks them for all the rows a statement writes (migration 0006)."""
+
     __tablename__ = "journal_entries"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         Index(None, "member_id", "transaction_id"),
         _transaction_key(),
+        _key("account_id", "accounts.id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     transaction_id: Mapped[int] = mapped_column(Id, index=True)
     program_id: Mapped[int] = mapped_column(Id)
-    account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[int] = mapped_column(Id, index=True)
     member_id: Mapped[int | None] = mapped_column(Id)
     bucket: Mapped[str] = mapped_column(String(10))
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -250,14 +264,22 @@ class Lot(Base):
 
 
 class LotAllocation(Base):
+    """A change of a lot's `remaining`. Its two keys (the lot; the transaction and its
+    programme) are foreign keys on SQLite; on PostgreSQL one statement-level trigger checks
+    them for all the rows a statement writes (migration 0006)."""
+
     __tablename__ = "lot_allocations"
-    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"), _transaction_key())
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="amount_not_zero"),
+        _transaction_key(),
+        _key("lot_id", "lots.id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(Id)
     member_id: Mapped[int] = mapped_column(Id)
     transaction_id: Mapped[int] = mapped_column(Id, index=True)
-    lot_id: Mapped[int] = mapped_column(Id, ForeignKey("lots.id"), index=True)
+    lot_id: Mapped[int] = mapped_column(Id, index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)
     """True where the points left the lot because it expired (not spent, not held)."""

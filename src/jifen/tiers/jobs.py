@@ -42,6 +42,8 @@ says `window: month`), once per member per year (`tier_benefit_issues` benefit
 from __future__ import annotations
 
 import calendar
+import json
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -49,22 +51,33 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Integer,
     Numeric,
     Table,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     exists,
     extract,
     false,
     func,
+    insert,
     literal,
+    literal_column,
+    null,
     or_,
     select,
     true,
+    union_all,
     update,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -75,6 +88,7 @@ from jifen.db.outbox import EVENTS, emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
+from jifen.ledger.sweep import planned_for_parameters
 from jifen.members.models import Member
 from jifen.members.schemas import MemberStatus
 from jifen.programs.models import Program
@@ -135,11 +149,16 @@ def evaluate(
     per table (`update_rows`, `write_rows`), and the members with nothing to record get
     `evaluated_at` in one UPDATE.
 
-    On PostgreSQL the members with nothing to do never reach Python: one statement
-    measures the batch, decides in SQL which members the record holds where they are
-    with nothing to record or tell (`_Quiet`), sets their `evaluated_at` and returns the
-    others, which are decided as above. `in_sql`: False decides everyone in Python there
-    too (the tests hold both ways equal)."""
+    On PostgreSQL only the rare cases reach Python: one statement measures the batch,
+    decides in SQL what the common ones come to (`_InSql`: nothing to do, an upgrade, a
+    grace period started, a near-upgrade notice), writes it — `evaluated_at`, the changed
+    tier rows, their history rows and outbox events, the notices — and returns the
+    others (a tier held above the qualified one, a grace period in course, a downgrade
+    without grace, an upgrade under a grant in force), which are decided as above.
+    Within a batch the statement's rows come before Python's, so two members' history or
+    outbox rows may come in another order than Python alone writes them; a member's own
+    never do. `in_sql`: False decides everyone in Python there too (the tests hold both
+    ways equal)."""
     policy = policy_of(program)
     if policy is None:
         return StepResult()
@@ -154,11 +173,11 @@ def evaluate(
     win = windows(policy.window, now, tz)
     spans = list(dict.fromkeys((win.enter, *win.keep)))
     if in_sql:
-        found, by_span = _settle_quiet(
-            session, program.id, policy, ladder, win, spans, [row[0] for row in due], now
+        found, by_span, written = _settle_in_sql(
+            session, program.id, policy, ladder, win, spans, [row[0] for row in due], now, tz
         )
     else:
-        found = due
+        found, written = due, 0
         by_span = measure_spans(session, program.id, [row[1] for row in due], spans)
     rows = {row[1]: _Standing(*row[: len(_Standing.COLUMNS)]) for row in found}
     ids = list(rows)
@@ -220,7 +239,7 @@ def evaluate(
     write_rows(session, _HISTORY, history)
     outbox.extend(_tell_near(session, policy, ladder, program.id, near, win.period, now))
     write_rows(session, EVENTS, outbox)
-    return StepResult(accounts=len(due), items=len(history))
+    return StepResult(accounts=len(due), items=written + len(history))
 
 
 _RESUME: dict[int, tuple[datetime, int]] = {}
@@ -339,7 +358,7 @@ _FULL = (*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status, _A
 """What `_lock_due` reads for the evaluation in Python: the tier row, the account's status
 and id."""
 _BRIEF = (_TIERS.c.member_id, _ACCOUNTS.c.id)
-"""What `_lock_due` reads when the batch is decided in SQL (`_settle_quiet` reads the rest)."""
+"""What `_lock_due` reads when the batch is decided in SQL (`_settle_in_sql` reads the rest)."""
 
 
 Pairs = tuple[tuple[Measure, Decimal], ...]
@@ -431,7 +450,7 @@ def _ladder(policy: TierPolicy) -> _Ladder:
     return ladder
 
 
-def _settle_quiet(
+def _settle_in_sql(
     session: Session,
     program_id: int,
     policy: TierPolicy,
@@ -440,12 +459,17 @@ def _settle_quiet(
     spans: list[Span],
     member_ids: list[int],
     now: datetime,
-) -> tuple[list[Any], list[dict[int, dict[Measure, Decimal]]]]:
+    tz: ZoneInfo,
+) -> tuple[list[Any], list[dict[int, dict[Measure, Decimal]]], int]:
     """PostgreSQL: in one statement, measure the locked members `member_ids` (the
-    measures the thresholds name, `span_totals`), set `evaluated_at = now` on the rows of
-    those with nothing to do (`_Quiet`) and return the others: their tier rows and account
-    status as `_FULL` reads them (in the order of `member_ids`), and their measures in
-    each of `spans` as `measure_spans` gives them.
+    measures the thresholds name, `span_totals`), decide in SQL what the common cases come
+    to (`_InSql`) and write it — `evaluated_at = now` on every row it settles; for an
+    upgrade or a grace period started the tier row, the history row and the outbox event
+    (`tier.changed`, `tier.grace_started`); the near-upgrade notices and their outbox
+    events — and return the others (`_InSql.PYTHON`): their tier rows and account status
+    as `_FULL` reads them (in the order of `member_ids`), their measures in each of
+    `spans` as `measure_spans` gives them, and the number of history rows the statement
+    wrote.
 
     A statement of its own after `_lock_due`, not part of it: its snapshot is taken once
     the batch is locked, so it counts whatever a purchase committed before the lock was
@@ -454,18 +478,26 @@ def _settle_quiet(
     decision = _decision(program_id, policy, ladder, win, spans)
     width = len(_Standing.COLUMNS) + 1
     connection = session.connection()
+    today = now.astimezone(tz).date()
+    grace_until = start_of_day(today + timedelta(days=policy.grace_days + 1), tz)
+    params = {
+        "member_ids": member_ids,
+        "now": now,
+        "grace_until": grace_until,
+        "grace_text": grace_until.isoformat(),
+        "window": span_json(win.enter, tz),
+    }
     # Planned for this batch's ids: psycopg prepares a statement run five times, and
     # PostgreSQL's generic plan for this one guesses a handful of rows for `= ANY(:ids)`,
     # nests loops over the batch's aggregate and casts the ids' text at every row (a
-    # batch took 30 times as long). For this statement alone (the setting is put back
-    # after it): planning the batch's other statements every time costs more than their
-    # generic plans do.
-    (mode,) = connection.exec_driver_sql(
-        "SELECT current_setting('plan_cache_mode'), "
-        "set_config('plan_cache_mode', 'force_custom_plan', true)"
-    ).one()[:1]
-    busy = list(connection.execute(decision.statement, {"member_ids": member_ids, "now": now}))
-    connection.execute(select(func.set_config("plan_cache_mode", mode, True)))
+    # batch took 30 times as long). So it goes unprepared (`planned_for_parameters`), not
+    # under `plan_cache_mode = force_custom_plan`: that would also plan the foreign keys'
+    # checks of the rows it writes again for every row (PostgreSQL CPU 5.8 s instead of
+    # 3.5 s for the bench's 50,000 members).
+    with planned_for_parameters(session):
+        found = list(connection.execute(decision.statement, params))
+    written = int(found[0][-1]) if found else 0  # (one row at least: the count)
+    busy = [row for row in found if row[0] is not None]
     order = {member_id: i for i, member_id in enumerate(member_ids)}
     busy.sort(key=lambda row: order[row[1]])
     busy_ids = [row[1] for row in busy]
@@ -476,7 +508,7 @@ def _settle_quiet(
         by_span = [{m: dict(nothing) for m in busy_ids} for _ in spans]
     n = len(spans)
     for row in busy:
-        sums = row[width:]  # each span's growth, then spend, then purchases
+        sums = row[width:-1]  # each span's growth, then spend, then purchases
         k = 0
         if Measure.GROWTH in decision.measured:
             for i, answer in enumerate(by_span):
@@ -486,12 +518,34 @@ def _settle_quiet(
             for i, answer in enumerate(by_span):
                 answer[row[1]][Measure.SPEND] = spend_of(sums[k + i])
                 answer[row[1]][Measure.PURCHASES] = purchases_of(sums[k + n + i])
-    return busy, by_span
+    return busy, by_span, written
+
+
+def _text(word: str) -> ColumnElement[str]:
+    """A constant of the code (a JSON key, an event type) as an SQL string literal."""
+    if not re.fullmatch(r"[a-z_.:]+", word):
+        raise ValueError(f"not a plain word: {word!r}")
+    return literal_column(f"'{word}'", Text())
+
+
+def _bound_text(value: str) -> ColumnElement[str]:
+    """A value of the programme's (a tier code) as a parameter typed text."""
+    return sql_cast(literal(value), Text())
+
+
+def _bound_json(value: Any) -> ColumnElement[Any]:
+    return sql_cast(literal(json.dumps(value)), JSONB())
+
+
+def _object(*pairs: tuple[str, Any]) -> ColumnElement[Any]:
+    """`jsonb_build_object` of (key, SQL value) pairs."""
+    return func.jsonb_build_object(*(x for key, value in pairs for x in (_text(key), value)))
 
 
 class _Decision:
-    """`_settle_quiet`'s statement for a programme, policy and windows (parameters
-    `member_ids` and `now`), and the measures it reads."""
+    """`_settle_in_sql`'s statement for a programme, policy and windows (parameters
+    `member_ids`, `now`, `grace_until`, `grace_text` and `window`), and the measures it
+    reads for everyone (the others are read for the members it writes rows of)."""
 
     def __init__(
         self,
@@ -504,7 +558,11 @@ class _Decision:
         self.key = (program_id, policy, tuple(spans), win.period)
         growth, bought = span_totals(program_id, "member_ids", spans, ladder.named)
         due = (
-            select(*(_TIERS.c[name] for name in _Standing.COLUMNS), _ACCOUNTS.c.status)
+            select(
+                *(_TIERS.c[name] for name in _Standing.COLUMNS),
+                _ACCOUNTS.c.status,
+                _ACCOUNTS.c.id.label("account_id"),
+            )
             .join(
                 _ACCOUNTS,
                 # by the index, not a hash of all the accounts
@@ -516,47 +574,309 @@ class _Decision:
             )
             .subquery("due")
         )
+        n = len(spans)
         joined: Any = due
         raw: list[ColumnElement[Any]] = []
-        totals: dict[Measure, list[ColumnElement[Any]]] = {}
         if growth is not None:
             g = growth.subquery("g")
             joined = joined.outerjoin(g, g.c.member_id == due.c.member_id)
-            totals[Measure.GROWTH] = [g.c[f"g{i}"] for i in range(len(spans))]
-            raw += totals[Measure.GROWTH]
+            raw += [g.c[f"g{i}"] for i in range(n)]
         if bought is not None:
             b = bought.subquery("b")
             joined = joined.outerjoin(b, b.c.member_id == due.c.member_id)
-            totals[Measure.SPEND] = [b.c[f"s{i}"] for i in range(len(spans))]
-            totals[Measure.PURCHASES] = [b.c[f"c{i}"] for i in range(len(spans))]
-            raw += totals[Measure.SPEND] + totals[Measure.PURCHASES]
-        self.measured = frozenset(totals)
-
-        def at(span: Span) -> dict[Measure, ColumnElement[Any]]:
-            i = spans.index(span)
-            return {m: func.coalesce(columns[i], 0) for m, columns in totals.items()}
-
-        enter = at(win.enter)
-        keeps = [at(span) for span in win.keep]
-        keep: dict[Measure, ColumnElement[Any]] = keeps[0]
-        if len(keeps) > 1:  # each measure the better of the periods (`better`)
-            keep = {m: func.greatest(*(k[m] for k in keeps)) for m in enter}
-        quiet = _Quiet(policy, ladder, program_id, win.period, due, enter, keep).everyone()
-        decided = (
-            select(*due.c, *(c.label(f"t{i}") for i, c in enumerate(raw)), quiet.label("quiet"))
-            .select_from(joined)
-            .cte("decided")
+            raw += [b.c[f"s{i}"] for i in range(n)] + [b.c[f"c{i}"] for i in range(n)]
+        self.measured = frozenset(
+            ({Measure.GROWTH} if growth is not None else set())
+            | ({Measure.SPEND, Measure.PURCHASES} if bought is not None else set())
         )
+        names = [c.name for c in raw]
+        now = bindparam("now", type_=_TIERS.c.evaluated_at.type)
+
+        def sums(source: Any, prefix: str = "") -> dict[Measure, list[ColumnElement[Any]]]:
+            """Each measure's total per span over `source`'s columns (`prefix`: of the
+            ones read for the writers)."""
+            found: dict[Measure, list[ColumnElement[Any]]] = {}
+            for m, letter in (
+                (Measure.GROWTH, "g"),
+                (Measure.SPEND, "s"),
+                (Measure.PURCHASES, "c"),
+            ):
+                if f"{prefix}{letter}0" in source.c:
+                    found[m] = [source.c[f"{prefix}{letter}{i}"] for i in range(n)]
+            return found
+
+        def measures(
+            totals: dict[Measure, list[ColumnElement[Any]]],
+        ) -> tuple[dict[Measure, ColumnElement[Any]], dict[Measure, ColumnElement[Any]]]:
+            """The entering and keeping measures, as `measure_spans` and `better` give them
+            (growth and purchases whole, spend in cents)."""
+
+            def at(i: int) -> dict[Measure, ColumnElement[Any]]:
+                found: dict[Measure, ColumnElement[Any]] = {}
+                for m, columns in totals.items():
+                    total = func.coalesce(columns[i], 0)
+                    found[m] = (
+                        func.round(total, 2)
+                        if m == Measure.SPEND
+                        else sql_cast(total, BigInteger())
+                    )
+                return found
+
+            enter = at(spans.index(win.enter))
+            keeps = [at(spans.index(span)) for span in win.keep]
+            keep = keeps[0]
+            if len(keeps) > 1:  # each measure the better of the periods (`better`)
+                keep = {m: func.greatest(*(k[m] for k in keeps)) for m in enter}
+            return enter, keep
+
+        # 1. the tier rows, their measures, the rank of the qualified tier and the tier
+        # the record supports
+        ranked_from = select(*due.c, *raw).select_from(joined).subquery("measured")
+        enter, keep = measures(sums(ranked_from))
+        ask = _InSql(policy, ladder, program_id, win.period, ranked_from, enter, keep)
+        qualified = ask.rank(ranked_from.c.qualified_tier)
+        ranked = select(
+            *ranked_from.c, qualified.label("q"), ask.supported(qualified).label("reach")
+        ).cte("ranked")
+        # 2. what each member comes to: nothing, an upgrade or a grace period written here,
+        # or Python's; and the next tier to tell them of
+        enter, keep = measures(sums(ranked))
+        ask = _InSql(policy, ladder, program_id, win.period, ranked, enter, keep)
+        decided = select(
+            *ranked.c,
+            ask.act(ranked.c.q, ranked.c.reach, now).label("act"),
+            ask.near(case((ranked.c.reach > ranked.c.q, ranked.c.reach), else_=ranked.c.q)).label(
+                "near_to"
+            ),
+        ).cte("decided")
+        writes = or_(
+            decided.c.act.in_([_InSql.UP, _InSql.GRACE]),
+            and_(decided.c.act == _InSql.NONE, decided.c.near_to.is_not(None)),
+        )
+        # 3. the members rows are written for, with the measures no threshold names (the
+        # history and the notices record them all), read for them alone
+        rest = [m for m in Measure if m not in self.measured]
+        extra: list[ColumnElement[Any]] = []
+        source: Any = decided
+        more_growth, more_bought = (
+            span_totals(program_id, decided.c.member_id, spans, rest) if rest else (None, None)
+        )
+        if more_growth is not None:
+            lateral = more_growth.lateral("more_g")
+            source = source.outerjoin(lateral, true())
+            extra += [lateral.c[f"g{i}"].label(f"x_g{i}") for i in range(n)]
+        if more_bought is not None:
+            lateral = more_bought.lateral("more_b")
+            source = source.outerjoin(lateral, true())
+            extra += [lateral.c[f"s{i}"].label(f"x_s{i}") for i in range(n)]
+            extra += [lateral.c[f"c{i}"].label(f"x_c{i}") for i in range(n)]
+        movers = select(*decided.c, *extra).select_from(source).where(writes).cte("movers")
+        totals = sums(movers) | sums(movers, "x_")
+        enter, keep = measures(totals)
+        read = _object(
+            ("growth", enter[Measure.GROWTH]),
+            ("spend", sql_cast(enter[Measure.SPEND], Text())),
+            ("purchases", enter[Measure.PURCHASES]),
+        )
+        record: list[tuple[str, Any]] = [
+            ("measures", read),
+            ("window", sql_cast(bindparam("window", type_=JSONB()), JSONB())),
+        ]
+        if len(win.keep) > 1:
+            record.append(
+                (
+                    "keep_measures",
+                    _object(
+                        ("growth", keep[Measure.GROWTH]),
+                        ("spend", sql_cast(keep[Measure.SPEND], Text())),
+                        ("purchases", keep[Measure.PURCHASES]),
+                    ),
+                )
+            )
+        ask = _InSql(policy, ladder, program_id, win.period, movers, enter, keep)
+        up = movers.c.act == _InSql.UP
+        reach_code = ask.code(movers.c.reach)
+        grace_text = sql_cast(bindparam("grace_text", type_=Text()), Text())
+        # tier rows: everyone settled here gets evaluated_at, upgrades and grace periods
+        # their change (`jifen.tiers.service.change`)
+        changing = decided.c.act.in_([_InSql.UP, _InSql.GRACE])
         settled = (
             update(_TIERS)
-            .where(_TIERS.c.id == decided.c.id, decided.c.quiet)
-            .values(evaluated_at=bindparam("now", type_=_TIERS.c.evaluated_at.type))
+            .where(
+                _TIERS.c.id == decided.c.id,
+                decided.c.act != _InSql.PYTHON,
+                # the batch's rows found by their key's index from an array made once,
+                # not the whole table scanned to join it to `decided` (whose size the
+                # planner cannot know)
+                _TIERS.c.id
+                == any_(
+                    func.array(
+                        select(decided.c.id).where(decided.c.act != _InSql.PYTHON).scalar_subquery()
+                    )
+                ),
+            )
+            .values(
+                evaluated_at=now,
+                tier=case(
+                    (decided.c.act == _InSql.UP, ask.code(decided.c.reach)), else_=_TIERS.c.tier
+                ),
+                qualified_tier=case(
+                    (decided.c.act == _InSql.UP, ask.code(decided.c.reach)),
+                    else_=_TIERS.c.qualified_tier,
+                ),
+                since=case((decided.c.act == _InSql.UP, now), else_=_TIERS.c.since),
+                grace_until=case(
+                    (
+                        decided.c.act == _InSql.GRACE,
+                        bindparam("grace_until", type_=_TIERS.c.grace_until.type),
+                    ),
+                    else_=_TIERS.c.grace_until,
+                ),
+                updated_at=case((changing, now), else_=_TIERS.c.updated_at),
+            )
             .returning(_TIERS.c.id)
             .cte("settled")
         )
-        width = len(_Standing.COLUMNS) + 1
+        # history: `qualified` (with the qualified tier's move) or `grace_started`
+        details = case(
+            (
+                up,
+                _object(
+                    *record,
+                    ("threshold", ask.threshold(movers.c.reach, enter=True)),
+                    (
+                        "qualified",
+                        _object(("from", movers.c.qualified_tier), ("to", reach_code)),
+                    ),
+                ),
+            ),
+            else_=_object(
+                *record,
+                ("tier", movers.c.tier),
+                ("qualified_tier", movers.c.qualified_tier),
+                ("supported", reach_code),
+                ("grace_until", grace_text),
+                ("threshold", ask.threshold(movers.c.q, enter=False)),
+            ),
+        )
+        history = (
+            insert(_HISTORY)
+            .from_select(
+                [
+                    "program_id",
+                    "member_id",
+                    "from_tier",
+                    "to_tier",
+                    "reason",
+                    "details",
+                    "at",
+                    "actor",
+                ],
+                select(
+                    literal(program_id, BigInteger()),
+                    movers.c.member_id,
+                    movers.c.tier,
+                    case((up, reach_code), else_=movers.c.tier),
+                    case(
+                        (up, _text(Reason.QUALIFIED.value)),
+                        else_=_text(Reason.GRACE_STARTED.value),
+                    ),
+                    details,
+                    now,
+                    _text(ACTOR),
+                )
+                .where(movers.c.act.in_([_InSql.UP, _InSql.GRACE]))
+                .order_by(movers.c.account_id),
+            )
+            .returning(_HISTORY.c.id)
+            .cte("history")
+        )
+        # near-upgrade notices (`jifen.tiers.service.tell_near`), once per tier and period
+        now_code = ask.code(case((up, movers.c.reach), else_=movers.c.q))
+        missing = ask.missing(movers.c.near_to)
+        told = (
+            postgresql.insert(_NOTICES)
+            .from_select(
+                ["program_id", "member_id", "benefit", "period", "tier", "details", "issued_at"],
+                select(
+                    literal(program_id, BigInteger()),
+                    movers.c.member_id,
+                    ask.code(movers.c.near_to, prefix=NEAR_PREFIX),
+                    _bound_text(win.period),
+                    now_code,
+                    _object(("measures", read), ("missing", missing)),
+                    now,
+                )
+                .where(movers.c.near_to.is_not(None))
+                .order_by(movers.c.account_id),
+            )
+            .on_conflict_do_nothing(index_elements=["program_id", "member_id", "benefit", "period"])
+            .returning(_NOTICES.c.member_id)
+            .cte("told")
+        )
+        # outbox: each member's change in member order, then the notices written (as the
+        # Python path writes them)
+        changes = select(
+            literal(0).label("k"),
+            movers.c.account_id,
+            movers.c.member_id,
+            case((up, _text("tier.changed")), else_=_text("tier.grace_started")).label("type"),
+            case(
+                (
+                    up,
+                    _object(
+                        ("from", movers.c.tier),
+                        ("to", reach_code),
+                        ("reason", _text(Reason.QUALIFIED.value)),
+                        ("qualified_tier", reach_code),
+                    ),
+                ),
+                else_=_object(
+                    ("tier", movers.c.tier),
+                    ("qualified_tier", movers.c.qualified_tier),
+                    ("supported", reach_code),
+                    ("grace_until", grace_text),
+                ),
+            ).label("payload"),
+        ).where(movers.c.act.in_([_InSql.UP, _InSql.GRACE]))
+        notices = select(
+            literal(1).label("k"),
+            movers.c.account_id,
+            movers.c.member_id,
+            _text("tier.near_upgrade").label("type"),
+            _object(
+                ("tier", now_code),
+                ("next", ask.code(movers.c.near_to)),
+                ("missing", missing),
+                ("period", _bound_text(win.period)),
+            ).label("payload"),
+        ).select_from(movers.join(told, told.c.member_id == movers.c.member_id))
+        both = union_all(changes, notices).subquery("events")
+        events = (
+            insert(EVENTS)
+            .from_select(
+                ["program_id", "member_id", "type", "payload", "occurred_at"],
+                select(
+                    literal(program_id, BigInteger()),
+                    both.c.member_id,
+                    both.c.type,
+                    both.c.payload,
+                    now,
+                ).order_by(both.c.k, both.c.account_id),
+            )
+            .cte("events")
+        )
+        # what comes back: Python's members, and (on every row, and on one row when there
+        # are none of those) the history rows written here
+        count = select(func.count().label("written")).select_from(history).subquery("written")
         self.statement = (
-            select(*list(decided.c)[: width + len(raw)]).where(~decided.c.quiet).add_cte(settled)
+            select(
+                *(decided.c[name] for name in (*_Standing.COLUMNS, "status", *names)),
+                count.c.written,
+            )
+            .select_from(count.outerjoin(decided, decided.c.act == _InSql.PYTHON))
+            .add_cte(settled)
+            .add_cte(events)
         )
 
 
@@ -576,17 +896,26 @@ def _decision(
     return found
 
 
-class _Quiet:
-    """The members the evaluation would leave as they are, as a SQL condition over the
-    batch's tier rows (`due`) and measures (`enter`, `keep`: each measure the thresholds
-    name, as a SQL expression): the ladder's questions (`_Ladder.supported`, `near`) asked
-    in SQL. A member is quiet when their tier is their qualified tier (no grant above
-    it, so no grant to end), no grace period is in course, the record supports exactly the
-    qualified tier (`supported` == qualified: no upgrade, no grace to start) and they are
-    not to be told of a near upgrade (not near the next tier, told already this period,
-    or their account not active). Everyone else is decided in Python (`_evaluate_one`),
-    so this only ever needs to say "nothing to do" where Python would say the same
-    (tests/tiers/test_job_in_sql.py holds the two equal)."""
+_GRANTS = cast(Table, TierGrant.__table__)
+
+
+class _InSql:
+    """The ladder's questions (`_Ladder.supported`, `near`; `_evaluate_one`'s cases) asked
+    in SQL over a batch's tier rows (`due`: their columns, with the account's `status`)
+    and measures (`enter`, `keep`: each measure as an SQL expression).
+
+    `act` sorts the members: `NONE` (the record supports exactly the tier they are in:
+    nothing to change), `UP` (an upgrade the statement writes), `GRACE` (a grace period
+    the statement starts), `PYTHON` (everything else, decided by `_evaluate_one`: a tier
+    above the qualified one — a grant holding it, or one ended —, a grace period in
+    course, a downgrade without grace, an upgrade of a member holding a grant in force).
+    The statement only ever writes what Python would (tests/tiers/test_job_in_sql.py
+    holds the two equal, row for row)."""
+
+    PYTHON = "python"
+    NONE = "none"
+    UP = "up"
+    GRACE = "grace"
 
     def __init__(
         self,
@@ -606,56 +935,117 @@ class _Quiet:
         self.enter = enter
         self.keep = keep
 
-    def everyone(self) -> ColumnElement[bool]:
-        due = self.due
-        return and_(
-            due.c.tier == due.c.qualified_tier,
-            due.c.grace_until.is_(None),
-            case(
-                *(
-                    (due.c.qualified_tier == code, self.at(rank))
-                    for code, rank in self.ladder.ranks.items()
-                ),
-                else_=self.at(0),  # a code no longer defined: the base tier, as `_Ladder.rank`
-            ),
+    def rank(self, code: ColumnElement[Any]) -> ColumnElement[int]:
+        """`_Ladder.rank`: a code no longer defined is the base tier."""
+        return case(
+            {c: literal(r) for c, r in self.ladder.ranks.items()}, value=code, else_=literal(0)
         )
 
-    def at(self, qualified: int) -> ColumnElement[bool]:
-        """Quiet, for a member whose tier and qualified tier are at rank `qualified`."""
+    def code(self, rank: ColumnElement[Any], prefix: str = "") -> ColumnElement[str]:
+        """The code of the level at `rank` (`prefix` before it)."""
+        return case(
+            {r: _bound_text(prefix + tier.code) for r, tier in enumerate(self.policy.levels)},
+            value=rank,
+        )
+
+    def threshold(self, rank: ColumnElement[Any], *, enter: bool) -> ColumnElement[Any]:
+        """`threshold_json` of the enter (or keep) threshold of the level at `rank`."""
+        return case(
+            {
+                r: _bound_json(threshold_json(tier.enter if enter else tier.keep))
+                for r, tier in enumerate(self.policy.levels)
+            },
+            value=rank,
+            else_=_bound_json(None),
+        )
+
+    def supported(self, qualified: ColumnElement[Any]) -> ColumnElement[int]:
+        """`_Ladder.supported` for a member qualified at rank `qualified`."""
         ladder = self.ladder
-        held = [
-            ~self.meets(ladder.enter[rank], self.enter)
-            for rank in range(qualified + 1, len(ladder.enter))
+        whens = [
+            (
+                or_(
+                    and_(qualified >= rank, self.meets(ladder.keep[rank], self.keep)),
+                    and_(qualified < rank, self.meets(ladder.enter[rank], self.enter)),
+                ),
+                literal(rank),
+            )
+            for rank in range(len(ladder.enter) - 1, 0, -1)
             if ladder.qualifiable[rank]
         ]
-        if qualified > 0:
-            if not ladder.qualifiable[qualified]:
-                return false()
-            held.append(self.meets(ladder.keep[qualified], self.keep))
-        return and_(true(), *held, ~self.near(qualified))
+        return case(*whens, else_=literal(0)) if whens else literal(0)
 
-    def near(self, current: int) -> ColumnElement[bool]:
-        """To be told of a near upgrade (`_Ladder.near`, an active account, not told yet
-        this period: `tell_near`'s unique key)."""
-        target = self.ladder.next[current]
-        if target is None:
-            return false()
-        pairs = self.ladder.enter[target]
-        almost = self.ladder.almost[target]
-        if pairs is None or not almost:
-            return false()
-        told = exists().where(
-            _NOTICES.c.program_id == self.program_id,
-            _NOTICES.c.member_id == self.due.c.member_id,
-            _NOTICES.c.benefit == NEAR_PREFIX + self.policy.levels[target].code,
-            _NOTICES.c.period == self.period,
+    def act(
+        self, qualified: ColumnElement[Any], reach: ColumnElement[Any], now: Any
+    ) -> ColumnElement[str]:
+        """What `_evaluate_one` comes to for the member (see the class's docstring)."""
+        due = self.due
+        granted = exists().where(
+            _GRANTS.c.program_id == self.program_id,
+            _GRANTS.c.member_id == due.c.member_id,
+            _GRANTS.c.revoked_at.is_(None),
+            _GRANTS.c.starts_at <= now,
+            _GRANTS.c.ends_at > now,
         )
-        return and_(
-            self.due.c.status == AccountStatus.ACTIVE,
-            ~self.meets(pairs, self.enter),
-            or_(*(self.enter[m] >= literal(need, Numeric()) for m, need in almost)),
-            ~told,
+        below = self.GRACE if self.policy.grace_days > 0 else self.PYTHON
+        return case(
+            (
+                or_(due.c.tier != due.c.qualified_tier, due.c.grace_until.is_not(None)),
+                _text(self.PYTHON),
+            ),
+            (reach == qualified, _text(self.NONE)),
+            (reach > qualified, case((granted, _text(self.PYTHON)), else_=_text(self.UP))),
+            else_=_text(below),
         )
+
+    def near(self, current: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`_Ladder.near` for a member in the tier at rank `current`, to be told (an active
+        account, not told yet this period: `tell_near`'s unique key): the next tier's
+        rank, else NULL."""
+        whens: dict[int, ColumnElement[Any]] = {}
+        for rank in range(len(self.ladder.enter)):
+            target = self.ladder.next[rank]
+            if target is None:
+                continue
+            pairs = self.ladder.enter[target]
+            almost = self.ladder.almost[target]
+            if pairs is None or not almost:
+                continue
+            told = exists().where(
+                _NOTICES.c.program_id == self.program_id,
+                _NOTICES.c.member_id == self.due.c.member_id,
+                _NOTICES.c.benefit == NEAR_PREFIX + self.policy.levels[target].code,
+                _NOTICES.c.period == self.period,
+            )
+            whens[rank] = case(
+                (
+                    and_(
+                        self.due.c.status == AccountStatus.ACTIVE,
+                        ~self.meets(pairs, self.enter),
+                        or_(*(self.enter[m] >= literal(need, Numeric()) for m, need in almost)),
+                        ~told,
+                    ),
+                    literal(target),
+                ),
+            )
+        if not whens:
+            return sql_cast(null(), Integer())
+        return case(whens, value=current)
+
+    def missing(self, target: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`tell_near`'s `missing` for the next tier at rank `target`: each measure of its
+        enter threshold, what it lacks (as text)."""
+        whens: dict[int, ColumnElement[Any]] = {}
+        for rank in range(len(self.ladder.enter)):
+            pairs = self.ladder.enter[rank]
+            if pairs:
+                whens[rank] = _object(
+                    *(
+                        (m.value, sql_cast(literal(need, Numeric()) - self.enter[m], Text()))
+                        for m, need in pairs
+                    )
+                )
+        return case(whens, value=target) if whens else sql_cast(null(), JSONB())
 
     @staticmethod
     def meets(

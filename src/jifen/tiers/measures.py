@@ -176,7 +176,7 @@ def _aware(value: object) -> datetime | None:
 
 def span_totals(
     program_id: int,
-    member_ids: Sequence[int] | str,
+    member_ids: Sequence[int] | str | ColumnElement[Any],
     spans: Sequence[Span],
     which: Collection[Measure] = tuple(Measure),
 ) -> tuple[Select[*tuple[Any, ...]] | None, Select[*tuple[Any, ...]] | None]:
@@ -187,11 +187,15 @@ def span_totals(
     PostgreSQL (`jifen.db.bulk.among`). `measure_spans` runs them; the evaluation job also
     joins them into its set-based decision (`jifen.tiers.jobs`), so both read the same;
     `member_ids` a name: the ids are that parameter, given when the query runs
-    (PostgreSQL, `jifen.db.bulk.among_bound`)."""
+    (PostgreSQL, `jifen.db.bulk.among_bound`); a column: the one member it names (a
+    query correlated to an outer one, for a LATERAL join)."""
 
     def of(column: Any) -> ColumnElement[bool]:
         if isinstance(member_ids, str):
             return among_bound(column, member_ids)
+        if isinstance(member_ids, ColumnElement):
+            one: ColumnElement[bool] = column == member_ids
+            return one
         return among(column, list(member_ids))
 
     union = Span(
