@@ -10,7 +10,7 @@ on SQLite.
    too); then, on PostgreSQL, the database is copied (`CREATE DATABASE … TEMPLATE`), so
    the plain COPY later starts from the same state.
 3. `jifen import purchases` (the library call the CLI makes: files read, orders checked
-   with the API's schema, priced by the pure evaluator, booked in waves) — timed from the
+   with the API's schema, priced by the pure evaluator, booked in rounds) — timed from the
    first row read to the last commit. Rows written = the new rows of purchases,
    purchase_lines, journal_transactions, journal_entries, lots, outbox_events,
    tier_history and the other tier tables.

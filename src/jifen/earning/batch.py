@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import among, reserve_ids, write_rows
+from jifen.db.bulk import among, copy_rows, reserve_ids
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
@@ -50,7 +50,7 @@ from jifen.earning.purchases import (
     basket_of,
     bounds_of,
     capped,
-    evaluate_with,
+    evaluate_at_once,
     facts_json,
     facts_of,
     line_rows,
@@ -58,7 +58,7 @@ from jifen.earning.purchases import (
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
-from jifen.ledger.bulk import Credit, credit_many
+from jifen.ledger.bulk import Credit, LotDates, credit_many
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.ledger.posting import Book, lock_accounts
 from jifen.members.models import Member
@@ -131,8 +131,9 @@ def book_orders(
     """Price and book `items` (checked by the caller, in the order they are to be made) in
     the caller's transaction, in rounds."""
     done = Booked()
+    dates = LotDates(book)
     while items:
-        items = _book_round(session, program, book, plan, items, now, actor, done)
+        items = _book_round(session, program, book, dates, plan, items, now, actor, done)
     return done
 
 
@@ -144,6 +145,7 @@ def _book_round(
     session: Session,
     program: Program,
     book: Book,
+    dates: LotDates,
     plan: Plan,
     pending: list[Item],
     now: datetime,
@@ -202,7 +204,7 @@ def _book_round(
             left.append(item)
             continue
         item.facts = _facts_for(facts, member.id, started)
-        result = evaluate_with(
+        result = evaluate_at_once(
             rules,
             member.id,
             _basket_of(book, item),
@@ -214,10 +216,10 @@ def _book_round(
             usage[key] += n
         item.result = result
         kept.append(item)
-        if _ends_run(book, plan, account, standing.get(member.id), item, now):
+        if _ends_run(dates, plan, account, standing.get(member.id), item, now):
             ended.add(member.id)
     if kept:
-        _write(session, program, book, accounts, kept, usage, now, actor, done)
+        _write(session, program, book, dates, accounts, kept, usage, now, actor, done)
     return left
 
 
@@ -232,7 +234,7 @@ def _facts_for(facts: dict[int, MemberFacts], member_id: int, started: set[int])
 
 
 def _ends_run(
-    book: Book,
+    dates: LotDates,
     plan: Plan,
     account: Account,
     standing: Standing | None,
@@ -245,7 +247,7 @@ def _ends_run(
     if account.available < 0:
         return True
     earned_at = min(item.data.occurred_at.astimezone(UTC), now)
-    if result.points.points > 0 and due_at_once(book, account, earned_at, now):
+    if result.points.points > 0 and due_at_once(dates, account, earned_at, now):
         return True
     if plan.tiering is None or standing is None:
         return False
@@ -264,6 +266,7 @@ def _write(
     session: Session,
     program: Program,
     book: Book,
+    dates: LotDates,
     accounts: dict[int, Account],
     kept: list[Item],
     usage: dict[str, int],
@@ -292,7 +295,7 @@ def _write(
                     details={"purchase_id": purchase_id, "order": item.data.external_id},
                 )
             )
-    booked = credit_many(session, book, accounts, credits, now=now, actor=actor)
+    booked = credit_many(session, book, accounts, credits, now=now, actor=actor, dates=dates)
     txns = {c.details["purchase_id"]: b for c, b in zip(credits, booked, strict=True)}
     purchases: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
@@ -360,9 +363,9 @@ def _write(
         done.written.append(item)
         done.points += points
         done.growth += found.growth.points if found else 0
-    write_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
-    write_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
-    write_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    copy_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
+    copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
+    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
     done.upgrades += len(tiers.on_activity_many(session, program, causes, now=now, actor=actor))
 

@@ -60,7 +60,14 @@ from jifen.members.models import Member
 from jifen.programs.models import Channel, Program, Store
 from jifen.programs.rulesets import VersionedRules, current_rules
 from jifen.rewards import checkout
-from jifen.rules.evaluator import Award, CompiledRule, compile_rules, evaluate
+from jifen.rules.evaluator import (
+    Award,
+    BasketError,
+    CompiledRule,
+    compile_rules,
+    evaluate,
+    evaluate_plain,
+)
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
 from jifen.tiers import service as tiers
@@ -246,6 +253,26 @@ def evaluate_with(
     for key, n in growth_usage.items():
         usage[key] = usage.get(key, 0) + n
     return Evaluation(rules, points, growth, usage)
+
+
+def evaluate_at_once(
+    rules: VersionedRules, member_id: int, basket: Basket, facts: MemberFacts, room: Room
+) -> Evaluation:
+    """`evaluate_with`, the points and the growth value in one call: for a rule set
+    without caps or budgets (most), each award straight from the evaluator
+    (`evaluate_plain`, in whole numbers where it can) — with no counter to find there is
+    nothing to bound, so `evaluate_with` evaluates each once and asks `room` nothing. A
+    bulk import prices every order with it (`jifen.earning.batch`)."""
+    if capped(rules):
+        return evaluate_with(rules, member_id, basket, facts, room)
+    try:
+        points = evaluate_plain(rules.earning, basket, facts)
+        growth = evaluate_plain(rules.growth, basket, facts)
+    except BasketError as exc:  # as `_evaluate` says it
+        raise InvalidInput(
+            field=f"lines[{exc.line}].attributes.{exc.attribute}", reason=exc.reason
+        ) from exc
+    return Evaluation(rules, points, growth, {})
 
 
 def capped(rules: VersionedRules) -> bool:

@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jifen.db.bulk import among
+from jifen.ledger.bulk import LotDates
 from jifen.ledger.models import Account
-from jifen.ledger.posting import Book
 from jifen.programs.models import Program
 from jifen.programs.tiers import Measure, TierPolicy
 from jifen.tiers.measures import measure
@@ -162,11 +162,11 @@ def tier_moves(
     return near(tier.enter, measures) and NEAR_PREFIX + tier.code not in standing.told
 
 
-def due_at_once(book: Book, account: Account, earned_at: datetime, now: datetime) -> bool:
+def due_at_once(dates: LotDates, account: Account, earned_at: datetime, now: datetime) -> bool:
     """Whether the lot a credit earned at `earned_at` makes (pending for the return window)
     is due by `now`: released or expired by the next lock of the account."""
-    release = book.release_at(earned_at)
+    release = dates.release_at(earned_at)
     if release is not None and release > now:
         return False  # pending: due when released
-    expiry = book.lot_expiry(account, earned_at, now)
+    expiry = dates.lot_expiry(account, earned_at, now)
     return expiry is not None and expiry <= now

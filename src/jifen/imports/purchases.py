@@ -46,7 +46,7 @@ from jifen.earning.batch import (
     same_order,
 )
 from jifen.imports.files import Rejects, Row
-from jifen.imports.orders import Order, group, parse
+from jifen.imports.orders import Order, group, parse_many
 from jifen.programs.service import book_for, get_program
 
 ATTEMPTS = 3
@@ -95,10 +95,10 @@ def import_purchases(
     """Import the orders in `rows` (see `jifen.imports.orders` for the columns), `chunk`
     orders to a transaction."""
     summary = Summary()
-    orders = (parse(order_rows) for order_rows in group(rows))
+    groups = group(rows)
     while True:
         with _collector_paused():
-            batch = list(islice(orders, chunk))
+            batch = parse_many(list(islice(groups, chunk)))
             if not batch:
                 return summary
             _run(db, program_id, batch, clock, actor, rejects, lang, summary)
