@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.harness import Api, Tenant
 from jifen.access.service import Scope
@@ -34,7 +34,7 @@ class HeldGroups(Groups):
 
     async def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
-    ) -> JSONResponse:
+    ) -> Response:
         if self.first:
             self.first = False
             real = alone

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from api.grouping import HeldGroups, Request, answered_early, hold, one_by_one, send, together
@@ -148,6 +149,9 @@ def test_a_group_answers_and_books_exactly_what_one_by_one_does(
         201, 201, 201, 201, 200, 200, 201, 409, 404, 422, 422, 403, 201, 201, 409, 201
     ]  # fmt: skip
     assert _ledger(api, t, members) == _ledger(api, alone, alone_members)
+    # a group's 201 is the very bytes the route renders for the same body
+    for response in got:
+        assert response.content == JSONResponse(response.json()).body
 
     # every key the group claimed replays its first answer
     for request, first in zip(requests, got, strict=True):

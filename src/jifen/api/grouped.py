@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from anyio import to_thread
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from jifen.access.service import Principal
@@ -68,7 +68,7 @@ class _Request:
     call: WriteCall
     data: PurchaseIn
     alone: Callable[[], JSONResponse]
-    answer: asyncio.Future[JSONResponse | None]
+    answer: asyncio.Future[Response | None]
     """The response once the group committed; None: answer it one by one."""
 
 
@@ -86,7 +86,7 @@ class Groups:
 
     async def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
-    ) -> JSONResponse:
+    ) -> Response:
         """The response to the purchase `data`: recorded in a group, or by `alone` (the
         one-by-one path, run in a thread) when no group takes it."""
         if data.member is None or data.points_payment is not None:
@@ -122,14 +122,14 @@ class Groups:
                 bodies = await to_thread.run_sync(self._book, group)
                 for request in group:
                     body = bodies.get(request)
-                    _answer(request, None if body is None else JSONResponse(body, 201))
+                    _answer(request, None if body is None else _created(body))
         finally:
             self._leading = False
             for request in self._queue:  # the loop is stopping: answered one by one
                 _answer(request, None)
             self._queue.clear()
 
-    def _book(self, group: list[_Request]) -> dict[_Request, Any]:
+    def _book(self, group: list[_Request]) -> dict[_Request, str]:
         """Book the group (in a thread): the 201 bodies of the requests it answered. Never
         raises (a request the group could not answer goes the one-by-one way, which
         reports what went wrong)."""
@@ -143,13 +143,20 @@ class Groups:
             return {}
 
 
-def _answer(request: _Request, response: JSONResponse | None) -> None:
+def _created(body: str) -> Response:
+    """A group's 201: its body as the route's `JSONResponse` would render it (compact JSON,
+    UTF-8, the model's field order), from the JSON the group encoded once for the
+    response and the stored copy alike."""
+    return Response(body, 201, media_type="application/json")
+
+
+def _answer(request: _Request, response: Response | None) -> None:
     if not request.answer.done():  # (its client may have gone: the task was cancelled)
         request.answer.set_result(response)
 
 
-def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Request, Any]:
-    """One transaction: the requests of the group it answers → their 201 bodies."""
+def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Request, str]:
+    """One transaction: the requests of the group it answers → their 201 bodies (JSON)."""
     principals: dict[str, Principal | None] = {}
     by_program: dict[int, list[tuple[_Request, Principal]]] = defaultdict(list)
     for request in group:
@@ -162,7 +169,7 @@ def _unit(session: Session, group: list[_Request], now: datetime) -> dict[_Reque
         principal = principals[token]
         if principal is not None and key and len(key) <= MAX_KEY_LENGTH:
             by_program[principal.program_id].append((request, principal))
-    bodies: dict[_Request, Any] = {}
+    bodies: dict[_Request, str] = {}
     for program_id, requests in by_program.items():
         bodies.update(_program_unit(session, program_id, requests, now))
     return bodies
@@ -173,7 +180,7 @@ def _program_unit(
     program_id: int,
     requests: list[tuple[_Request, Principal]],
     now: datetime,
-) -> dict[_Request, Any]:
+) -> dict[_Request, str]:
     program = get_program(session, program_id)
     datas = [request.data for request, _ in requests]
     members = batch.named_members(session, program_id, datas)
@@ -204,7 +211,7 @@ def _program_unit(
     for actor, items in by_actor.items():
         written.extend(batch.book_orders(session, program, book, plan, items, now, actor).written)
     bodies = {
-        item.tag[0]: describe_written(*item.written).model_dump(mode="json")
+        item.tag[0]: describe_written(*item.written).model_dump_json()
         for item in written
         if item.written is not None
     }

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -89,7 +89,7 @@ def _created(model: BaseModel, created: bool) -> tuple[BaseModel, int]:
         200: {"model": PurchaseOut, "description": "The order was already recorded"},
     },
 )
-async def record_purchase(data: PurchaseIn, call: Write, request: Request) -> JSONResponse:
+async def record_purchase(data: PurchaseIn, call: Write, request: Request) -> Response:
     groups: Groups | None = getattr(request.app.state, "groups", None)
     if groups is None:
         return await run_in_threadpool(record_alone, call, data)

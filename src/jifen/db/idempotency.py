@@ -133,11 +133,11 @@ def record_many(
     session: Session,
     *,
     program_id: int,
-    records: Sequence[tuple[str, str, int, Any]],
+    records: Sequence[tuple[str, str, int, str]],
     now: datetime,
 ) -> set[str]:
     """Claim several keys with their requests' outcomes at once (grouped writes: each
-    record is key, request hash, status and response), in one statement: the keys
+    record is key, request hash, status and the response as JSON), in one statement: the keys
     recorded. A key recorded already, or claimed by a concurrent request that commits
     first (the statement waits for it), is left out, and the caller must then not commit
     what it did for that key's request. Keys are inserted in their order, so two groups
@@ -155,7 +155,7 @@ def record_many(
                 "keys": [key for key, _, _, _ in records],
                 "hashes": [fingerprint for _, fingerprint, _, _ in records],
                 "statuses": [status for _, _, status, _ in records],
-                "responses": json.dumps([response for _, _, _, response in records]),
+                "responses": "[" + ",".join(response for _, _, _, response in records) + "]",
                 "now": now,
             },
         )
@@ -166,7 +166,7 @@ def record_many(
                 "key": key,
                 "request_hash": fingerprint,
                 "status_code": status,
-                "response": response,
+                "response": json.loads(response),
                 "created_at": now,
             }
             for key, fingerprint, status, response in records
