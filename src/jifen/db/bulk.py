@@ -125,7 +125,7 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
     """`write_rows`, for the batches of the bulk engine: on PostgreSQL, `COPY` with each
     column's text format chosen once (psycopg's `set_types`) rather than looked up by each
     value's type, and JSON values encoded by one encoder made once (`json.dumps` makes one
-    a call), a value met twice in the rows (the same object) encoded once. The same rows
+    a call). The same rows
     reach the table. Elsewhere, or for a column type it does not know, `write_rows`."""
     if not rows:
         return
@@ -138,14 +138,6 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
     values_of = _getter(names)
     connection = session.connection().connection.dbapi_connection
     assert connection is not None
-    encoded: dict[int, str] = {}
-
-    def dumps(value: Any) -> str:
-        key = id(value)  # the rows hold every value until the COPY ends: ids stay theirs
-        text = encoded.get(key)
-        if text is None:
-            text = encoded[key] = _json_text(value)
-        return text
 
     statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
     with (
@@ -154,7 +146,9 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
             statement, writer=QueuedLibpqWriter(cursor) if len(rows) >= QUEUED_FROM else None
         ) as copy,
     ):
-        set_json_dumps(dumps, cursor)
+        # a module-level function: psycopg caches its dumper by the function's code, and
+        # warns (in the log, at every COPY) of a closure, which it cannot cache
+        set_json_dumps(_json_text, cursor)
         copy.set_types(types)
         write = copy.write_row
         for row in rows:
