@@ -15,7 +15,8 @@ Reserve and write a table's rows in the same transaction, before the ORM inserts
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cache
 from json.encoder import (  # type: ignore[attr-defined]
     JSONEncoder,
@@ -95,19 +96,7 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
     # JSON values go as their text (what psycopg's Jsonb would send), the rest as they are
     json_at = _json_at(table, tuple(names))
     values_of = _getter(names)
-    connection = session.connection().connection.dbapi_connection
-    assert connection is not None
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    # For many rows a thread hands them to the server while Python builds the next ones
-    # (psycopg's queued writer): PostgreSQL's inserting overlaps the row building instead
-    # of all of it waiting at the end of the COPY. For a few (a group of purchases) the
-    # thread would cost more than it saves.
-    with (
-        connection.cursor() as cursor,  # type: ignore[attr-defined]
-        cursor.copy(
-            statement, writer=QueuedLibpqWriter(cursor) if len(rows) >= QUEUED_FROM else None
-        ) as copy,
-    ):
+    with _copying(session, table, names, len(rows)) as (_, copy):
         write = copy.write_row
         if not json_at:
             for row in rows:
@@ -121,12 +110,32 @@ def write_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
             write(values)
 
 
+@contextmanager
+def _copying(session: Session, table: Table, names: Sequence[str], n: int) -> Iterator[Any]:
+    """A `COPY table (names) FROM STDIN` of `n` rows on the session's connection: its
+    cursor and its copy object."""
+    connection = session.connection().connection.dbapi_connection
+    assert connection is not None
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    # For many rows a thread hands them to the server while Python builds the next ones
+    # (psycopg's queued writer): PostgreSQL's inserting overlaps the row building instead
+    # of all of it waiting at the end of the COPY. For a few (a group of purchases) the
+    # thread would cost more than it saves.
+    with (
+        connection.cursor() as cursor,  # type: ignore[attr-defined]
+        cursor.copy(
+            statement, writer=QueuedLibpqWriter(cursor) if n >= QUEUED_FROM else None
+        ) as copy,
+    ):
+        yield cursor, copy
+
+
 def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """`write_rows`, for the batches of the bulk engine: on PostgreSQL, `COPY` with each
     column's text format chosen once (psycopg's `set_types`) rather than looked up by each
     value's type, and JSON values encoded by one encoder made once (`json.dumps` makes one
-    a call). The same rows
-    reach the table. Elsewhere, or for a column type it does not know, `write_rows`."""
+    a call). The same rows reach the table. Elsewhere, or for a column type it does not
+    know, `write_rows`."""
     if not rows:
         return
     dialect = session.get_bind().dialect
@@ -136,16 +145,7 @@ def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]])
         write_rows(session, table, rows)
         return
     values_of = _getter(names)
-    connection = session.connection().connection.dbapi_connection
-    assert connection is not None
-
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-    with (
-        connection.cursor() as cursor,  # type: ignore[attr-defined]
-        cursor.copy(
-            statement, writer=QueuedLibpqWriter(cursor) if len(rows) >= QUEUED_FROM else None
-        ) as copy,
-    ):
+    with _copying(session, table, names, len(rows)) as (cursor, copy):
         # a module-level function: psycopg caches its dumper by the function's code, and
         # warns (in the log, at every COPY) of a closure, which it cannot cache
         set_json_dumps(_json_text, cursor)

@@ -29,7 +29,7 @@ How an award is made, in order (docs/rules.md tells it for programme staff):
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -182,10 +182,26 @@ def _award(
     surviving = [computed[f.rule.id] for f in base if f.rule.id in kept_base]
     whole = sum((b.exact for b in surviving), Fraction(0))
 
+    return _with_others(
+        firing,
+        base_items,
+        lambda f: _multiplier_item(f, surviving, whole, allowances, member),
+        allowances,
+    )
+
+
+def _with_others(
+    firing: list[_Firing],
+    base_items: list[Item],
+    multiplied: Callable[[_Firing], Item],
+    allowances: Allowances,
+) -> Award:
+    """The award: the base items kept, and the best of the multipliers (`multiplied`) and
+    bonuses, in the rules' order, without those that want nothing."""
     others = [f for f in firing if f.compiled.rate is None]
     other_items = _best_of(
         [
-            _multiplier_item(f, surviving, whole, allowances, member)
+            multiplied(f)
             if f.compiled.kind == EffectKind.MULTIPLIER
             else _bonus_item(f, allowances)
             for f in others
@@ -505,19 +521,9 @@ def _award_plain(firing: list[_Firing], basket: Basket, member: MemberFacts) -> 
     for b in surviving:
         whole = _plus(whole, b.exact)
 
-    others = [f for f in firing if f.compiled.rate is None]
-    other_items = _best_of(
-        [
-            _multiplier_plain(f, surviving, whole, member)
-            if f.compiled.kind == EffectKind.MULTIPLIER
-            else _bonus_item(f, allowances)
-            for f in others
-        ],
-        others,
+    return _with_others(
+        firing, base_items, lambda f: _multiplier_plain(f, surviving, whole, member), allowances
     )
-    order = {f.rule.id: f.compiled.position for f in firing}
-    items = sorted(base_items + other_items, key=lambda item: order[item.rule])
-    return Award(tuple(item for item in items if item.wanted > 0))
 
 
 def _multiplier_plain(
