@@ -89,14 +89,19 @@ class WriteCall(Call):
 
 
 def _app_call(request: Request, token: str) -> dict[str, Any]:
-    state = request.app.state
+    return app_call(request.app.state, token, request.method, request.url.path)
+
+
+def app_call(state: Any, token: str, method: str, path: str) -> dict[str, Any]:
+    """The fields of a `Call` from the app's state (`app.state`) and the request's key,
+    method and path."""
     return {
         "db": state.db,
         "clock": state.clock,
         "settings": state.settings,
         "token": token,
-        "method": request.method,
-        "path": request.url.path,
+        "method": method,
+        "path": path,
     }
 
 

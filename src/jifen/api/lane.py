@@ -20,25 +20,19 @@ With group commit off (`JIFEN_GROUP_COMMIT=false`) the lane lets everything thro
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jifen.api.deps import WriteCall, nul_in
+from jifen.api.deps import WriteCall, app_call, nul_in
 from jifen.api.grouped import Groups
 from jifen.api.problems import problem_response
 from jifen.api.purchases import record_alone
 from jifen.core.errors import JifenError
 from jifen.earning.schemas import PurchaseIn
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PATH = "/v1/purchases"
 
@@ -74,16 +68,7 @@ class PurchaseLane:
             await self.app(scope, replay, send)
             return
         parsed, purchase = data
-        call = WriteCall(
-            db=state.db,
-            clock=state.clock,
-            settings=state.settings,
-            token=token,
-            method="POST",
-            path=PATH,
-            idempotency_key=key,
-            body=parsed,
-        )
+        call = WriteCall(**app_call(state, token, "POST", PATH), idempotency_key=key, body=parsed)
         try:
             response = await groups.record(call, purchase, partial(record_alone, call, purchase))
         except JifenError as exc:  # the one-by-one path's refusal, as the route renders it
