@@ -35,11 +35,10 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import CHECKED_PER_STATEMENT, Base, Id, Json, UtcDateTime
+from jifen.db.base import CHECKED_PER_STATEMENT, Base, Id, Json, UtcDateTime, partial_index
 
 
 class AccountKind(StrEnum):
@@ -110,13 +109,12 @@ class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("program_id", "member_id", "kind"),
-        Index(
+        partial_index(
             "uq_accounts_program_kind",
             "program_id",
             "kind",
             unique=True,
-            sqlite_where=text("member_id IS NULL"),
-            postgresql_where=text("member_id IS NULL"),
+            where="member_id IS NULL",
         ),
         CheckConstraint("available >= 0 OR allow_negative", name="available_not_negative"),
         CheckConstraint("pending >= 0", name="pending_not_negative"),
@@ -168,17 +166,15 @@ class JournalTransaction(Base):
         # The target of the entries' and allocations' composite foreign keys.
         Index("uq_journal_transactions_id_program_id", "id", "program_id", unique=True),
         # Most transactions have neither: only the ones that do are indexed.
-        Index(
+        partial_index(
             "ix_journal_transactions_hold_id",
             "hold_id",
-            sqlite_where=text("hold_id IS NOT NULL"),
-            postgresql_where=text("hold_id IS NOT NULL"),
+            where="hold_id IS NOT NULL",
         ),
-        Index(
+        partial_index(
             "ix_journal_transactions_clawback_of_id",
             "clawback_of_id",
-            sqlite_where=text("clawback_of_id IS NOT NULL"),
-            postgresql_where=text("clawback_of_id IS NOT NULL"),
+            where="clawback_of_id IS NOT NULL",
         ),
     )
 
@@ -234,17 +230,15 @@ class Lot(Base):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="remaining_in_range"),
         Index(None, "account_id", "status", "expires_at"),
-        Index(
+        partial_index(
             "ix_lots_due_release",
             "available_at",
-            sqlite_where=text("status = 'pending'"),
-            postgresql_where=text("status = 'pending'"),
+            where="status = 'pending'",
         ),
-        Index(
+        partial_index(
             "ix_lots_due_expiry",
             "expires_at",
-            sqlite_where=text("status = 'available'"),
-            postgresql_where=text("status = 'available'"),
+            where="status = 'available'",
         ),
     )
 
@@ -291,11 +285,10 @@ class Hold(Base):
         UniqueConstraint("program_id", "reference"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("captured >= 0 AND captured <= amount", name="captured_in_range"),
-        Index(
+        partial_index(
             "ix_holds_due",
             "expires_at",
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
+            where="status = 'active'",
         ),
     )
 
