@@ -387,7 +387,7 @@ def insert_new(
     `returning` columns of the rows written.
 
     PostgreSQL, from `ARRAYS_FROM` rows: `INSERT … SELECT FROM unnest(:a, :b, …)`, one
-    array parameter per column (JSON values as their text, as `write_rows` sends them):
+    array parameter per column (a JSON column as one JSON array):
     SQLAlchemy's multi-row VALUES binds every value through its type and psycopg parses
     a statement as long as the rows (about 0.1 ms of Python a row); otherwise the
     store's `INSERT … ON CONFLICT DO NOTHING RETURNING`, executemany."""
@@ -402,25 +402,32 @@ def insert_new(
         return list(session.connection().execute(statement, list(rows)))
     names = list(rows[0])
     quote = dialect.identifier_preparer.quote
-    arrays = []
-    bound = []
-    params: dict[str, list[Any]] = {}
+    sources: list[str] = []
+    picked: list[str] = []
+    bound: list[Any] = []
+    params: dict[str, Any] = {}
     for i, name in enumerate(names):
         column = table.c[name]  # a column of the table: the names below are its own
+        values = [row[name] for row in rows]
+        if _is_json(column):
+            # One JSON array for the column, not an array of JSON texts (the driver would
+            # escape every quote of every text); a Python None is SQL NULL, as in write_rows.
+            sources.append(f"jsonb_array_elements(CAST(:c{i} AS JSONB))")
+            picked.append(f"NULLIF(v.c{i}, 'null'::jsonb)")
+            bound.append(bindparam(f"c{i}", type_=String()))
+            params[f"c{i}"] = json.dumps(values)
+            continue
         sql_type = column.type.dialect_impl(dialect)
         if isinstance(sql_type, TypeDecorator):
             sql_type = sql_type.impl_instance
-        arrays.append(f"CAST(:c{i} AS {sql_type.compile(dialect=dialect)}[])")
-        values = [row[name] for row in rows]
-        if _is_json(column):
-            bound.append(bindparam(f"c{i}", type_=ARRAY(String())))
-            params[f"c{i}"] = [None if v is None else json.dumps(v) for v in values]
-        else:
-            bound.append(bindparam(f"c{i}", type_=ARRAY(column.type)))
-            params[f"c{i}"] = values
+        sources.append(f"unnest(CAST(:c{i} AS {sql_type.compile(dialect=dialect)}[]))")
+        picked.append(f"v.c{i}")
+        bound.append(bindparam(f"c{i}", type_=ARRAY(column.type)))
+        params[f"c{i}"] = values
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
     arrays_statement = text(
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
-        f"SELECT * FROM unnest({', '.join(arrays)}) "
+        f"SELECT {', '.join(picked)} FROM ROWS FROM ({', '.join(sources)}) AS v ({aliases}) "
         f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO NOTHING "
         f"RETURNING {', '.join(quote(table.c[r].name) for r in returning)}"
     ).bindparams(*bound)
