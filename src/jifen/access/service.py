@@ -85,17 +85,30 @@ def create_key(
     return key, f"jf_{prefix}_{secret}"
 
 
-def authenticate(session: Session, token: str | None) -> Principal:
+def token_parts(token: str | None) -> tuple[str, str] | None:
+    """A bearer token's (prefix, secret), or None when it cannot be one of our keys."""
     if not token or not token.startswith("jf_") or token.count("_") < 2:
-        raise Unauthorized()
+        return None
     _, prefix, secret = token.split("_", 2)
-    found = session.execute(_KEY_AND_PROGRAMME, {"prefix": prefix}).one_or_none()
-    key = found[0] if found is not None else None
-    if found is not None:  # the identity map holds an object only while it is referenced
-        session.info[KEY_PROGRAMME] = found[1]
-    if key is None or key.revoked_at is not None:
+    return prefix, secret
+
+
+def key_admits(secret_hash: str, revoked_at: datetime | None, secret: str) -> bool:
+    """Does a stored key (its hash and revocation) admit the token's `secret`?"""
+    return revoked_at is None and hmac.compare_digest(secret_hash, _digest(secret))
+
+
+def authenticate(session: Session, token: str | None) -> Principal:
+    parts = token_parts(token)
+    if parts is None:
         raise Unauthorized()
-    if not hmac.compare_digest(key.secret_hash, _digest(secret)):
+    prefix, secret = parts
+    found = session.execute(_KEY_AND_PROGRAMME, {"prefix": prefix}).one_or_none()
+    if found is None:
+        raise Unauthorized()
+    key = found[0]
+    session.info[KEY_PROGRAMME] = found[1]  # the identity map keeps it only while referenced
+    if not key_admits(key.secret_hash, key.revoked_at, secret):
         raise Unauthorized()
     return Principal(key_id=key.id, program_id=key.program_id, scope=Scope(key.scope))
 

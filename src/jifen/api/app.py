@@ -35,8 +35,9 @@ from jifen.api import (
     segments,
     tiers,
 )
+from jifen.api.balances import Reads
 from jifen.api.grouped import Groups
-from jifen.api.lane import PurchaseLane
+from jifen.api.lane import BalanceLane, PurchaseLane
 from jifen.api.problems import (
     ProblemType,
     RouteNotFound,
@@ -157,6 +158,9 @@ def create_app(db: Database, clock: Clock, *, settings: Settings | None = None) 
     if settings.group_commit:
         app.state.groups = Groups(db, clock)
         app.add_middleware(PurchaseLane)
+    if settings.quick_balance:
+        app.state.reads = Reads(db, clock)
+        app.add_middleware(BalanceLane)
     install(app)
     # The busiest routes first: a request is matched against the routes in this order
     # (FastAPI tries each router's routes in turn; at a peak that was 8% of the server's

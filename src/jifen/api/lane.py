@@ -1,4 +1,5 @@
-"""The quick way in for `POST /v1/purchases` at a peak: straight to the group queue.
+"""The quick ways in at a peak: `POST /v1/purchases` straight to the group queue, and
+`GET /v1/members/{id}/balance` answered with one statement.
 
 At a peak nearly every request is a well-formed purchase, and FastAPI's way of taking one
 apart (its dependency tree: the bearer scheme, the key, the `Idempotency-Key` header, the
@@ -15,11 +16,20 @@ it: a request without a key or with a malformed body gets FastAPI's usual answer
 the same request: the group's 201, or the one-by-one path's response (`alone`), or its
 refusal rendered as the same problem details (`jifen.api.problems.problem_response`).
 With group commit off (`JIFEN_GROUP_COMMIT=false`) the lane lets everything through.
+
+The balance lane (`BalanceLane`) is the same idea for the busiest read: a plain `GET` of a
+balance with one bearer key and no query string is answered by the process's read groups
+(`jifen.api.balances.Reads`: the reads that arrive together, in one statement) and
+rendered by the route's own `render`; whatever they do not answer plainly (a key they do
+not admit, a member they do not find, something fallen due that the route brings up to
+date first), and any other request, goes on to the app. With `JIFEN_QUICK_BALANCE=false`
+there is no balance lane.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from typing import Any
 
@@ -27,7 +37,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jifen.api.deps import WriteCall, app_call, nul_in
+from jifen.api.balances import Reads
+from jifen.api.deps import MAX_ID, WriteCall, app_call, nul_in, render
 from jifen.api.grouped import Groups
 from jifen.api.problems import problem_response
 from jifen.api.purchases import record_alone
@@ -76,6 +87,60 @@ class PurchaseLane:
         await response(scope, replay, send)
 
 
+BALANCE = re.compile(r"/v1/members/([1-9][0-9]{0,18})/balance")
+"""A balance's path, its member id written plainly (the route takes `007` too; the lane
+leaves such paths to it)."""
+
+
+class BalanceLane:
+    """ASGI middleware (`app.add_middleware(BalanceLane)`); see the module's docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = (
+            BALANCE.fullmatch(scope["path"])
+            if scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope.get("query_string")
+            and not scope.get("root_path")
+            else None
+        )
+        token = _token(scope["headers"]) if found is not None else None
+        member_id = int(found.group(1)) if found is not None else MAX_ID + 1
+        if token is None or member_id > MAX_ID:
+            await self.app(scope, receive, send)
+            return
+        reads: Reads = scope["app"].state.reads
+        balance = await reads.balance(token, member_id)
+        if balance is None:  # the route's to answer (a refusal, or a member to bring up to date)
+            await self.app(scope, receive, send)
+            return
+        await render(balance)(scope, receive, send)
+
+
+def _bearer(value: bytes) -> str | None:
+    """The key of an `Authorization` header that plainly sends one of ours."""
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith("jf_") or token != token.strip():
+        return None
+    return token
+
+
+def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The API key, when it is sent once, plainly."""
+    token = None
+    for name, value in headers:
+        if name == b"authorization":
+            if token is not None:
+                return None
+            token = _bearer(value)
+            if token is None:
+                return None
+    return token
+
+
 def _heads(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
     """(API key, Idempotency-Key) when each is sent once, plainly, with a body said to be
     JSON (FastAPI takes a body without a JSON content type for bytes, and refuses it)."""
@@ -85,8 +150,8 @@ def _heads(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
         if name == b"authorization":
             if token is not None:
                 return None
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token.startswith("jf_") or token != token.strip():
+            token = _bearer(value)
+            if token is None:
                 return None
         elif name == b"idempotency-key":
             if key is not None:

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     group_commit: bool = True
     """Record the purchases a server process receives at the same moment in one
     transaction (`jifen.api.grouped`)."""
+    quick_balance: bool = True
+    """Answer a plain balance read with one statement, without the ORM
+    (`jifen.api.lane.BalanceLane`); anything else about it goes to the route."""
     threads: int = 40
     """Threads per server process that run the synchronous route handlers (anyio's
     default is 40)."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta, tzinfo
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
@@ -93,13 +94,23 @@ def _expiring_soon(
 ) -> list[ExpiringPoints]:
     if account.available <= 0:
         return []
-    until = now + timedelta(days=EXPIRING_SOON_DAYS)
-    rows = session.execute(_EXPIRING, {"account_id": account.id, "now": now, "until": until}).all()
+    until = expiring_soon_until(now)
+    rows = session.execute(_EXPIRING, {"account_id": account.id, "now": now, "until": until})
+    return expiring_by_day(((at, points) for at, points in rows if at is not None), book.tz)
+
+
+def expiring_soon_until(now: datetime) -> datetime:
+    """The end of the balance's "expiring soon" window that starts at `now`."""
+    return now + timedelta(days=EXPIRING_SOON_DAYS)
+
+
+def expiring_by_day(rows: Iterable[tuple[datetime, int]], tz: tzinfo) -> list[ExpiringPoints]:
+    """Lots' (expires_at, remaining) as the points expiring at the end of each programme-
+    local day, soonest first."""
     by_day: dict[date, int] = defaultdict(int)
     for expires_at, remaining in rows:
-        assert expires_at is not None
         # a lot expiring at local midnight is valid through the day before
-        by_day[(expires_at.astimezone(book.tz) - timedelta(microseconds=1)).date()] += remaining
+        by_day[(expires_at.astimezone(tz) - timedelta(microseconds=1)).date()] += remaining
     return [ExpiringPoints(date=day, points=points) for day, points in sorted(by_day.items())]
 
 
