@@ -15,13 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
-from api.harness import ROOT_TOKEN, Api
+from api.harness import Api, client_with
 from conftest import make_database
-from jifen.api.app import create_app
 from jifen.core.clock import FrozenClock
-from jifen.core.settings import Settings
 from jifen.db.uow import Database
 
 
@@ -52,6 +49,5 @@ def _in_memory_dir() -> Path | None:
 
 @pytest.fixture
 def api(api_db: Database, clock: FrozenClock) -> Iterator[Api]:
-    app = create_app(api_db, clock, settings=Settings(root_token=ROOT_TOKEN))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with client_with(api_db, clock) as client:
         yield Api(api_db, clock, client)

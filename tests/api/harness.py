@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 
 from factories import make_key, make_member, make_program
 from jifen.access.service import Scope
+from jifen.api.app import create_app
 from jifen.core.clock import FrozenClock
+from jifen.core.settings import Settings
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger.posting import Book
@@ -24,6 +26,14 @@ from jifen.ledger.schemas import Balance
 from jifen.programs.models import Program
 
 ROOT_TOKEN = "root-secret-token"
+
+
+@contextmanager
+def client_with(db: Database, clock: FrozenClock, **settings: Any) -> Iterator[TestClient]:
+    """A client of the app on `db` and `clock` with these settings (and the root token)."""
+    app = create_app(db, clock, settings=Settings(root_token=ROOT_TOKEN, **settings))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
 
 
 @dataclass

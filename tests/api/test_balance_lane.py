@@ -14,12 +14,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.harness import ROOT_TOKEN, Api
+from api.harness import Api, client_with
 from earning.shop import PER_YUAN, item, order, set_rules
 from jifen.access.service import Scope
 from jifen.api import balances
-from jifen.api.app import create_app
-from jifen.core.settings import Settings
 
 MONTHLY = {"kind": "after_months", "months": 1}
 
@@ -27,9 +25,7 @@ MONTHLY = {"kind": "after_months", "months": 1}
 @pytest.fixture
 def plain(api: Api) -> Iterator[TestClient]:
     """The same database and clock, without the balance lane."""
-    settings = Settings(root_token=ROOT_TOKEN, quick_balance=False)
-    app = create_app(api.db, api.clock, settings=settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with client_with(api.db, api.clock, quick_balance=False) as client:
         yield client
 
 

@@ -14,20 +14,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from api.harness import ROOT_TOKEN, Api, Tenant
+from api.harness import Api, Tenant, client_with
 from earning.shop import PER_YUAN, item, order, set_rules
 from jifen.access.service import Scope
 from jifen.api import lane
-from jifen.api.app import create_app
-from jifen.core.settings import Settings
 
 
 @pytest.fixture
 def plain(api: Api) -> Iterator[TestClient]:
     """The same database and clock, without the lane (group commit off)."""
-    settings = Settings(root_token=ROOT_TOKEN, group_commit=False)
-    app = create_app(api.db, api.clock, settings=settings)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with client_with(api.db, api.clock, group_commit=False) as client:
         yield client
 
 

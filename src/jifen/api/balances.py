@@ -44,7 +44,7 @@ from jifen.access.service import key_admits, token_parts
 from jifen.core.clock import Clock
 from jifen.db.uow import Database
 from jifen.ledger.models import Account, AccountKind, Lot, LotStatus
-from jifen.ledger.queries import expiring_by_day, expiring_soon_until
+from jifen.ledger.queries import balance_of, expiring_by_day, expiring_soon_until
 from jifen.ledger.schemas import Balance
 from jifen.programs.models import Program
 
@@ -219,17 +219,13 @@ def _balance(rows: list[Row[Any]], secret: str, member_id: int, now: datetime) -
                 expiring.append((row.expires_at, row.remaining))
         elif row.kind == AccountKind.GROWTH:
             growth = row
-    if points is None or (points.next_due_at is not None and points.next_due_at <= now):
+    if points is None:
         return None
-    return Balance(
-        member_id=member_id,
-        available=points.available,
-        pending=points.pending,
-        held=points.held,
-        lifetime_earned=points.lifetime_earned,
-        growth_value=growth.available if growth is not None else 0,
-        expiring_soon=expiring_by_day(expiring, ZoneInfo(rows[0].timezone))
-        if points.available > 0
-        else [],
-        as_of=now,
+    tz = ZoneInfo(rows[0].timezone)
+    return balance_of(
+        member_id,
+        points,
+        growth.available if growth is not None else 0,
+        lambda: expiring_by_day(expiring, tz),
+        now,
     )

@@ -120,8 +120,25 @@ class BalanceLane:
         await render(balance)(scope, receive, send)
 
 
-def _bearer(value: bytes) -> str | None:
+PLAIN = frozenset({b"authorization", b"idempotency-key", b"content-type"})
+"""The headers a lane reads: each must come once at most."""
+
+
+def _plain(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes] | None:
+    """The headers a lane reads (`PLAIN`), or None when one of them comes twice."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in PLAIN:
+            if name in found:
+                return None
+            found[name] = value
+    return found
+
+
+def _bearer(value: bytes | None) -> str | None:
     """The key of an `Authorization` header that plainly sends one of ours."""
+    if value is None:
+        return None
     scheme, _, token = value.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.startswith("jf_") or token != token.strip():
         return None
@@ -130,38 +147,20 @@ def _bearer(value: bytes) -> str | None:
 
 def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The API key, when it is sent once, plainly."""
-    token = None
-    for name, value in headers:
-        if name == b"authorization":
-            if token is not None:
-                return None
-            token = _bearer(value)
-            if token is None:
-                return None
-    return token
+    found = _plain(headers)
+    return _bearer(found.get(b"authorization")) if found is not None else None
 
 
 def _heads(headers: list[tuple[bytes, bytes]]) -> tuple[str, str] | None:
     """(API key, Idempotency-Key) when each is sent once, plainly, with a body said to be
     JSON (FastAPI takes a body without a JSON content type for bytes, and refuses it)."""
-    token = key = None
-    json_body = False
-    for name, value in headers:
-        if name == b"authorization":
-            if token is not None:
-                return None
-            token = _bearer(value)
-            if token is None:
-                return None
-        elif name == b"idempotency-key":
-            if key is not None:
-                return None
-            key = value.decode("latin-1")
-        elif name == b"content-type":
-            if json_body or value.split(b";")[0].strip().lower() != b"application/json":
-                return None
-            json_body = True
-    if not token or not key or "\x00" in key or not json_body:
+    found = _plain(headers)
+    if found is None:
+        return None
+    token = _bearer(found.get(b"authorization"))
+    key = found.get(b"idempotency-key", b"").decode("latin-1")
+    kind = found.get(b"content-type", b"").split(b";")[0].strip().lower()
+    if not token or not key or "\x00" in key or kind != b"application/json":
         return None
     return token, key
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import base64
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Protocol
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, aliased
@@ -59,17 +60,50 @@ def balance(session: Session, book: Book, member_id: int, now: datetime) -> Bala
     first (see `current_balance`)."""
     accounts = _accounts(session, book, member_id)
     points = accounts[AccountKind.POINTS]
+    growth = accounts.get(AccountKind.GROWTH)
+    return balance_of(
+        member_id,
+        points,
+        growth.available if growth else 0,
+        lambda: _expiring_soon(session, book, points, now),
+        now,
+    )
+
+
+class PointsFigures(Protocol):
+    """What a balance shows of the member's points account (an `Account`, or a row)."""
+
+    @property
+    def available(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def held(self) -> int: ...
+    @property
+    def lifetime_earned(self) -> int: ...
+    @property
+    def next_due_at(self) -> datetime | None: ...
+
+
+def balance_of(
+    member_id: int,
+    points: PointsFigures,
+    growth_value: int,
+    expiring_soon: Callable[[], list[ExpiringPoints]],
+    now: datetime,
+) -> Balance | None:
+    """The balance of a member's points account and growth value at `now`, or None when
+    something has fallen due; `expiring_soon` is asked only when points are available."""
     if points.next_due_at is not None and points.next_due_at <= now:
         return None
-    growth = accounts.get(AccountKind.GROWTH)
     return Balance(
         member_id=member_id,
         available=points.available,
         pending=points.pending,
         held=points.held,
         lifetime_earned=points.lifetime_earned,
-        growth_value=growth.available if growth else 0,
-        expiring_soon=_expiring_soon(session, book, points, now),
+        growth_value=growth_value,
+        expiring_soon=expiring_soon() if points.available > 0 else [],
         as_of=now,
     )
 
@@ -92,8 +126,6 @@ def current_balance(db: Database, book: Book, member_id: int, now: datetime) -> 
 def _expiring_soon(
     session: Session, book: Book, account: Account, now: datetime
 ) -> list[ExpiringPoints]:
-    if account.available <= 0:
-        return []
     until = expiring_soon_until(now)
     rows = session.execute(_EXPIRING, {"account_id": account.id, "now": now, "until": until})
     return expiring_by_day(((at, points) for at, points in rows if at is not None), book.tz)
