@@ -203,3 +203,20 @@ def test_reads_arriving_together_are_answered_in_one_group(
     answers = asyncio.run(all_at_once())
     assert [a.available for a in answers] == [1, 2, 3, 4, 5] * 3
     assert groups == [15]  # queued while the loop was busy: one group, one statement
+
+
+def test_a_group_whose_statement_fails_is_answered_by_the_route(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = api.tenant()
+    member = t.member()
+    t.earn(member, 12)
+
+    def failing(*_: Any) -> Any:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(balances, "quick_balances", failing)
+    response = api.client.get(f"/v1/members/{member}/balance", headers=_bearer(t.admin))
+    assert response.status_code == 200
+    assert response.json()["available"] == 12
+    assert "a group of 1 balance reads failed" in caplog.text

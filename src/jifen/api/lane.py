@@ -142,7 +142,7 @@ def _bearer(value: bytes | None) -> str | None:
     scheme, _, token = value.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.startswith("jf_") or token != token.strip():
         return None
-    return token
+    return token if "\x00" not in token else None  # (PostgreSQL's text cannot hold it)
 
 
 def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
