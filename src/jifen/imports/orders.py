@@ -124,8 +124,7 @@ _MONEY = re.compile(r"(?:0|[1-9][0-9]{0,13})(?:\.[0-9]{1,2})?")
 _QUANTITY = re.compile(r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,3})?")
 """`PositiveQuantity`'s digits (15, of which 3 decimals); > 0 is checked apart."""
 _MOMENT = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
-    r"(?:Z|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 """ISO 8601 to the second with an offset, as `jifen gen` and most exports write it."""
 _MEMBER_ID = re.compile(r"[1-9][0-9]{0,18}")
@@ -313,7 +312,20 @@ def _built(cls: type[M], values: dict[str, Any], given: set[str]) -> M:
 
 def _code(value: Any) -> bool:
     """A `Code` as it stands: 1 to 64 characters, none a control character."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and _CONTROL.search(value) is None
+    if type(value) is not str:
+        return False
+    if value in _CODES:
+        return True
+    if 0 < len(value) <= 64 and _CONTROL.search(value) is None:
+        if len(_CODES) > 65_536:
+            _CODES.clear()
+        _CODES.add(value)
+        return True
+    return False
+
+
+_CODES: set[str] = set()
+"""Codes met, that are `Code`s (a file has few: channels, stores, skus, categories)."""
 
 
 def _id_text(value: Any) -> bool:
@@ -321,26 +333,30 @@ def _id_text(value: Any) -> bool:
 
 
 def _money(value: Any) -> Decimal | None:
-    if isinstance(value, str) and _MONEY.fullmatch(value):
-        return Decimal(value)
-    return None
+    if type(value) is not str:
+        return None
+    found = _MONEYS.get(value)
+    if found is None and _MONEY.fullmatch(value):
+        if len(_MONEYS) > 65_536:
+            _MONEYS.clear()
+        found = _MONEYS[value] = Decimal(value)
+    return found
+
+
+_MONEYS: dict[str, Decimal] = {}
+"""Amounts met, as text → Decimal (prices and discounts repeat)."""
 
 
 def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+    if type(value) is not str or _MOMENT.fullmatch(value) is None:
         return None
-    found = _MOMENT.fullmatch(value)
-    if found is None:
-        return None
-    year, month, day, hour, minute, second, sign, zone_hours, zone_minutes = found.groups()
     zone = _ZONES.get(value[19:])
     if zone is None:
-        offset = 0 if sign is None else (int(zone_hours) * 60 + int(zone_minutes)) * 60
+        sign, hours, minutes = value[19], value[20:22], value[23:25]
+        offset = 0 if sign == "Z" else (int(hours) * 60 + int(minutes)) * 60
         zone = _ZONES[value[19:]] = TzInfo(-offset if sign == "-" else offset)
-    try:
-        return datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=zone
-        )
+    try:  # the local time as the pattern has it, YYYY-MM-DDTHH:MM:SS
+        return datetime.fromisoformat(value[:19]).replace(tzinfo=zone)
     except ValueError:  # no such day or time: validation says so
         return None
 
