@@ -5,12 +5,15 @@ with the reason and rows it always gave."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from jifen.earning import batch
 from jifen.imports.files import Row
 from jifen.imports.orders import Order, group, parse, parse_many, typed
 
@@ -35,10 +38,20 @@ def exactly(value: Any) -> Any:
 
 
 def same_orders(found: list[Order], wanted: list[Order]) -> None:
-    assert found == wanted
+    """`found` (by `parse_many`) are the orders `wanted` (by `parse`); the lines read with
+    an order are the lines the booking would make of its `PurchaseIn`."""
+    assert [(o.rows, o.data, o.error) for o in found] == [(o.rows, o.data, o.error) for o in wanted]
     for a, b in zip(found, wanted, strict=True):
-        assert (a.rows, a.error) == (b.rows, b.error)
         assert exactly(a.data) == exactly(b.data)
+        if a.basket_lines is not None:
+            assert a.data is not None
+            made = batch._basket(SHANGHAI_BOOK, a.data).lines  # type: ignore[arg-type]
+            assert a.basket_lines == made
+            assert [exactly(vars(x)) for x in a.basket_lines] == [exactly(vars(x)) for x in made]
+
+
+SHANGHAI_BOOK = SimpleNamespace(tz=ZoneInfo("Asia/Shanghai"))
+"""All `_basket` reads of a book."""
 
 
 MONEY = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, TypeVar
@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import TzInfo
 
+from jifen.earning.batch import MILLI
 from jifen.earning.schemas import CENT, LineIn, PurchaseIn
 from jifen.imports.files import Row
 from jifen.members.schemas import MemberRef
+from jifen.rules.facts import Line
 
 REQUIRED = ("order_id", "occurred_at", "channel", "sku", "unit_price")
 MEMBER_COLUMNS = {
@@ -55,6 +57,9 @@ class Order:
     rows: list[Row]
     data: PurchaseIn | None
     error: str | None = None
+    basket_lines: tuple[Line, ...] | None = field(default=None, compare=False)
+    """Its lines as the evaluator reads them (`jifen.earning.batch._basket`'s), when they
+    were read from their text (None: the booking makes them)."""
 
 
 def group(rows: Iterable[Row]) -> Iterator[list[Row]]:
@@ -86,12 +91,12 @@ def parse_many(groups: Sequence[list[Row]]) -> list[Order]:
     straight from its text; the others are validated in one call (a model per order cost
     a seventh more), and when any of those is refused, each again on its own, so each
     refusal is what `parse` gives it."""
-    built = [typed(rows) for rows in groups]
-    others = [rows for rows, data in zip(groups, built, strict=True) if data is None]
+    built = [_typed(rows) for rows in groups]
+    others = [rows for rows, found in zip(groups, built, strict=True) if found is None]
     validated = iter(_validated(others) if others else ())
     return [
-        Order(rows, data) if data is not None else next(validated)
-        for rows, data in zip(groups, built, strict=True)
+        Order(rows, found[0], basket_lines=found[1]) if found is not None else next(validated)
+        for rows, found in zip(groups, built, strict=True)
     ]
 
 
@@ -135,6 +140,12 @@ M = TypeVar("M", bound=BaseModel)
 def typed(rows: list[Row]) -> PurchaseIn | None:
     """The order of `rows` as `PurchaseIn.model_validate(document(rows))` gives it, when
     every value is in the plain forms above; None otherwise (validation decides)."""
+    found = _typed(rows)
+    return None if found is None else found[0]
+
+
+def _typed(rows: list[Row]) -> tuple[PurchaseIn, tuple[Line, ...]] | None:
+    """`typed`, with the order's lines as the evaluator reads them."""
     first = rows[0].values
     if len(rows) > 1:
         order = tuple(map(first.get, ORDER_COLUMNS))
@@ -170,6 +181,7 @@ def typed(rows: list[Row]) -> PurchaseIn | None:
     if len(rows) > 500:
         return None
     lines = []
+    read: list[Line] = []
     net = Decimal(0)
     names = _line_columns(tuple(first))
     shapes = _SHAPES.get(names)
@@ -186,7 +198,8 @@ def typed(rows: list[Row]) -> PurchaseIn | None:
             shape = shapes[cells] = _typed_line(values)
         if shape is None:
             return None
-        template, given_line, line_net = shape
+        template, given_line, line_net, basket_line = shape
+        read.append(basket_line)
         line_values = template.copy()
         if template["attributes"]:
             line_values["attributes"] = template["attributes"].copy()
@@ -198,7 +211,7 @@ def typed(rows: list[Row]) -> PurchaseIn | None:
     total = _money(total_text)
     if total is None or total != net:
         return None
-    return _built(
+    purchase = _built(
         PurchaseIn,
         {
             "member": member,
@@ -214,13 +227,15 @@ def typed(rows: list[Row]) -> PurchaseIn | None:
         },
         given,
     )
+    return purchase, tuple(read)
 
 
-_Shape = tuple[dict[str, Any], frozenset[str], Decimal]
+_Shape = tuple[dict[str, Any], frozenset[str], Decimal, Line]
 _SHAPES: dict[tuple[str, ...], dict[tuple[Any, ...], _Shape | None]] = {}
-"""Per header's line columns, each line's cells → the `LineIn`'s fields, the fields set
-and its net amount (None: not in a plain form). A file's lines repeat (the same item at
-the same price, a basket's usual lines): most are looked up, not read."""
+"""Per header's line columns, each line's cells → the `LineIn`'s fields, the fields set,
+its net amount and the line as the evaluator reads it (None: not in a plain form). A
+file's lines repeat (the same item at the same price, a basket's usual lines): most are
+looked up, not read."""
 
 
 def _line_columns(header: tuple[str, ...]) -> tuple[str, ...]:
@@ -241,8 +256,8 @@ _UNSEEN: Any = object()
 
 
 def _typed_line(values: dict[str, Any]) -> _Shape | None:
-    """`LineIn.model_validate(_line(values))`'s fields, the fields set and its net amount,
-    or None (see `typed`)."""
+    """`LineIn.model_validate(_line(values))`'s fields, the fields set, its net amount and
+    the evaluator's line, or None (see `typed`)."""
     sku = values.get("sku")
     if not _code(sku):
         return None
@@ -296,7 +311,16 @@ def _typed_line(values: dict[str, Any]) -> _Shape | None:
         "discount": discount,
         "attributes": attributes,
     }
-    return fields, frozenset(given), amount - discount
+    net = amount - discount
+    line = Line(  # as `jifen.earning.batch._basket` makes it of the `LineIn`
+        sku=str(sku),  # a `Code`, checked above
+        quantity=quantity.quantize(MILLI),
+        amount=net.quantize(CENT),
+        category=category,
+        brand=brand,
+        attributes={k: str(v) for k, v in attributes.items()},
+    )
+    return fields, frozenset(given), net, line
 
 
 def _built(cls: type[M], values: dict[str, Any], given: set[str]) -> M:
