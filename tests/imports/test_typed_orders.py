@@ -184,6 +184,26 @@ def test_the_generators_orders_are_read_from_their_text() -> None:
     same_orders(parse_many(groups), [parse(g) for g in groups])
 
 
+def test_rows_with_other_columns_than_the_first_are_left_to_validation() -> None:
+    """A short CSV row has fewer columns; a line looked up by the first row's columns
+    must not lend another line its attributes."""
+    base = {
+        "order_id": "A",
+        "occurred_at": "2026-11-08T10:00:00+08:00",
+        "channel": "store",
+        "sku": "a",
+        "unit_price": "1.50",
+    }
+    for first, second in (
+        (base, {**base, "line_attr_km": "3"}),
+        ({**base, "line_attr_km": "3"}, base),
+    ):
+        for rows in ([Row(2, first), Row(3, second)], [Row(2, second)], [Row(2, first)]):
+            if rows[0].values.keys() != rows[-1].values.keys():
+                assert typed(rows) is None
+            same_orders(parse_many([rows]), [parse(rows)])
+
+
 def test_values_not_in_text_are_left_to_validation() -> None:
     """Parquet's numbers and unhashable cells: validation reads them, as before."""
     base = {

@@ -187,8 +187,11 @@ def _typed(rows: list[Row]) -> tuple[PurchaseIn, tuple[Line, ...]] | None:
     shapes = _SHAPES.get(names)
     if shapes is None or len(shapes) > 65_536:
         shapes = _SHAPES[names] = {}
+    columns = first.keys()
     for row in rows:
         values = row.values
+        if values.keys() != columns:
+            return None  # a short row: its lines are looked up by the first row's columns
         try:
             cells = tuple(map(values.get, names))
             shape = shapes.get(cells, _UNSEEN)
