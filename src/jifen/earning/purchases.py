@@ -66,7 +66,7 @@ from jifen.rules.evaluator import (
     CompiledRule,
     compile_rules,
     evaluate,
-    evaluate_plain,
+    evaluate_lean,
 )
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import EarningRule, Stacking
@@ -260,14 +260,15 @@ def evaluate_at_once(
 ) -> Evaluation:
     """`evaluate_with`, the points and the growth value in one call: for a rule set
     without caps or budgets (most), each award straight from the evaluator
-    (`evaluate_plain`, in whole numbers where it can) — with no counter to find there is
-    nothing to bound, so `evaluate_with` evaluates each once and asks `room` nothing. A
-    bulk import prices every order with it (`jifen.earning.batch`)."""
+    (`evaluate_lean`: `evaluate_plain`'s whole numbers, in one pass, where it can) — with
+    no counter to find there is nothing to bound, so `evaluate_with` evaluates each once
+    and asks `room` nothing. A bulk import prices every order with it
+    (`jifen.earning.batch`)."""
     if capped(rules):
         return evaluate_with(rules, member_id, basket, facts, room)
     try:
-        points = evaluate_plain(rules.earning, basket, facts)
-        growth = evaluate_plain(rules.growth, basket, facts)
+        points = evaluate_lean(rules.earning, basket, facts)
+        growth = evaluate_lean(rules.growth, basket, facts)
     except BasketError as exc:  # as `_evaluate` says it
         raise InvalidInput(
             field=f"lines[{exc.line}].attributes.{exc.attribute}", reason=exc.reason

@@ -24,7 +24,7 @@ import gc
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 
 from sqlalchemy.exc import IntegrityError
@@ -45,9 +45,12 @@ from jifen.earning.batch import (
     recorded_orders,
     same_order,
 )
+from jifen.earning.purchases import basket_of
 from jifen.imports.files import Rejects, Row
 from jifen.imports.orders import Order, group, parse_many
+from jifen.ledger.posting import Book
 from jifen.programs.service import book_for, get_program
+from jifen.rules.facts import Basket
 
 ATTEMPTS = 3
 """A chunk that loses a race for an order id (a till sent it meanwhile) is done again."""
@@ -136,6 +139,22 @@ def _run(
         rejects.add(order.rows, reason)
 
 
+def _basket(book: Book, order: Order) -> Basket | None:
+    """The order's basket from the lines read from its text (`jifen.earning.batch._basket`
+    of the `PurchaseIn`, without making each line again); None: the booking makes it."""
+    if order.basket_lines is None or order.data is None:
+        return None
+    data = order.data
+    return basket_of(
+        book,
+        data.occurred_at.astimezone(UTC),
+        data.channel,
+        data.store,
+        data.payment_method,
+        list(order.basket_lines),
+    )
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused while a chunk is read and booked: the
@@ -187,7 +206,7 @@ def _book(
         recorded[data.external_id] = Recorded(
             "(earlier in this file)", member.id if member else None, data.total, False
         )
-        items.append(Item(data, member, tag=order))
+        items.append(Item(data, member, tag=order, basket=_basket(book, order)))
     booked = book_orders(session, program, book, Plan.of(session, program, now), items, now, actor)
     done.imported = len(booked.written)
     done.unclaimed = booked.unclaimed

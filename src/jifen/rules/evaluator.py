@@ -556,3 +556,239 @@ def _multiplier_plain(
         wanted = _round_ratio((p * exact[0], q * exact[1]), rule.rounding)
     basis = Decimal(exact[0]) / Decimal(exact[1])  # as `_decimal`: the value decides
     return _bounded(f, basis, wanted, {})
+
+
+# ---------------------------------------------------------------- in one pass
+# `evaluate_plain` again, for a bulk import's many orders: the same steps and the same
+# whole-number arithmetic, with what depends on the rule set only worked out once per
+# compiled set (`_Lean`), no `_Firing` between the steps, and each line's matches of the
+# rules' line conditions looked up by the line's shape (its sku, category, brand and
+# attributes: all a line condition reads). tests/rules/test_lean.py holds it to
+# `evaluate`.
+
+
+@dataclass(frozen=True, slots=True)
+class _LeanRule:
+    compiled: CompiledRule
+    base: bool
+    """A base rate (on amount or quantity) rather than a multiplier or a bonus."""
+    per_amount: bool
+    by_line: bool
+    """`scope: line`."""
+    group: str | None
+    """The best_of group, None for a stacking rule."""
+    matcher: int | None
+    """Its index among the rules with line conditions (None: it has none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Lean:
+    rules: tuple[_LeanRule, ...]
+    """The active rules, in file order."""
+    line_rules: tuple[CompiledRule, ...]
+    shapes: dict[tuple[object, ...], tuple[bool, ...]]
+    """A line's shape → whether it matches each of `line_rules`' line conditions."""
+
+
+_LEAN: dict[int, tuple[Sequence[CompiledRule], _Lean]] = {}
+
+
+def evaluate_lean(compiled: Sequence[CompiledRule], basket: Basket, member: MemberFacts) -> Award:
+    """`evaluate_plain(compiled, basket, member)`: the same award, explanation and all."""
+    if not _plain(compiled):
+        return evaluate(compiled, basket, member)
+    lines = basket.lines
+    if not lines:
+        return Award(())
+    lean = _lean(compiled)
+    matched = _line_matches(lean, lines) if lean.line_rules else ()
+    every_line = tuple(range(len(lines)))
+    # 1. firing, in file order (no rule is exclusive: every firing rule is kept)
+    firing: list[tuple[_LeanRule, tuple[int, ...]]] = []
+    for r in lean.rules:
+        c = r.compiled
+        if c.order and not _holds(c.order, basket, member):
+            continue
+        if r.matcher is not None:
+            k = r.matcher
+            found = tuple([i for i, hits in enumerate(matched) if hits[k]])
+            if not found:
+                continue
+            firing.append((r, found))
+        else:
+            firing.append((r, every_line))
+    # 2. base rates, then their best_of groups
+    computed: dict[str, _PlainBase] = {}
+    base_items: list[Item] = []
+    grouped = False
+    for r, at in firing:
+        if not r.base:
+            continue
+        c = r.compiled
+        rule, rate = c.rule, c.rate
+        assert rate is not None
+        if r.per_amount:
+            bases = {i: lines[i].amount for i in at}
+        else:
+            bases = {i: lines[i].quantity for i in at}
+        basis = sum(bases.values(), Decimal(0))
+        exact = _times(rate, basis)
+        computed[rule.id] = _PlainBase(rate, bases, basis, exact)
+        if r.by_line:
+            wanted = sum(_round_ratio(_times(rate, b), rule.rounding) for b in bases.values())
+        else:
+            wanted = _round_ratio(exact, rule.rounding)
+        base_items.append(_lean_item(c, at, basis, wanted))
+        grouped = grouped or r.group is not None
+    if grouped:
+        base_firing = [_Firing(r.compiled.rule, r.compiled, at) for r, at in firing if r.base]
+        base_items = _best_of(base_items, base_firing)
+    kept_base = {item.rule for item in base_items}
+    surviving = [
+        computed[r.compiled.rule.id]
+        for r, _ in firing
+        if r.base and r.compiled.rule.id in kept_base
+    ]
+    whole: _Ratio = (0, 1)
+    for b in surviving:
+        whole = _plus(whole, b.exact)
+    # 3. multipliers and bonuses, then their best_of groups
+    other_items: list[Item] = []
+    grouped = False
+    for r, at in firing:
+        if r.base:
+            continue
+        c = r.compiled
+        if c.kind == EffectKind.MULTIPLIER:
+            other_items.append(_lean_multiplier(c, at, surviving, whole, member))
+        else:
+            bonus = c.rule.effect.bonus
+            assert bonus is not None
+            count = len(at) if r.by_line else 1
+            other_items.append(_lean_item(c, at, Decimal(count), bonus * count))
+        grouped = grouped or r.group is not None
+    if grouped:
+        other_firing = [_Firing(r.compiled.rule, r.compiled, at) for r, at in firing if not r.base]
+        other_items = _best_of(other_items, other_firing)
+    position = {r.compiled.rule.id: r.compiled.position for r, _ in firing}
+    items = sorted(base_items + other_items, key=lambda item: position[item.rule])
+    return Award(tuple([item for item in items if item.wanted > 0]))
+
+
+def _lean(compiled: Sequence[CompiledRule]) -> _Lean:
+    """What `evaluate_lean` needs of a compiled set, worked out once (each entry keeps
+    its key alive)."""
+    cached = _LEAN.get(id(compiled))
+    if cached is not None and cached[0] is compiled:
+        return cached[1]
+    rules = []
+    line_rules: list[CompiledRule] = []
+    for c in compiled:
+        if not c.rule.active:
+            continue
+        matcher = None
+        if c.line:
+            matcher = len(line_rules)
+            line_rules.append(c)
+        rules.append(
+            _LeanRule(
+                c,
+                base=c.rate is not None,
+                per_amount=c.kind == EffectKind.PER_AMOUNT,
+                by_line=c.rule.scope == Scope.LINE,
+                group=c.rule.group if c.rule.stacking == Stacking.BEST_OF else None,
+                matcher=matcher,
+            )
+        )
+    lean = _Lean(tuple(rules), tuple(line_rules), {})
+    if len(_LEAN) > 4096:
+        _LEAN.clear()
+    _LEAN[id(compiled)] = (compiled, lean)
+    return lean
+
+
+def _line_matches(lean: _Lean, lines: tuple[Line, ...]) -> list[tuple[bool, ...]]:
+    """Each line's matches of `lean.line_rules`, by the line's shape."""
+    shapes = lean.shapes
+    found = []
+    for line in lines:
+        attributes = line.attributes
+        shape = (
+            (line.sku, line.category, line.brand, *attributes.items())
+            if attributes
+            else (line.sku, line.category, line.brand)
+        )
+        try:
+            hits = shapes.get(shape)
+        except TypeError:  # an attribute value that cannot be a key: no shape
+            found.append(tuple(_matches(c.line, line) for c in lean.line_rules))
+            continue
+        if hits is None:
+            hits = tuple(_matches(c.line, line) for c in lean.line_rules)
+            if len(shapes) > 65_536:
+                shapes.clear()
+            shapes[shape] = hits
+        found.append(hits)
+    return found
+
+
+def _lean_item(c: CompiledRule, at: tuple[int, ...], basis: Decimal, wanted: int) -> Item:
+    """`_bounded` with no allowances."""
+    rule = c.rule
+    points, capped_by = max(wanted, 0), None
+    if rule.cap_per_order is not None and points > rule.cap_per_order:
+        points, capped_by = rule.cap_per_order, "order"
+    return Item(rule.id, rule.name, c.kind, basis, at, max(wanted, 0), points, capped_by)
+
+
+def _lean_multiplier(
+    c: CompiledRule,
+    at: tuple[int, ...],
+    surviving: list[_PlainBase],
+    whole: _Ratio,
+    member: MemberFacts,
+) -> Item:
+    """`_multiplier_plain`, without the `_Firing`, a tier's multiplier made a pair of
+    integers once."""
+    rule, extra = c.rule, c.extra
+    if extra is None:  # multiplier: tier — the member's tier's, 1 (nothing) without one
+        p, q = _tier_extra(member.tier_multiplier)
+    else:
+        p, q = extra.numerator, extra.denominator
+    exact: _Ratio
+    if rule.scope == Scope.LINE:
+        exact = (0, 1)
+        wanted = 0
+        for i in at:
+            points: _Ratio = (0, 1)
+            for b in surviving:
+                if i in b.bases:
+                    points = _plus(points, _times(b.rate, b.bases[i]))
+            exact = _plus(exact, points)
+            wanted += _round_ratio((p * points[0], q * points[1]), rule.rounding)
+    elif not c.line:  # on every line: all the base points
+        exact = whole
+        wanted = _round_ratio((p * exact[0], q * exact[1]), rule.rounding)
+    else:
+        exact = (0, 1)
+        for b in surviving:
+            matched = sum((b.bases[i] for i in at if i in b.bases), Decimal(0))
+            exact = _plus(exact, _times(b.rate, matched))
+        wanted = _round_ratio((p * exact[0], q * exact[1]), rule.rounding)
+    basis = Decimal(exact[0]) / Decimal(exact[1])  # as `_decimal`: the value decides
+    return _lean_item(c, at, basis, wanted)
+
+
+_TIER_EXTRA: dict[Decimal | None, tuple[int, int]] = {}
+
+
+def _tier_extra(m: Decimal | None) -> tuple[int, int]:
+    """m − 1 of a tier's multiplier m as (numerator, denominator); 0 without one or at 1."""
+    found = _TIER_EXTRA.get(m)
+    if found is None:
+        extra = Fraction(m) - 1 if m is not None and m > 1 else Fraction(0)
+        found = (extra.numerator, extra.denominator)
+        if len(_TIER_EXTRA) > 1024:
+            _TIER_EXTRA.clear()
+        _TIER_EXTRA[m] = found
+    return found
