@@ -1,7 +1,7 @@
 """The import's shortcuts give what the slow paths they stand for give: a chunk's orders
 validated in one call (`jifen.imports.orders.parse_many`) are what each validated on its
 own is, refusals and their reasons included; rows written by `copy_rows` are what
-`write_rows` writes; the evaluator in whole numbers (`evaluate_plain`) gives `evaluate`'s
+`write_rows` writes; the evaluator in whole numbers (`evaluate_lean`) gives `evaluate`'s
 award, explanation and all; an order priced at once
 (`jifen.earning.purchases.evaluate_at_once`) gets what `evaluate_with` gives it; the dates
 of a batch's lots worked out once per day (`jifen.ledger.bulk.LotDates`) equal the
@@ -53,7 +53,7 @@ from jifen.ledger.expiry import (
 from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
 from jifen.programs.rulesets import VersionedRules
-from jifen.rules.evaluator import compile_rules, evaluate, evaluate_plain
+from jifen.rules.evaluator import compile_rules, evaluate, evaluate_lean
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import RuleSet
 
@@ -159,7 +159,7 @@ plain_effects = st.one_of(
 
 @st.composite
 def plain_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """Mostly rule sets `evaluate_plain` computes itself; now and then one with an
+    """Mostly rule sets `evaluate_lean` computes itself; now and then one with an
     exclusive rule or a rate on an attribute (which it leaves to `evaluate`)."""
     plain = draw(st.sampled_from([True, True, True, False]))
     rules = []
@@ -201,7 +201,7 @@ def test_the_evaluator_in_whole_numbers_gives_what_evaluate_gives(
 ) -> None:
     compiled = compile_rules(RuleSet.model_validate({"earning_rules": rules}).earning_rules)
     found: list[Any] = []
-    for price in (evaluate, evaluate_plain):
+    for price in (evaluate, evaluate_lean):
         try:
             found.append(price(compiled, basket, member))
         except ValueError as exc:  # a line without the attribute a rule needs

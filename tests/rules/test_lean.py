@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import imports.test_fast_paths as fast
 from earning.strategies import CATEGORIES, SKUS
-from jifen.rules.evaluator import compile_rules, evaluate, evaluate_lean, evaluate_plain
+from jifen.rules.evaluator import compile_rules, evaluate, evaluate_lean
 from jifen.rules.facts import Basket, Line, MemberFacts
 from jifen.rules.schemas import RuleSet
 
@@ -74,7 +74,6 @@ def test_the_evaluator_in_one_pass_gives_what_evaluate_gives(
         for basket, member in orders:
             wanted = priced(evaluate, compiled, basket, member)
             assert priced(evaluate_lean, compiled, basket, member) == wanted
-            assert priced(evaluate_plain, compiled, basket, member) == wanted
 
 
 def test_the_retail_chains_rules_in_one_pass() -> None:

@@ -260,7 +260,7 @@ def evaluate_at_once(
 ) -> Evaluation:
     """`evaluate_with`, the points and the growth value in one call: for a rule set
     without caps or budgets (most), each award straight from the evaluator
-    (`evaluate_lean`: `evaluate_plain`'s whole numbers, in one pass, where it can) — with
+    (`evaluate_lean`: in whole numbers, in one pass, where it can) — with
     no counter to find there is nothing to bound, so `evaluate_with` evaluates each once
     and asks `room` nothing. A bulk import prices every order with it
     (`jifen.earning.batch`)."""

@@ -429,7 +429,7 @@ def _beats(item: Item, f: _Firing, best: Item, g: _Firing) -> bool:
 # `evaluate` again for the rule sets most programmes have, with exact fractions kept as
 # pairs of integers (numerator, denominator > 0) rather than `Fraction`s, which reduce
 # every intermediate value by its gcd: a third of the evaluator's time. Same steps, same
-# rounding, same explanation (tests/imports/test_fast_paths.py holds it to `evaluate`).
+# rounding, same explanation. `evaluate_lean` (below) is its one user.
 
 _Ratio = tuple[int, int]
 _PLAIN_KINDS = frozenset(
@@ -438,21 +438,8 @@ _PLAIN_KINDS = frozenset(
 _PLAIN: dict[int, tuple[Sequence[CompiledRule], bool]] = {}
 
 
-def evaluate_plain(compiled: Sequence[CompiledRule], basket: Basket, member: MemberFacts) -> Award:
-    """`evaluate(compiled, basket, member)`: the award with no allowances, every rule
-    considered. Computed in whole numbers when no rule is exclusive and every rule is a
-    rate on amount or quantity, a multiplier or a bonus; otherwise by `evaluate`."""
-    if not _plain(compiled):
-        return evaluate(compiled, basket, member)
-    if not basket.lines:
-        return Award(())
-    # No exclusive rule: every firing rule is kept (`_exclusive_cut` cuts nothing), and
-    # the award does not depend on their order (exact sums; items sorted by position).
-    return _award_plain(_fire(compiled, basket, member, None), basket, member)
-
-
 def _plain(compiled: Sequence[CompiledRule]) -> bool:
-    """Whether `evaluate_plain` computes `compiled` itself (once per compiled rule set:
+    """Whether `evaluate_lean` computes `compiled` itself (once per compiled rule set:
     each entry keeps its key alive)."""
     cached = _PLAIN.get(id(compiled))
     if cached is not None and cached[0] is compiled:
@@ -489,7 +476,7 @@ def _round_ratio(value: _Ratio, rounding: Rounding) -> int:
 @dataclass(eq=False, slots=True)
 class _PlainBase:
     """`_Base` with its exact points as a pair of integers (not frozen: it never leaves
-    `_award_plain`, and a frozen one costs a call per field to make)."""
+    `evaluate_lean`, and a frozen one costs a call per field to make)."""
 
     rate: Fraction
     bases: dict[int, Decimal]
@@ -497,70 +484,9 @@ class _PlainBase:
     exact: _Ratio
 
 
-def _award_plain(firing: list[_Firing], basket: Basket, member: MemberFacts) -> Award:
-    """`_award` with no allowances, in whole numbers."""
-    allowances: Allowances = {}
-    base = [f for f in firing if f.compiled.rate is not None]
-    computed: dict[str, _PlainBase] = {}
-    base_items = []
-    for f in base:
-        rate, kind, rule = f.compiled.rate, f.compiled.kind, f.rule
-        assert rate is not None
-        bases = {i: _basis(kind, rule, basket.lines[i], i) for i in f.lines}
-        basis = sum(bases.values(), Decimal(0))
-        found = computed[rule.id] = _PlainBase(rate, bases, basis, _times(rate, basis))
-        if rule.scope == Scope.LINE:
-            wanted = sum(_round_ratio(_times(rate, b), rule.rounding) for b in bases.values())
-        else:
-            wanted = _round_ratio(found.exact, rule.rounding)
-        base_items.append(_bounded(f, basis, wanted, allowances))
-    base_items = _best_of(base_items, base)
-    kept_base = {item.rule for item in base_items}
-    surviving = [computed[f.rule.id] for f in base if f.rule.id in kept_base]
-    whole: _Ratio = (0, 1)
-    for b in surviving:
-        whole = _plus(whole, b.exact)
-
-    return _with_others(
-        firing, base_items, lambda f: _multiplier_plain(f, surviving, whole, member), allowances
-    )
-
-
-def _multiplier_plain(
-    f: _Firing, surviving: list[_PlainBase], whole: _Ratio, member: MemberFacts
-) -> Item:
-    """`_multiplier_item` with no allowances, in whole numbers."""
-    rule, extra = f.rule, f.compiled.extra
-    if extra is None:  # multiplier: tier — the member's tier's, 1 (nothing) without one
-        m = member.tier_multiplier
-        extra = Fraction(m) - 1 if m is not None and m > 1 else Fraction(0)
-    p, q = extra.numerator, extra.denominator
-    if rule.scope == Scope.LINE:
-        exact: _Ratio = (0, 1)
-        wanted = 0
-        for i in f.lines:
-            points: _Ratio = (0, 1)
-            for b in surviving:
-                if i in b.bases:
-                    points = _plus(points, _times(b.rate, b.bases[i]))
-            exact = _plus(exact, points)
-            wanted += _round_ratio((p * points[0], q * points[1]), rule.rounding)
-    elif not f.compiled.line:  # on every line: all the base points
-        exact = whole
-        wanted = _round_ratio((p * exact[0], q * exact[1]), rule.rounding)
-    else:
-        exact = (0, 1)
-        for b in surviving:
-            matched = sum((b.bases[i] for i in f.lines if i in b.bases), Decimal(0))
-            exact = _plus(exact, _times(b.rate, matched))
-        wanted = _round_ratio((p * exact[0], q * exact[1]), rule.rounding)
-    basis = Decimal(exact[0]) / Decimal(exact[1])  # as `_decimal`: the value decides
-    return _bounded(f, basis, wanted, {})
-
-
 # ---------------------------------------------------------------- in one pass
-# `evaluate_plain` again, for a bulk import's many orders: the same steps and the same
-# whole-number arithmetic, with what depends on the rule set only worked out once per
+# `evaluate` again, for the purchases of an import and of a group: the same steps in
+# whole numbers (above), with what depends on the rule set only worked out once per
 # compiled set (`_Lean`), no `_Firing` between the steps, and each line's matches of the
 # rules' line conditions looked up by the line's shape (its sku, category, brand and
 # attributes: all a line condition reads). tests/rules/test_lean.py holds it to
@@ -594,7 +520,10 @@ _LEAN: dict[int, tuple[Sequence[CompiledRule], _Lean]] = {}
 
 
 def evaluate_lean(compiled: Sequence[CompiledRule], basket: Basket, member: MemberFacts) -> Award:
-    """`evaluate_plain(compiled, basket, member)`: the same award, explanation and all."""
+    """`evaluate(compiled, basket, member)`: the award with no allowances, every rule
+    considered, explanation and all. Computed in whole numbers, in one pass, when no rule
+    is exclusive and every rule is a rate on amount or quantity, a multiplier or a bonus;
+    otherwise by `evaluate`."""
     if not _plain(compiled):
         return evaluate(compiled, basket, member)
     lines = basket.lines
@@ -748,8 +677,8 @@ def _lean_multiplier(
     whole: _Ratio,
     member: MemberFacts,
 ) -> Item:
-    """`_multiplier_plain`, without the `_Firing`, a tier's multiplier made a pair of
-    integers once."""
+    """`_multiplier_item` with no allowances, in whole numbers, a tier's multiplier made a
+    pair of integers once."""
     rule, extra = c.rule, c.extra
     if extra is None:  # multiplier: tier — the member's tier's, 1 (nothing) without one
         p, q = _tier_extra(member.tier_multiplier)
