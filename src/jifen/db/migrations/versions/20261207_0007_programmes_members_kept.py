@@ -77,18 +77,23 @@ KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "tier_history": (PROGRAM, MEMBER),
 }
 """Each table's keys (column, parent table; the parent's column is `id`) that PostgreSQL
-checks per statement: to parents that cannot go away."""
+checks per statement: to parents that cannot go away. The programme's comes first."""
 
 KEPT = ("programs", "members")
 """The parents kept for good here (0006 keeps lots and accounts)."""
 
 # Each parent is probed by its primary key, row by row (`OFFSET 0` keeps every NOT EXISTS a
-# probe: without it the planner may hash the whole parent table, whatever the rows). A
-# key that is NULL names no parent (as a foreign key's MATCH SIMPLE).
+# probe: without it the planner may hash the whole parent table, whatever the rows); the
+# programme once per distinct value (a statement's rows nearly always name one). A key
+# that is NULL names no parent (as a foreign key's MATCH SIMPLE).
 CHECK_FUNCTION = """
 CREATE FUNCTION jifen_{table}_keys() RETURNS trigger AS $$
 BEGIN
-    IF EXISTS (SELECT FROM written AS w WHERE {missing}) THEN
+    IF EXISTS (
+        SELECT FROM (SELECT DISTINCT program_id FROM written) AS w
+        WHERE w.program_id IS NOT NULL
+          AND NOT EXISTS (SELECT FROM programs AS p WHERE p.id = w.program_id OFFSET 0)
+    ){others} THEN
         RAISE EXCEPTION 'insert or update on table "{table}" violates its keys: a row names '
             'a {parents} that does not exist'
             USING ERRCODE = 'foreign_key_violation';
@@ -175,14 +180,19 @@ def upgrade() -> None:
         )
     op.execute(CHANGED_FUNCTION)
     for table, keys in KEYS.items():
+        assert keys[0] == PROGRAM, table
         for column, parent in keys:
             op.drop_constraint(_constraint(table, column, parent), table, type_="foreignkey")
         parents = list(dict.fromkeys(WHAT[parent] for _, parent in keys))
         op.execute(
             CHECK_FUNCTION.format(
                 table=table,
-                missing="\n            OR ".join(
-                    MISSING.format(column=column, parent=parent) for column, parent in keys
+                others="".join(
+                    "\n    OR EXISTS (SELECT FROM written AS w WHERE "
+                    + "\n        OR ".join(MISSING.format(column=c, parent=p) for c, p in others)
+                    + ")"
+                    for others in [keys[1:]]
+                    if others
                 ),
                 parents=", ".join(parents[:-1]) + " or " + parents[-1]
                 if len(parents) > 1
