@@ -10,7 +10,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Index, Integer, MetaData, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -31,7 +41,23 @@ Json = JSON().with_variant(JSONB(), "postgresql")
 CHECKED_PER_STATEMENT = "checked_per_statement_on_postgresql"
 """The `info` key of a foreign key that PostgreSQL checks by a statement-level trigger (one
 query for all the rows a statement writes) instead of row by row: the models declare the
-key for both stores, SQLite has it, PostgreSQL's catalogue does not (migration 0006)."""
+key for both stores, SQLite has it, PostgreSQL's catalogue does not (migrations 0006, 0007).
+On a column's `ForeignKey` it is set by `checked_key`."""
+
+
+def checked_key(target: str) -> ForeignKey:
+    """A column's foreign key to `target` ("table.column") that PostgreSQL checks per
+    statement (`CHECKED_PER_STATEMENT`), like the keys to programmes and members of the
+    tables every purchase, import and nightly job writes (migration 0007)."""
+    return ForeignKey(target, info={CHECKED_PER_STATEMENT: True})
+
+
+def _checked_per_statement(constraint: Any) -> bool:
+    """A foreign key constraint marked as a whole, or made of one column's marked key."""
+    return bool(
+        constraint.info.get(CHECKED_PER_STATEMENT, False)
+        or any(key.info.get(CHECKED_PER_STATEMENT, False) for key in constraint.elements)
+    )
 
 
 def include_in_comparison(dialect: str) -> Callable[..., bool]:
@@ -43,7 +69,7 @@ def include_in_comparison(dialect: str) -> Callable[..., bool]:
             dialect == "postgresql"
             and type_ == "foreign_key_constraint"
             and not reflected
-            and obj.info.get(CHECKED_PER_STATEMENT, False)
+            and _checked_per_statement(obj)
         )
 
     return include

@@ -18,7 +18,6 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
-    ForeignKey,
     Integer,
     String,
     Table,
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from jifen.core.errors import IdempotencyKeyReused, InvalidInput
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 from jifen.db.bulk import among
 
 MAX_KEY_LENGTH = 200
@@ -43,7 +42,7 @@ class IdempotencyRecord(Base):
     __table_args__ = (UniqueConstraint("program_id", "key"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
     key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int | None] = mapped_column(Integer)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, String, Table, insert
+from sqlalchemy import Index, String, Table, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 
 
 class OutboxEvent(Base):
@@ -20,7 +20,7 @@ class OutboxEvent(Base):
     __table_args__ = (Index(None, "published_at", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
     member_id: Mapped[int | None] = mapped_column(Id)
     type: Mapped[str] = mapped_column(String(60))
     payload: Mapped[dict[str, Any]] = mapped_column(Json)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 
 Money = Numeric(18, 2)
 Quantity = Numeric(18, 3)
@@ -51,8 +51,8 @@ class Purchase(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(Id, checked_key("members.id"))
     external_id: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(10))
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -72,8 +72,8 @@ class Purchase(Base):
     growth_returned: Mapped[int] = mapped_column(BigInteger, default=0)
     breakdown: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     growth_breakdown: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
-    earn_txn_id: Mapped[int | None] = mapped_column(Id, ForeignKey("journal_transactions.id"))
-    growth_txn_id: Mapped[int | None] = mapped_column(Id, ForeignKey("journal_transactions.id"))
+    earn_txn_id: Mapped[int | None] = mapped_column(Id, checked_key("journal_transactions.id"))
+    growth_txn_id: Mapped[int | None] = mapped_column(Id, checked_key("journal_transactions.id"))
     attributes: Mapped[dict[str, Any] | None] = mapped_column(Json)
     # hold_id and capture_txn_id have no foreign key: SQLite adds a column to an existing
     # table only without one (and the journal's triggers rule out a table rebuild).
@@ -110,7 +110,7 @@ class PurchaseLine(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
     purchase_id: Mapped[int] = mapped_column(Id, ForeignKey("purchases.id"))
     line_no: Mapped[int] = mapped_column(Integer)
     """1-based, in the order the purchase listed its lines."""
@@ -217,6 +217,6 @@ class RuleCounter(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
     key: Mapped[str] = mapped_column(String(200))
     used: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -38,7 +38,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import CHECKED_PER_STATEMENT, Base, Id, Json, UtcDateTime, partial_index
+from jifen.db.base import (
+    CHECKED_PER_STATEMENT,
+    Base,
+    Id,
+    Json,
+    UtcDateTime,
+    checked_key,
+    partial_index,
+)
 
 
 class AccountKind(StrEnum):
@@ -123,8 +131,8 @@ class Account(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(Id, checked_key("members.id"))
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(10), default=AccountStatus.ACTIVE)
     available: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -179,15 +187,15 @@ class JournalTransaction(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int | None] = mapped_column(Id, ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int | None] = mapped_column(Id, checked_key("members.id"))
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[int] = mapped_column(BigInteger)
     """The size of the movement as a person would state it (always ≥ 0)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reference: Mapped[str | None] = mapped_column(String(200))
     reverses_id: Mapped[int | None] = mapped_column(
-        Id, ForeignKey("journal_transactions.id"), unique=True
+        Id, checked_key("journal_transactions.id"), unique=True
     )
     hold_id: Mapped[int | None] = mapped_column(Id, ForeignKey("holds.id"))
     clawback_of_id: Mapped[int | None] = mapped_column(Id)
@@ -243,11 +251,11 @@ class Lot(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
-    account_id: Mapped[int] = mapped_column(Id, ForeignKey("accounts.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id, checked_key("members.id"))
+    account_id: Mapped[int] = mapped_column(Id, checked_key("accounts.id"))
     transaction_id: Mapped[int] = mapped_column(
-        Id, ForeignKey("journal_transactions.id"), index=True
+        Id, checked_key("journal_transactions.id"), index=True
     )
     amount: Mapped[int] = mapped_column(BigInteger)
     remaining: Mapped[int] = mapped_column(BigInteger)

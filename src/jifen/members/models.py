@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 
 IDENTIFIER_FIELDS = ("phone", "email", "card_number", "external_id")
 
@@ -23,7 +23,7 @@ class Member(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"), index=True)
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
     email: Mapped[str | None] = mapped_column(String(254))
     card_number: Mapped[str | None] = mapped_column(String(64))

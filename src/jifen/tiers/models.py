@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jifen.db.base import Base, Id, Json, UtcDateTime
+from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 
 
 class MemberTier(Base):
@@ -24,8 +24,8 @@ class MemberTier(Base):
     __table_args__ = (UniqueConstraint("program_id", "member_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id, checked_key("members.id"))
     tier: Mapped[str] = mapped_column(String(64))
     """The tier the member is in now: what benefits and rules use."""
     qualified_tier: Mapped[str] = mapped_column(String(64))
@@ -80,8 +80,8 @@ class TierChange(Base):
     __table_args__ = (Index(None, "program_id", "member_id", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    program_id: Mapped[int] = mapped_column(Id, ForeignKey("programs.id"))
-    member_id: Mapped[int] = mapped_column(Id, ForeignKey("members.id"))
+    program_id: Mapped[int] = mapped_column(Id, checked_key("programs.id"))
+    member_id: Mapped[int] = mapped_column(Id, checked_key("members.id"))
     from_tier: Mapped[str] = mapped_column(String(64))
     to_tier: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(32))
