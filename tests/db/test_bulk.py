@@ -5,7 +5,7 @@ JSON, instants, money), by a single or a composite key, leaving the others as th
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -102,6 +102,56 @@ def test_update_rows_changes_the_listed_rows_and_nothing_else(things: Database):
     for row in rows:
         want[row["id"] - 1].update(row)
     assert after == want
+
+
+TEXTS = [
+    "a,b",
+    "{x}",
+    '"',
+    "\\",
+    'back\\slash "and" quote',
+    "NULL",
+    "null",
+    "",
+    " padded ",
+    "行\n2",
+]
+
+
+def test_update_rows_writes_every_value_as_given(things: Database):
+    """On PostgreSQL most columns' values go as the text of one array (`_array_literal`):
+    text that array syntax would take apart (commas, braces, quotes, backslashes, the word
+    NULL, blanks), instants in other zones, money at another scale, large ids all arrive as
+    they were given."""
+    before = table(things)
+    east = timezone(timedelta(hours=8))
+    rows = [
+        {
+            "id": i + 1,
+            "shop": 2**40 + i,
+            "label": label,
+            "price": [Decimal("0.1"), Decimal("1E+3"), Decimal("-7.25"), None][i % 4],
+            "at": [datetime(2027, 1, 1, 7, 30, 0, 123456, tzinfo=east), None, T0][i % 3],
+        }
+        for i, label in enumerate(TEXTS)
+    ]
+    assert things.write(lambda s: update_rows(s, THINGS, ["id"], rows)) == len(rows)
+    want = [dict(r) for r in before]
+    for row in rows:
+        want[row["id"] - 1].update(row)
+        if row["price"] is not None:
+            want[row["id"] - 1]["price"] = row["price"].quantize(Decimal("0.01"))
+        if row["at"] is not None:
+            want[row["id"] - 1]["at"] = row["at"].astimezone(UTC)
+    assert table(things) == want
+
+
+def test_update_rows_refuses_a_naive_instant(things: Database):
+    before = table(things)
+    rows = [{"id": 1, "at": datetime(2027, 1, 1)}]
+    with pytest.raises(Exception, match="naive"):
+        things.write(lambda s: update_rows(s, THINGS, ["id"], rows))
+    assert table(things) == before
 
 
 def test_update_rows_by_a_composite_key(things: Database):
