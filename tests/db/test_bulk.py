@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
 
 from jifen.db.base import Id, Json, UtcDateTime
-from jifen.db.bulk import ARRAYS_FROM, among, insert_new, update_rows
+from jifen.db.bulk import ARRAYS_FROM, among, insert_new, reserve_ids_of, update_rows
 from jifen.db.uow import Database
 
 META = MetaData()
@@ -172,6 +172,28 @@ def test_update_rows_with_no_rows_or_no_key_does_nothing(things: Database):
     with pytest.raises(ValueError, match="must be among"):
         things.write(lambda s: update_rows(s, THINGS, ["nope"], [{"id": 1, "label": "a"}]))
     assert table(things) == before
+
+
+def test_reserve_ids_of_several_tables_at_once(things: Database):
+    """`reserve_ids_of`: as many new ids as asked for each entry, none taken yet, none
+    handed out twice (the same table asked twice included), in the order asked."""
+    other = Table("bulk_others", META, Column("id", Id, primary_key=True), extend_existing=True)
+    META.create_all(things.engine)
+
+    def reserve(s: Any) -> list[list[int]]:
+        found = reserve_ids_of(s, [(THINGS, 3), (other, 2), (THINGS, 0), (THINGS, 4)])
+        again = reserve_ids_of(s, [(THINGS, 2)])
+        return [*found, *again]
+
+    things_a, others, none, things_b, things_c = things.write(reserve)
+    assert [len(ids) for ids in (things_a, others, none, things_b, things_c)] == [3, 2, 0, 4, 2]
+    mine = things_a + things_b + things_c
+    if things.engine.dialect.name == "postgresql":  # the sequence's next values
+        assert len(set(mine)) == len(mine)
+        assert things_a == sorted(things_a)
+        assert things_b == sorted(things_b)
+    else:  # the next free rowids, each time (nothing was written in between)
+        assert min(mine) > 40  # the rows there: 1..40
 
 
 @pytest.mark.parametrize("new", [3, ARRAYS_FROM + 5], ids=["values", "arrays"])

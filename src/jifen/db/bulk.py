@@ -83,6 +83,24 @@ def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
     return list(range(largest + 1, largest + 1 + n))
 
 
+def reserve_ids_of(session: Session, wanted: Sequence[tuple[Table, int]]) -> list[list[int]]:
+    """`reserve_ids` for several tables (or one table several times): for each (table, n)
+    of `wanted`, n new ids of its `id` column — on PostgreSQL with one query for all."""
+    if session.get_bind().dialect.name != "postgresql" or len(wanted) < 2:
+        return [reserve_ids(session, table, n) for table, n in wanted]
+    parts = []
+    params: dict[str, Any] = {}
+    for i, (table, n) in enumerate(wanted):
+        parts.append(  # (only parameter names are formatted in: the values are bound)
+            f"ARRAY(SELECT nextval(pg_get_serial_sequence(:t{i}, 'id')) "  # noqa: S608
+            f"FROM generate_series(1, :n{i}))"
+        )
+        params[f"t{i}"] = table.name
+        params[f"n{i}"] = max(n, 0)
+    found = session.execute(text(f"SELECT {', '.join(parts)}"), params).one()
+    return [list(ids) for ids in found]
+
+
 QUEUED_FROM = 1000
 """Rows from which `write_rows` hands them to the server from a thread of its own."""
 

@@ -295,11 +295,15 @@ def _write(
                     details={"purchase_id": purchase_id, "order": item.data.external_id},
                 )
             )
-    booked = credit_many(session, book, accounts, credits, now=now, actor=actor, dates=dates)
+    events: list[dict[str, Any]] = []
+    """The round's outbox rows, written at the end with one `COPY`: the credits', the
+    purchases', the tiers' (in that order, as their own statements wrote them before)."""
+    booked = credit_many(
+        session, book, accounts, credits, now=now, actor=actor, dates=dates, outbox=events
+    )
     txns = {c.details["purchase_id"]: b for c, b in zip(credits, booked, strict=True)}
     purchases: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
     causes: dict[int, dict[str, Any]] = {}
     for item, purchase_id in zip(kept, purchase_ids, strict=True):
         data = item.data
@@ -365,9 +369,11 @@ def _write(
         done.growth += found.growth.points if found else 0
     copy_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
     copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
-    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
-    done.upgrades += len(tiers.on_activity_many(session, program, causes, now=now, actor=actor))
+    done.upgrades += len(
+        tiers.on_activity_many(session, program, causes, now=now, actor=actor, outbox=events)
+    )
+    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
 
 
 def _basket_of(book: Book, item: Item) -> Any:

@@ -24,7 +24,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import copy_rows, reserve_ids, update_rows
+from jifen.db.bulk import copy_rows, reserve_ids_of, update_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -121,9 +121,12 @@ def credit_many(
     now: datetime,
     actor: str,
     dates: LotDates | None = None,
+    outbox: list[dict[str, Any]] | None = None,
 ) -> list[Credited]:
     """Book `credits` in order (`accounts` are their members' points accounts, locked).
-    Returns each credit's transactions, in order. `dates`: the batch's, when it has one."""
+    Returns each credit's transactions, in order. `dates`: the batch's, when it has one.
+    `outbox`: where to leave the credits' events (rows as `db.outbox.event` makes them),
+    for the caller to write with its own (else written here)."""
     from jifen.ledger import service  # service builds on this module's siblings
 
     dates = dates if dates is not None else LotDates(book)
@@ -170,8 +173,13 @@ def credit_many(
             batch.append((i, credit, release))
 
     growth_list = [(i, c) for i, c in enumerate(credits) if c.growth]
-    txn_ids = reserve_ids(session, JournalTransaction.__table__, len(batch) + len(growth_list))  # type: ignore[arg-type]
-    lot_ids = reserve_ids(session, Lot.__table__, len(batch))  # type: ignore[arg-type]
+    txn_ids, lot_ids = reserve_ids_of(
+        session,
+        [
+            (JournalTransaction.__table__, len(batch) + len(growth_list)),  # type: ignore[list-item]
+            (Lot.__table__, len(batch)),  # type: ignore[list-item]
+        ],
+    )
     issued = book.accounts[AccountKind.ISSUED]
     growth_issued = book.accounts[AccountKind.GROWTH_ISSUED]
     transactions: list[dict[str, Any]] = []
@@ -205,7 +213,6 @@ def credit_many(
                 "type": "points.credited" if kind == TxnKind.EARN else "growth.credited",
                 "payload": {"transaction_id": txn_id, "kind": str(kind), "points": points},
                 "occurred_at": now,
-                "published_at": None,
             }
         )
 
@@ -302,7 +309,10 @@ def credit_many(
     copy_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
     copy_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
     copy_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
-    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    if outbox is not None:
+        outbox.extend(events)
+    else:
+        copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     if deadline is not None and touched:
         # Earning is activity: under an inactivity policy it pushes every lot of the member.
         session.execute(
