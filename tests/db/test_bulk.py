@@ -5,7 +5,7 @@ JSON, instants, money), by a single or a composite key, leaving the others as th
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
 
 from jifen.db.base import Id, Json, UtcDateTime
-from jifen.db.bulk import ARRAYS_FROM, among, insert_new, update_rows
+from jifen.db.bulk import ARRAYS_FROM, among, insert_new, reserve_ids_of, update_rows
 from jifen.db.uow import Database
 
 META = MetaData()
@@ -104,6 +104,56 @@ def test_update_rows_changes_the_listed_rows_and_nothing_else(things: Database):
     assert after == want
 
 
+TEXTS = [
+    "a,b",
+    "{x}",
+    '"',
+    "\\",
+    'back\\slash "and" quote',
+    "NULL",
+    "null",
+    "",
+    " padded ",
+    "行\n2",
+]
+
+
+def test_update_rows_writes_every_value_as_given(things: Database):
+    """On PostgreSQL most columns' values go as the text of one array (`_array_literal`):
+    text that array syntax would take apart (commas, braces, quotes, backslashes, the word
+    NULL, blanks), instants in other zones, money at another scale, large ids all arrive as
+    they were given."""
+    before = table(things)
+    east = timezone(timedelta(hours=8))
+    rows = [
+        {
+            "id": i + 1,
+            "shop": 2**40 + i,
+            "label": label,
+            "price": [Decimal("0.1"), Decimal("1E+3"), Decimal("-7.25"), None][i % 4],
+            "at": [datetime(2027, 1, 1, 7, 30, 0, 123456, tzinfo=east), None, T0][i % 3],
+        }
+        for i, label in enumerate(TEXTS)
+    ]
+    assert things.write(lambda s: update_rows(s, THINGS, ["id"], rows)) == len(rows)
+    want = [dict(r) for r in before]
+    for row in rows:
+        want[row["id"] - 1].update(row)
+        if row["price"] is not None:
+            want[row["id"] - 1]["price"] = row["price"].quantize(Decimal("0.01"))
+        if row["at"] is not None:
+            want[row["id"] - 1]["at"] = row["at"].astimezone(UTC)
+    assert table(things) == want
+
+
+def test_update_rows_refuses_a_naive_instant(things: Database):
+    before = table(things)
+    rows = [{"id": 1, "at": datetime(2027, 1, 1)}]
+    with pytest.raises(Exception, match="naive"):
+        things.write(lambda s: update_rows(s, THINGS, ["id"], rows))
+    assert table(things) == before
+
+
 def test_update_rows_by_a_composite_key(things: Database):
     before = table(things)
     rows = [{"shop": 1, "code": "c4", "label": "four"}, {"shop": 2, "code": "c4", "label": "x"}]
@@ -122,6 +172,28 @@ def test_update_rows_with_no_rows_or_no_key_does_nothing(things: Database):
     with pytest.raises(ValueError, match="must be among"):
         things.write(lambda s: update_rows(s, THINGS, ["nope"], [{"id": 1, "label": "a"}]))
     assert table(things) == before
+
+
+def test_reserve_ids_of_several_tables_at_once(things: Database):
+    """`reserve_ids_of`: as many new ids as asked for each entry, none taken yet, none
+    handed out twice (the same table asked twice included), in the order asked."""
+    other = Table("bulk_others", META, Column("id", Id, primary_key=True), extend_existing=True)
+    META.create_all(things.engine)
+
+    def reserve(s: Any) -> list[list[int]]:
+        found = reserve_ids_of(s, [(THINGS, 3), (other, 2), (THINGS, 0), (THINGS, 4)])
+        again = reserve_ids_of(s, [(THINGS, 2)])
+        return [*found, *again]
+
+    things_a, others, none, things_b, things_c = things.write(reserve)
+    assert [len(ids) for ids in (things_a, others, none, things_b, things_c)] == [3, 2, 0, 4, 2]
+    mine = things_a + things_b + things_c
+    if things.engine.dialect.name == "postgresql":  # the sequence's next values
+        assert len(set(mine)) == len(mine)
+        assert things_a == sorted(things_a)
+        assert things_b == sorted(things_b)
+    else:  # the next free rowids, each time (nothing was written in between)
+        assert min(mine) > 40  # the rows there: 1..40
 
 
 @pytest.mark.parametrize("new", [3, ARRAYS_FROM + 5], ids=["values", "arrays"])

@@ -47,7 +47,7 @@ from jifen.core.errors import JifenError
 from jifen.db.idempotency import MAX_KEY_LENGTH, known_keys, record_many
 from jifen.db.uow import Database
 from jifen.earning import batch
-from jifen.earning.purchases import check_window, describe_written
+from jifen.earning.purchases import check_window, written_json
 from jifen.earning.schemas import PurchaseIn
 from jifen.programs.service import book_for, get_program
 
@@ -211,9 +211,7 @@ def _program_unit(
     for actor, items in by_actor.items():
         written.extend(batch.book_orders(session, program, book, plan, items, now, actor).written)
     bodies = {
-        item.tag[0]: describe_written(*item.written).model_dump_json()
-        for item in written
-        if item.written is not None
+        item.tag[0]: written_json(*item.written) for item in written if item.written is not None
     }
     records = [
         (str(r.call.idempotency_key), fingerprint(r.call, p.key_id), 201, bodies[r])

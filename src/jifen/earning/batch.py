@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, literal, select, union_all
+from sqlalchemy import Table, bindparam, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import (
@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import among, copy_rows, reserve_ids
+from jifen.db.bulk import among, copy_rows, reserve_ids_of
 from jifen.db.outbox import OutboxEvent
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
@@ -58,7 +58,7 @@ from jifen.earning.purchases import (
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
-from jifen.ledger.bulk import Credit, LotDates, credit_many
+from jifen.ledger.bulk import Credit, LotDates, credit_many, ids_wanted
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.ledger.posting import Book, lock_accounts
 from jifen.members.models import Member
@@ -276,18 +276,30 @@ def _write(
 ) -> None:
     """Book the round's priced orders: credits, purchases, lines, events, counters, and
     what the tiers make of each member's last order."""
-    purchase_ids = reserve_ids(session, Purchase.__table__, len(kept))  # type: ignore[arg-type]
+    awards = [
+        (item, item.result.points.points, item.result.growth.points)
+        for item in kept
+        if item.member is not None and item.result is not None
+    ]
+    # The purchases', transactions' and lots' ids with one query (a credit's ids do not
+    # depend on its purchase's: only how many there are).
+    wanted = ids_wanted(
+        sum(1 for _, p, _ in awards if p > 0), sum(1 for _, _, g in awards if g > 0)
+    )
+    purchase_ids, txn_ids, lot_ids = reserve_ids_of(
+        session, [(cast(Table, Purchase.__table__), len(kept)), *wanted]
+    )
+    ids_of = dict(zip(kept, purchase_ids, strict=True))
     credits: list[Credit] = []
-    for item, purchase_id in zip(kept, purchase_ids, strict=True):
-        result = item.result
-        if item.member is None or result is None:
-            continue
-        if result.points.points > 0 or result.growth.points > 0:
+    for item, points, growth in awards:
+        if points > 0 or growth > 0:
+            assert item.member is not None
+            purchase_id = ids_of[item]
             credits.append(
                 Credit(
                     member_id=item.member.id,
-                    points=result.points.points,
-                    growth=result.growth.points,
+                    points=points,
+                    growth=growth,
                     earned_at=min(item.data.occurred_at.astimezone(UTC), now),
                     pending=True,
                     reference=f"purchase:{purchase_id}",
@@ -295,11 +307,23 @@ def _write(
                     details={"purchase_id": purchase_id, "order": item.data.external_id},
                 )
             )
-    booked = credit_many(session, book, accounts, credits, now=now, actor=actor, dates=dates)
+    events: list[dict[str, Any]] = []
+    """The round's outbox rows, written at the end with one `COPY`: the credits', the
+    purchases', the tiers' (in that order, as their own statements wrote them before)."""
+    booked = credit_many(
+        session,
+        book,
+        accounts,
+        credits,
+        now=now,
+        actor=actor,
+        dates=dates,
+        outbox=events,
+        ids=(txn_ids, lot_ids),
+    )
     txns = {c.details["purchase_id"]: b for c, b in zip(credits, booked, strict=True)}
     purchases: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
     causes: dict[int, dict[str, Any]] = {}
     for item, purchase_id in zip(kept, purchase_ids, strict=True):
         data = item.data
@@ -365,9 +389,11 @@ def _write(
         done.growth += found.growth.points if found else 0
     copy_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
     copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
-    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
-    done.upgrades += len(tiers.on_activity_many(session, program, causes, now=now, actor=actor))
+    done.upgrades += len(
+        tiers.on_activity_many(session, program, causes, now=now, actor=actor, outbox=events)
+    )
+    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
 
 
 def _basket_of(book: Book, item: Item) -> Any:

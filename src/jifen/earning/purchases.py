@@ -980,6 +980,83 @@ def describe_written(
     )
 
 
+_SHOWN = (
+    "id",
+    "external_id",
+    "member_id",
+    "status",
+    "occurred_at",
+    "channel",
+    "store",
+    "payment_method",
+    "total",
+    "net_total",
+    "points",
+    "growth",
+    "points_returned",
+    "growth_returned",
+    "rule_set_version",
+    "hold_id",
+    "paid_points",
+    "paid_points_value",
+    "created_at",
+    "claimed_at",
+)
+"""The purchase row's columns `shown` gives as they are."""
+
+_LINE_SHOWN = (
+    "line_no",
+    "sku",
+    "category",
+    "brand",
+    "quantity",
+    "unit_price",
+    "amount",
+    "discount",
+    "attributes",
+    "returned_quantity",
+    "returned_amount",
+    "points_value",
+)
+"""A line row's columns `shown` gives as they are."""
+
+
+def written_json(
+    purchase: dict[str, Any], lines: list[dict[str, Any]], release: datetime | None
+) -> str:
+    """`describe_written(purchase, lines, release).model_dump_json()`, the same text: the
+    response's fields gathered in plain dicts and validated at once (pydantic's core does
+    the nested lines and breakdown items in one call) instead of a model built per line
+    and per item through their constructors (a grouped purchase's answer; nearly a tenth
+    of a group's Python when built the other way)."""
+    fields = as_read(Purchase, {name: purchase[name] for name in _SHOWN})
+    fields["pending_until"] = release
+    fields["breakdown"] = _item_dicts(purchase["breakdown"])
+    fields["growth_breakdown"] = _item_dicts(purchase["growth_breakdown"])
+    fields["lines"] = [
+        as_read(PurchaseLine, {name: line[name] for name in _LINE_SHOWN}) for line in lines
+    ]
+    fields["returns"] = []
+    return PurchaseOut.model_validate(fields).model_dump_json()
+
+
+def _item_dicts(stored: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """`_items`' fields, as a dict each."""
+    return [
+        {
+            "rule": item["rule"],
+            "name": item["name"],
+            "effect": item["effect"],
+            "basis": Decimal(item["basis"]),
+            "lines": [i + 1 for i in item["lines"]],
+            "wanted": item["wanted"],
+            "points": item["points"],
+            "capped_by": item["capped_by"],
+        }
+        for item in stored or []
+    ]
+
+
 def shown(
     purchase: Purchase | SimpleNamespace,
     lines: Sequence[PurchaseLine | SimpleNamespace],

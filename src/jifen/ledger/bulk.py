@@ -18,13 +18,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import Table, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import copy_rows, reserve_ids, update_rows
+from jifen.db.bulk import copy_rows, reserve_ids_of, update_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -121,9 +121,16 @@ def credit_many(
     now: datetime,
     actor: str,
     dates: LotDates | None = None,
+    outbox: list[dict[str, Any]] | None = None,
+    ids: tuple[list[int], list[int]] | None = None,
 ) -> list[Credited]:
     """Book `credits` in order (`accounts` are their members' points accounts, locked).
-    Returns each credit's transactions, in order. `dates`: the batch's, when it has one."""
+    Returns each credit's transactions, in order. `dates`: the batch's, when it has one.
+    `outbox`: where to leave the credits' events (rows as `db.outbox.event` makes them),
+    for the caller to write with its own (else written here). `ids`: transaction and lot
+    ids the caller reserved with its own (`ids_wanted` says how many; else reserved here),
+    used unless a credit repays a debt (booked by `service.credit`, which takes its own):
+    then all are reserved here again."""
     from jifen.ledger import service  # service builds on this module's siblings
 
     dates = dates if dates is not None else LotDates(book)
@@ -170,8 +177,15 @@ def credit_many(
             batch.append((i, credit, release))
 
     growth_list = [(i, c) for i, c in enumerate(credits) if c.growth]
-    txn_ids = reserve_ids(session, JournalTransaction.__table__, len(batch) + len(growth_list))  # type: ignore[arg-type]
-    lot_ids = reserve_ids(session, Lot.__table__, len(batch))  # type: ignore[arg-type]
+    if ids is None or one_by_one:
+        # (after a credit booked one at a time: on SQLite ids reserved before it may be
+        # the ones it took; on PostgreSQL those given are merely left unused)
+        wanted = ids_wanted(sum(1 for c in credits if c.points), len(growth_list))
+        txn_ids, lot_ids = reserve_ids_of(session, wanted)
+    else:
+        txn_ids, lot_ids = ids
+        if len(txn_ids) < len(batch) + len(growth_list) or len(lot_ids) < len(batch):
+            raise ValueError("credit_many: fewer ids given than ids_wanted says")
     issued = book.accounts[AccountKind.ISSUED]
     growth_issued = book.accounts[AccountKind.GROWTH_ISSUED]
     transactions: list[dict[str, Any]] = []
@@ -205,7 +219,6 @@ def credit_many(
                 "type": "points.credited" if kind == TxnKind.EARN else "growth.credited",
                 "payload": {"transaction_id": txn_id, "kind": str(kind), "points": points},
                 "occurred_at": now,
-                "published_at": None,
             }
         )
 
@@ -279,7 +292,8 @@ def credit_many(
     for i, txn_id in one_by_one.items():
         found[i] = Credited(txn_id, None)
 
-    for (i, credit), txn_id in zip(growth_list, txn_ids[len(batch) :], strict=True):
+    growth_ids = txn_ids[len(batch) : len(batch) + len(growth_list)]
+    for (i, credit), txn_id in zip(growth_list, growth_ids, strict=True):
         growth_account = growth_accounts[credit.member_id]
         txn(txn_id, TxnKind.GROWTH, credit, credit.growth, credit.growth_reference)
         pair = sorted(
@@ -302,7 +316,10 @@ def credit_many(
     copy_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
     copy_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
     copy_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
-    copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
+    if outbox is not None:
+        outbox.extend(events)
+    else:
+        copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
     if deadline is not None and touched:
         # Earning is activity: under an inactivity policy it pushes every lot of the member.
         session.execute(
@@ -316,6 +333,16 @@ def credit_many(
             .execution_options(synchronize_session=False)
         )
     return [found.get(i, Credited(None, None)) for i in range(len(credits))]
+
+
+def ids_wanted(points: int, growth: int) -> list[tuple[Table, int]]:
+    """The journal transaction ids and lot ids `credit_many` books at most with, for
+    `points` credits of points and `growth` of growth value (a transaction and a lot per
+    credit's points, a transaction per credit's growth): for `db.bulk.reserve_ids_of`."""
+    return [
+        (cast(Table, JournalTransaction.__table__), points + growth),
+        (cast(Table, Lot.__table__), points),
+    ]
 
 
 def _set_balances(session: Session, changes: list[dict[str, Any]]) -> None:

@@ -1,0 +1,105 @@
+"""`purchases.written_json`, the answer of a purchase booked in a group, is byte for byte
+`describe_written(...).model_dump_json()` (the answer built model by model): for rows as
+`jifen.earning.batch` writes them — claimed or not, with and without breakdown items,
+lines with and without attributes, brand or category, money at every scale, a pending
+release or none."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from jifen.earning.models import PurchaseStatus
+from jifen.earning.purchases import describe_written, line_rows, written_json
+from jifen.earning.schemas import PurchaseIn
+
+NOW = datetime(2027, 3, 1, 4, 5, 6, 789012, tzinfo=UTC)
+ITEM = {
+    "rule": "base",
+    "name": '1 元 = 1 积分 "quoted"',
+    "effect": "points_per_amount",
+    "basis": "120.5",
+    "lines": [0, 2],
+    "wanted": 120,
+    "points": 120,
+    "capped_by": None,
+}
+
+
+def _order(lines: list[dict[str, Any]], **more: Any) -> PurchaseIn:
+    total = sum(
+        Decimal(str(line["unit_price"])) * Decimal(str(line.get("quantity", 1)))
+        - Decimal(str(line.get("discount", 0)))
+        for line in lines
+    )
+    return PurchaseIn.model_validate(
+        {
+            "external_id": "o-1",
+            "occurred_at": (NOW - timedelta(minutes=3)).isoformat(),
+            "channel": "store",
+            "store": "sh-001",
+            "lines": lines,
+            "total": str(total),
+            **more,
+        }
+    )
+
+
+def _purchase(data: PurchaseIn, member_id: int | None, items: list[dict[str, Any]]) -> dict:
+    return {
+        "id": 41,
+        "program_id": 3,
+        "member_id": member_id,
+        "external_id": data.external_id,
+        "status": PurchaseStatus.AWARDED if member_id else PurchaseStatus.UNCLAIMED,
+        "occurred_at": data.occurred_at.astimezone(UTC),
+        "channel": data.channel,
+        "store": data.store,
+        "payment_method": data.payment_method,
+        "total": data.total,
+        "net_total": data.total,
+        "rule_set_version": 7 if member_id else None,
+        "facts": None,
+        "points": sum(i["points"] for i in items),
+        "growth": 5 if member_id else 0,
+        "points_returned": 0,
+        "growth_returned": 0,
+        "breakdown": items if member_id else None,
+        "growth_breakdown": [ITEM | {"rule": "growth", "capped_by": "order"}]
+        if member_id
+        else None,
+        "earn_txn_id": 9 if member_id else None,
+        "growth_txn_id": 10 if member_id else None,
+        "attributes": None,
+        "hold_id": None,
+        "paid_points": 0,
+        "paid_points_value": Decimal(0),
+        "capture_txn_id": None,
+        "created_at": NOW,
+        "claimed_at": None,
+        "actor": "api-key:1",
+    }
+
+
+LINES = [
+    {"sku": "6901", "unit_price": "60.25", "quantity": 2, "category": "fresh"},
+    {"sku": "7702", "unit_price": "100", "discount": "10", "brand": "牌子", "quantity": "1.5"},
+    {"sku": "x", "unit_price": 3, "attributes": {"colour": "red", "size": 2}},
+]
+
+
+@pytest.mark.parametrize("member_id", [12, None], ids=["claimed", "unclaimed"])
+@pytest.mark.parametrize("items", [[], [ITEM], [ITEM, ITEM | {"rule": "fresh", "basis": "0"}]])
+@pytest.mark.parametrize("release", [None, NOW + timedelta(days=7)], ids=["now", "pending"])
+@pytest.mark.parametrize("lines", [LINES[:1], LINES], ids=["one", "three"])
+def test_written_json_is_describe_written_dumped(
+    member_id: int | None, items: list[dict[str, Any]], release: datetime | None, lines: Any
+) -> None:
+    data = _order(lines, payment_method="wechat")
+    purchase = _purchase(data, member_id, items)
+    rows = line_rows(3, 41, data)
+    want = describe_written(purchase, rows, release).model_dump_json()
+    assert written_json(purchase, rows, release) == want
