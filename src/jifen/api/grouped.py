@@ -83,6 +83,9 @@ class Groups:
         self._largest = largest
         self._queue: list[_Request] = []
         self._leading = False
+        self._leader: asyncio.Task[None] | None = None
+        """The leading task, kept: the loop holds only a weak reference to a task, and one
+        collected while it waits would leave its group unanswered."""
 
     async def record(
         self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
@@ -95,7 +98,7 @@ class Groups:
         self._queue.append(request)
         if not self._leading:
             self._leading = True
-            asyncio.get_running_loop().create_task(self._lead())
+            self._leader = asyncio.get_running_loop().create_task(self._lead())
         answer = await request.answer
         if answer is None:
             return await to_thread.run_sync(alone)
