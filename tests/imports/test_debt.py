@@ -6,7 +6,6 @@ run of orders ends at every order while they are in debt."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from conftest import make_database
 from jifen.access.service import Scope, create_key
 from jifen.api.app import create_app
 from jifen.core.clock import FrozenClock
@@ -33,17 +31,6 @@ from jifen.programs.config import load_program_file
 from .twins import Sample, post_through_api, programme_text, state, write_purchases_csv
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def twin(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    other = tmp_path / "other"
-    other.mkdir()
-    a = make_database(request.param, request, tmp_path)
-    b = make_database(request.param, request, other)
-    yield a, b
-    a.dispose()
-    b.dispose()
 
 
 def debt_programme(db: Database, clock: FrozenClock) -> int:

@@ -4,13 +4,11 @@ history, cap and budget counters, and the events for others to read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conftest import make_database
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
 from jifen.imports.files import FileFormat, Rejects, read_rows
@@ -33,17 +31,6 @@ from .twins import (
 )
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def twin(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    other = tmp_path / "other"
-    other.mkdir()
-    a = make_database(request.param, request, tmp_path)
-    b = make_database(request.param, request, other)
-    yield a, b
-    a.dispose()
-    b.dispose()
 
 
 def import_files(

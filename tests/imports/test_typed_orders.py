@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from jifen.earning import batch
+from jifen.generator.purchases import PURCHASE_COLUMNS
 from jifen.imports.files import Row
 from jifen.imports.orders import Order, group, parse, parse_many, typed
 
@@ -153,21 +154,7 @@ def test_a_chunk_of_plain_and_other_orders_is_each_order_parsed_alone(
 
 def test_the_generators_orders_are_read_from_their_text() -> None:
     """`jifen gen`'s rows (the benchmark's) are all in the plain forms."""
-    header = [
-        "order_id",
-        "member_external_id",
-        "occurred_at",
-        "channel",
-        "store",
-        "payment_method",
-        "sku",
-        "category",
-        "brand",
-        "quantity",
-        "unit_price",
-        "discount",
-        "total",
-    ]
+    header = list(PURCHASE_COLUMNS)
     lines = [
         "O00000001,M00000700,2025-12-06T01:16:40+08:00,mini_program,,wechat,household-00001,"
         "household,house,1,27.99,4.19,43.60",
