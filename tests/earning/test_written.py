@@ -1,5 +1,6 @@
 """`purchases.written_json`, the answer of a purchase booked in a group, is byte for byte
-`describe_written(...).model_dump_json()` (the answer built model by model): for rows as
+what the route's `shown` renders from the same rows read back (the answer built model by
+model): for rows as
 `jifen.earning.batch` writes them — claimed or not, with and without breakdown items,
 lines with and without attributes, brand or category, money at every scale, a pending
 release or none."""
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from jifen.earning.models import PurchaseStatus
-from jifen.earning.purchases import describe_written, line_rows, written_json
-from jifen.earning.schemas import PurchaseIn
+from jifen.db.dml import as_read
+from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
+from jifen.earning.purchases import line_rows, shown, written_json
+from jifen.earning.schemas import PurchaseIn, PurchaseOut
 
 NOW = datetime(2027, 3, 1, 4, 5, 6, 789012, tzinfo=UTC)
 ITEM = {
@@ -95,11 +98,23 @@ LINES = [
 @pytest.mark.parametrize("items", [[], [ITEM], [ITEM, ITEM | {"rule": "fresh", "basis": "0"}]])
 @pytest.mark.parametrize("release", [None, NOW + timedelta(days=7)], ids=["now", "pending"])
 @pytest.mark.parametrize("lines", [LINES[:1], LINES], ids=["one", "three"])
-def test_written_json_is_describe_written_dumped(
+def test_written_json_is_what_shown_renders(
     member_id: int | None, items: list[dict[str, Any]], release: datetime | None, lines: Any
 ) -> None:
     data = _order(lines, payment_method="wechat")
     purchase = _purchase(data, member_id, items)
     rows = line_rows(3, 41, data)
-    want = describe_written(purchase, rows, release).model_dump_json()
+    want = _by_models(purchase, rows, release).model_dump_json()
     assert written_json(purchase, rows, release) == want
+
+
+def _by_models(
+    purchase: dict[str, Any], lines: list[dict[str, Any]], release: datetime | None
+) -> PurchaseOut:
+    """The rows as a query would read them, shown by the route's `shown`."""
+    return shown(
+        SimpleNamespace(**as_read(Purchase, purchase)),
+        [SimpleNamespace(**as_read(PurchaseLine, line)) for line in lines],
+        [],
+        release,
+    )

@@ -966,20 +966,6 @@ def describe(session: Session, book: Book, purchase: Purchase) -> PurchaseOut:
     return shown(purchase, lines, returns, release)
 
 
-def describe_written(
-    purchase: dict[str, Any], lines: list[dict[str, Any]], release: datetime | None
-) -> PurchaseOut:
-    """A purchase written in bulk (`jifen.earning.batch`), as the API shows it, from the
-    rows as written (`Item.written`), read as a query would read them: no query, and no
-    returns yet."""
-    return shown(
-        SimpleNamespace(**as_read(Purchase, purchase)),
-        [SimpleNamespace(**as_read(PurchaseLine, line)) for line in lines],
-        [],
-        release,
-    )
-
-
 _SHOWN = (
     "id",
     "external_id",
@@ -1024,8 +1010,10 @@ _LINE_SHOWN = (
 def written_json(
     purchase: dict[str, Any], lines: list[dict[str, Any]], release: datetime | None
 ) -> str:
-    """`describe_written(purchase, lines, release).model_dump_json()`, the same text: the
-    response's fields gathered in plain dicts and validated at once (pydantic's core does
+    """A purchase written in bulk (`jifen.earning.batch`), as the API shows it, from the
+    rows as written (`Item.written`), read as a query would read them (no query, and no
+    returns yet), as JSON: the text `shown`'s model dumps, with the response's fields
+    gathered in plain dicts and validated at once (pydantic's core does
     the nested lines and breakdown items in one call) instead of a model built per line
     and per item through their constructors (a grouped purchase's answer; nearly a tenth
     of a group's Python when built the other way)."""
