@@ -19,6 +19,7 @@ from jifen.db.migrate import alembic_config, upgrade
 from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
+from rows import assert_kept_for_good, table_rows
 
 CHECKED = {
     "members": {"program_id": "programs"},
@@ -64,12 +65,6 @@ def _foreign_keys(db: Database, table: str) -> dict[str, str]:
             for fk in inspect(connection).get_foreign_keys(table)
             if len(fk["constrained_columns"]) == 1
         }
-
-
-def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
-    return db.read(
-        lambda s: [tuple(r) for r in s.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
-    )
 
 
 def test_checked_keys_are_foreign_keys_on_sqlite_only(db: Database) -> None:
@@ -142,7 +137,7 @@ def test_a_missing_parent_in_any_row_refuses_the_statement(
     book, _, _ = _ledger(db, clock)
     model: Table = Base.metadata.tables[table]
     rows = _copies(db, model, f"program_id = {book.program_id}")
-    before = _rows(db, table)
+    before = table_rows(db, table)
     bad = [rows[0], rows[1] | {column: MISSING}, *rows[2:]]
     statements = (
         ("one row", lambda s: s.execute(insert(model).values(bad[1]))),
@@ -153,12 +148,12 @@ def test_a_missing_parent_in_any_row_refuses_the_statement(
     for name, statement in statements:
         with pytest.raises((IntegrityError, psycopg.IntegrityError), match=KEYS_REFUSED):
             db.write(statement)
-        assert _rows(db, table) == before, name
+        assert table_rows(db, table) == before, name
     if table == "journal_transactions":
         return  # a transaction written without its entries would not balance at commit
     old = {row["id"] for row in db.read(lambda s: s.execute(select(model)).mappings().all())}
     db.write(lambda s: write_rows(s, model, rows))
-    assert _rows(db, table)[: len(before)] == before
+    assert table_rows(db, table)[: len(before)] == before
     assert _copies(db, model, f"id NOT IN ({', '.join(map(str, old))})") == rows
 
 
@@ -169,10 +164,10 @@ def test_a_changed_key_is_checked(db: Database, clock) -> None:
     book, member, account = _ledger(db, clock)
     other = make_member(db, book, clock)
     for column in ("program_id", "member_id", "account_id", "transaction_id"):
-        before = _rows(db, "lots")
+        before = table_rows(db, "lots")
         with pytest.raises(IntegrityError, match=KEYS_REFUSED):
             db.write(lambda s, c=column: s.execute(text(f"UPDATE lots SET {c} = {MISSING}")))
-        assert _rows(db, "lots") == before
+        assert table_rows(db, "lots") == before
     moved = db.write(
         lambda s: (
             s.execute(
@@ -201,20 +196,7 @@ def test_programmes_and_members_are_kept_for_good(db: Database, clock) -> None:
     nor truncated on PostgreSQL: nothing changes. (Erasure anonymises, closing closes.)"""
     _ledger(db, clock)
     make_program(db, clock)  # one with no member: still kept
-    before = {table: _rows(db, table) for table in ("programs", "members")}
-    for table in before:
-        statements = [
-            f"DELETE FROM {table}",
-            f"DELETE FROM {table} WHERE id = (SELECT max(id) FROM {table})",
-            f"UPDATE {table} SET id = id + 1000",
-        ]
-        if db.dialect == "postgresql":
-            statements.append(f"TRUNCATE {table} CASCADE")
-        for statement in statements:
-            with pytest.raises(DBAPIError, match="kept for good"):
-                db.write(lambda s, sql=statement: s.execute(text(sql)))
-        db.write(lambda s, t=table: s.execute(text(f"UPDATE {t} SET id = id")))  # no change
-    assert {table: _rows(db, table) for table in before} == before
+    assert_kept_for_good(db, ("programs", "members"))
 
 
 def test_migration_0007_goes_down_and_up_again(db: Database, clock) -> None:
@@ -225,7 +207,7 @@ def test_migration_0007_goes_down_and_up_again(db: Database, clock) -> None:
 
     book, _, _ = _ledger(db, clock)
     empty = make_program(db, clock)
-    kept = {table: _rows(db, table) for table in ("lots", "journal_transactions", "members")}
+    kept = {table: table_rows(db, table) for table in ("lots", "journal_transactions", "members")}
     url = db.engine.url.render_as_string(hide_password=False)
     db.engine.dispose()
     command.downgrade(alembic_config(url), "0006")
@@ -237,6 +219,6 @@ def test_migration_0007_goes_down_and_up_again(db: Database, clock) -> None:
     upgrade(url)
     db.engine.dispose()
     test_models_match_migrations(db)
-    assert {table: _rows(db, table) for table in kept} == kept
+    assert {table: table_rows(db, table) for table in kept} == kept
     with pytest.raises(DBAPIError, match="kept for good"):
         db.write(lambda s: s.execute(text(f"DELETE FROM programs WHERE id = {empty.program_id}")))

@@ -21,6 +21,7 @@ from jifen.db.models import Base
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
 from jifen.ledger.models import AccountKind, JournalEntry, LotAllocation
+from rows import assert_kept_for_good, table_rows
 
 
 def test_models_match_migrations(db: Database) -> None:
@@ -231,12 +232,6 @@ def _ledger_rows(
     return book, member, spend, entries, allocations
 
 
-def _rows(db: Database, table: str) -> list[tuple[Any, ...]]:
-    return db.read(
-        lambda s: [tuple(r) for r in s.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
-    )
-
-
 @pytest.mark.parametrize(
     ("model", "parent_key"), [(JournalEntry, "account_id"), (LotAllocation, "lot_id")]
 )
@@ -252,7 +247,7 @@ def test_keys_refuse_a_missing_parent_in_any_row(
     rows = entries if model is JournalEntry else allocations
     table = model.__tablename__
     other = make_program(db, clock)
-    before = _rows(db, table)
+    before = table_rows(db, table)
     for wrong in (
         {parent_key: 10**6},
         {"transaction_id": spend + 1000},
@@ -266,9 +261,9 @@ def test_keys_refuse_a_missing_parent_in_any_row(
         # COPY on PostgreSQL (imports, a group of purchases), executemany on SQLite
         with pytest.raises((IntegrityError, psycopg.IntegrityError), match=KEYS_REFUSED):
             db.write(lambda s, bad=bad: write_rows(s, model.__table__, bad))
-        assert _rows(db, table) == before
+        assert table_rows(db, table) == before
     db.write(lambda s: s.execute(insert(model).values(rows)))
-    assert len(_rows(db, table)) == len(before) + len(rows)
+    assert len(table_rows(db, table)) == len(before) + len(rows)
     if db.dialect == "postgresql":
         assert _foreign_keys(db, table) == []
         if model is LotAllocation:  # nothing updates allocations, but an update is checked
@@ -283,19 +278,10 @@ def test_lots_and_accounts_are_kept_for_good(db: Database, clock) -> None:
     given another id (both stores), and on PostgreSQL neither they nor journal
     transactions can be truncated; nothing changes."""
     _ledger_rows(db, clock)
-    before = {table: _rows(db, table) for table in ("lots", "accounts")}
-    for table in before:
-        statements = [f"DELETE FROM {table}", f"UPDATE {table} SET id = id + 1000"]
-        if db.dialect == "postgresql":
-            statements.append(f"TRUNCATE {table} CASCADE")
-        for statement in statements:
-            with pytest.raises(DBAPIError, match="kept for good"):
-                db.write(lambda s, sql=statement: s.execute(text(sql)))
-        db.write(lambda s, t=table: s.execute(text(f"UPDATE {t} SET id = id")))  # no change
+    assert_kept_for_good(db, ("lots", "accounts"))
     if db.dialect == "postgresql":
         with pytest.raises(DBAPIError, match="append-only"):
             db.write(lambda s: s.execute(text("TRUNCATE journal_transactions CASCADE")))
-    assert {table: _rows(db, table) for table in before} == before
 
 
 def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
@@ -304,7 +290,7 @@ def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
     kept for good again."""
     book, member, _, _, _ = _ledger_rows(db, clock)
     unspent = db.write(lambda s: ledger.credit(s, book, member, 5, now=clock.now(), actor="t").id)
-    kept = {table: _rows(db, table) for table in ("journal_entries", "lot_allocations")}
+    kept = {table: table_rows(db, table) for table in ("journal_entries", "lot_allocations")}
     url = db.engine.url.render_as_string(hide_password=False)
     db.engine.dispose()
     command.downgrade(alembic_config(url), "0005")
@@ -323,6 +309,6 @@ def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
     upgrade(url)
     db.engine.dispose()
     test_models_match_migrations(db)
-    assert {table: _rows(db, table) for table in kept} == kept
+    assert {table: table_rows(db, table) for table in kept} == kept
     with pytest.raises(DBAPIError, match="kept for good"):
         db.write(lambda s: s.execute(text("DELETE FROM lots")))
