@@ -16,7 +16,7 @@ import pytest
 
 from jifen.db.dml import as_read
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
-from jifen.earning.purchases import line_rows, shown, written_json
+from jifen.earning.purchases import line_rows, purchase_row, shown, written_json
 from jifen.earning.schemas import PurchaseIn, PurchaseOut
 
 NOW = datetime(2027, 3, 1, 4, 5, 6, 789012, tzinfo=UTC)
@@ -52,39 +52,20 @@ def _order(lines: list[dict[str, Any]], **more: Any) -> PurchaseIn:
 
 
 def _purchase(data: PurchaseIn, member_id: int | None, items: list[dict[str, Any]]) -> dict:
-    return {
-        "id": 41,
-        "program_id": 3,
-        "member_id": member_id,
-        "external_id": data.external_id,
-        "status": PurchaseStatus.AWARDED if member_id else PurchaseStatus.UNCLAIMED,
-        "occurred_at": data.occurred_at.astimezone(UTC),
-        "channel": data.channel,
-        "store": data.store,
-        "payment_method": data.payment_method,
-        "total": data.total,
-        "net_total": data.total,
-        "rule_set_version": 7 if member_id else None,
-        "facts": None,
-        "points": sum(i["points"] for i in items),
-        "growth": 5 if member_id else 0,
-        "points_returned": 0,
-        "growth_returned": 0,
-        "breakdown": items if member_id else None,
-        "growth_breakdown": [ITEM | {"rule": "growth", "capped_by": "order"}]
-        if member_id
-        else None,
-        "earn_txn_id": 9 if member_id else None,
-        "growth_txn_id": 10 if member_id else None,
-        "attributes": None,
-        "hold_id": None,
-        "paid_points": 0,
-        "paid_points_value": Decimal(0),
-        "capture_txn_id": None,
-        "created_at": NOW,
-        "claimed_at": None,
-        "actor": "api-key:1",
-    }
+    """The row `jifen.earning.batch` writes for the order: recorded, then awarded."""
+    row = purchase_row(3, data, member_id, now=NOW, actor="api-key:1") | {"id": 41}
+    if member_id:
+        row |= {
+            "status": PurchaseStatus.AWARDED,
+            "rule_set_version": 7,
+            "points": sum(i["points"] for i in items),
+            "growth": 5,
+            "breakdown": items,
+            "growth_breakdown": [ITEM | {"rule": "growth", "capped_by": "order"}],
+            "earn_txn_id": 9,
+            "growth_txn_id": 10,
+        }
+    return row
 
 
 LINES = [

@@ -55,6 +55,7 @@ from jifen.earning.purchases import (
     facts_of,
     line_rows,
     purchase_event,
+    purchase_row,
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
@@ -330,39 +331,24 @@ def _write(
         found = item.result
         credited = txns.get(purchase_id)
         points = found.points.points if found else 0
-        purchases.append(
-            {
-                "id": purchase_id,
-                "program_id": program.id,
-                "member_id": item.member.id if item.member else None,
-                "external_id": data.external_id,
-                "status": PurchaseStatus.AWARDED if item.member else PurchaseStatus.UNCLAIMED,
-                "occurred_at": data.occurred_at.astimezone(UTC),
-                "channel": data.channel,
-                "store": data.store,
-                "payment_method": data.payment_method,
-                "total": data.total,
-                "net_total": data.total,
-                "rule_set_version": found.rules.version if found else None,
-                "facts": facts_json(item.facts) if item.facts is not None else None,
-                "points": points,
-                "growth": found.growth.points if found else 0,
-                "points_returned": 0,
-                "growth_returned": 0,
-                "breakdown": [i.as_dict() for i in found.points.items] if found else None,
-                "growth_breakdown": [i.as_dict() for i in found.growth.items] if found else None,
-                "earn_txn_id": credited.txn_id if credited else None,
-                "growth_txn_id": credited.growth_txn_id if credited else None,
-                "attributes": {k: str(v) for k, v in data.attributes.items()} or None,
-                "hold_id": None,
-                "paid_points": 0,
-                "paid_points_value": Decimal(0),
-                "capture_txn_id": None,
-                "created_at": now,
-                "claimed_at": None,
-                "actor": actor,
-            }
+        row = purchase_row(
+            program.id, data, item.member.id if item.member else None, now=now, actor=actor
         )
+        row["id"] = purchase_id
+        if item.member is not None:
+            row["status"] = PurchaseStatus.AWARDED
+        if found is not None:
+            row["rule_set_version"] = found.rules.version
+            row["points"] = points
+            row["growth"] = found.growth.points
+            row["breakdown"] = [i.as_dict() for i in found.points.items]
+            row["growth_breakdown"] = [i.as_dict() for i in found.growth.items]
+        if item.facts is not None:
+            row["facts"] = facts_json(item.facts)
+        if credited is not None:
+            row["earn_txn_id"] = credited.txn_id
+            row["growth_txn_id"] = credited.growth_txn_id
+        purchases.append(row)
         rows = line_rows(program.id, purchase_id, data)
         lines.extend(rows)
         item.written = (purchases[-1], rows, credited.release if credited else None)

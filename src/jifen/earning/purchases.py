@@ -745,9 +745,21 @@ def _insert(
     actor: str,
 ) -> Purchase | None:
     """The purchase row, or None when the programme already has this order id."""
-    values = {
-        "program_id": program.id,
-        "member_id": member.id if member is not None else None,
+    values = purchase_row(
+        program.id, data, member.id if member is not None else None, now=now, actor=actor
+    )
+    return insert_returning(session, Purchase, values, unique=("program_id", "external_id"))
+
+
+def purchase_row(
+    program_id: int, data: PurchaseIn, member_id: int | None, *, now: datetime, actor: str
+) -> dict[str, Any]:
+    """The order's purchase row as first recorded: unclaimed, nothing awarded, returned or
+    paid with points yet (its id left to the caller). One purchase here fills in the
+    award by the ORM later; many in `jifen.earning.batch` write it awarded at once."""
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
         "external_id": data.external_id,
         "status": PurchaseStatus.UNCLAIMED,
         # in UTC, as it reads back: the first answer and its repeats render it alike
@@ -776,7 +788,6 @@ def _insert(
         "claimed_at": None,
         "actor": actor,
     }
-    return insert_returning(session, Purchase, values, unique=("program_id", "external_id"))
 
 
 def line_rows(program_id: int, purchase_id: int, data: PurchaseIn) -> list[dict[str, Any]]:
