@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from factories import make_member, make_program
 from jifen.db.base import include_in_comparison
@@ -312,3 +313,63 @@ def test_migration_0006_goes_down_and_up_again(db: Database, clock) -> None:
     assert {table: table_rows(db, table) for table in kept} == kept
     with pytest.raises(DBAPIError, match="kept for good"):
         db.write(lambda s: s.execute(text("DELETE FROM lots")))
+
+
+VOUCHED = ("journal_transactions", "journal_entries", "lot_allocations", "outbox_events")
+"""The tables whose per-statement key check a scheduled batch's statement skips (0008)."""
+
+
+def _skips_when_vouched(db: Database) -> dict[str, bool]:
+    """On PostgreSQL, whether each table's insert trigger has the `jifen.keys_vouched`
+    WHEN clause."""
+    return db.read(
+        lambda s: {
+            table: "jifen.keys_vouched" in definition
+            for table, definition in s.execute(
+                text(
+                    "SELECT c.relname, pg_get_triggerdef(t.oid) FROM pg_trigger AS t "
+                    "JOIN pg_class AS c ON c.oid = t.tgrelid "
+                    "WHERE t.tgname = c.relname || '_keys_on_insert' AND c.relname = ANY(:t)"
+                ),
+                {"t": list(VOUCHED)},
+            ).all()
+        }
+    )
+
+
+def test_migration_0008_goes_down_and_up_again(db: Database, clock) -> None:
+    """Down to 0007 (on PostgreSQL the four insert triggers without their WHEN clause: the
+    setting skips nothing) and up again (the clause back: the setting, which only
+    `jifen.ledger.sweep` sets around a batch's statement, skips the check, here in a
+    transaction rolled back); SQLite has nothing to change. The models still match and
+    the rows are kept."""
+    _ledger_rows(db, clock)
+    kept = {table: table_rows(db, table) for table in VOUCHED}
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.engine.dispose()
+    orphan = text(
+        "INSERT INTO outbox_events (program_id, type, payload, occurred_at) "
+        "VALUES (:p, 't', '{}', :at)"
+    )
+
+    def vouched_orphan(session: Any) -> None:
+        session.execute(text("SELECT set_config('jifen.keys_vouched', 'on', true)"))
+        session.execute(orphan, {"p": 10**9, "at": clock.now()})
+
+    command.downgrade(alembic_config(url), "0007")
+    if db.dialect == "postgresql":
+        assert _skips_when_vouched(db) == dict.fromkeys(VOUCHED, False)
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):
+            db.write(vouched_orphan)
+    upgrade(url)
+    db.engine.dispose()
+    test_models_match_migrations(db)
+    assert {table: table_rows(db, table) for table in kept} == kept
+    if db.dialect == "postgresql":
+        assert _skips_when_vouched(db) == dict.fromkeys(VOUCHED, True)
+        with db.engine.connect() as connection:
+            vouched_orphan(Session(bind=connection))
+            connection.rollback()
+        with pytest.raises(IntegrityError, match=KEYS_REFUSED):  # unvouched: checked
+            db.write(lambda s: s.execute(orphan, {"p": 10**9, "at": clock.now()}))
+    assert {table: table_rows(db, table) for table in kept} == kept

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from conftest import START, make_database
 from factories import make_member, make_program
 from jifen.core.clock import FrozenClock
+from jifen.db.models import Base
 from jifen.db.outbox import OutboxEvent
 from jifen.db.uow import Database
 from jifen.jobs.runner import run_job
@@ -302,6 +303,110 @@ def test_a_batch_skips_the_balance_check_for_its_own_statement_only(
         ).scalar()
     )
     assert unbalanced == 0
+    assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
+
+
+ORPHANS = """
+SELECT 'entry ' || e.id FROM journal_entries AS e
+WHERE NOT EXISTS (SELECT FROM accounts AS a WHERE a.id = e.account_id)
+   OR NOT EXISTS (SELECT FROM journal_transactions AS t
+                  WHERE t.id = e.transaction_id AND t.program_id = e.program_id)
+UNION ALL
+SELECT 'allocation ' || l.id FROM lot_allocations AS l
+WHERE NOT EXISTS (SELECT FROM lots AS o WHERE o.id = l.lot_id)
+   OR NOT EXISTS (SELECT FROM journal_transactions AS t
+                  WHERE t.id = l.transaction_id AND t.program_id = l.program_id)
+UNION ALL
+SELECT 'transaction ' || t.id FROM journal_transactions AS t
+WHERE NOT EXISTS (SELECT FROM programs AS p WHERE p.id = t.program_id)
+   OR (t.member_id IS NOT NULL AND NOT EXISTS (SELECT FROM members AS m WHERE m.id = t.member_id))
+   OR (t.reverses_id IS NOT NULL
+       AND NOT EXISTS (SELECT FROM journal_transactions AS r WHERE r.id = t.reverses_id))
+UNION ALL
+SELECT 'event ' || v.id FROM outbox_events AS v
+WHERE NOT EXISTS (SELECT FROM programs AS p WHERE p.id = v.program_id)
+"""
+"""Rows of the four tables whose keys a scheduled batch's statement vouches for (migration
+0008) that name a parent that does not exist."""
+
+MISSING = 10**9
+
+
+@pytest.mark.parametrize("step", [jobs.Step.EXPIRE, jobs.Step.RELEASE])
+def test_a_batch_skips_the_key_checks_for_its_own_statement_only(
+    pg_db: Database, step: jobs.Step
+) -> None:
+    """A scheduled batch's statement tells the per-statement key checks of the tables it
+    inserts into to skip it (migration 0008: every key it writes names a row it has just
+    read or inserted). Its rows all name parents that exist, and in the same transaction,
+    after the batch, a row naming a missing lot, account, transaction, member or programme
+    is refused as before (each in a savepoint): no row of the programme names a missing
+    parent after the commit."""
+    clock = FrozenClock(START)
+    book = make_program(pg_db, clock, pending_days=7, expiry_policy=MONTHLY)
+    members = [make_member(pg_db, book, clock) for _ in range(3)]
+    for member in members:
+        for points in (30, 12):
+            pg_db.write(
+                lambda s, m=member, p=points: ledger.credit(
+                    s, book, m, p, now=clock.now(), actor="t", pending=step == jobs.Step.RELEASE
+                )
+            )
+    clock.advance(days=40)
+    spend, lot = pg_db.read(
+        lambda s: (
+            s.execute(text("SELECT max(id) FROM journal_transactions")).scalar_one(),
+            s.execute(text("SELECT min(id) FROM lots")).scalar_one(),
+        )
+    )
+    common = {"program_id": book.program_id, "member_id": members[0]}
+    wrong_rows = [
+        (
+            "lot_allocations",
+            common | {"transaction_id": spend, "lot_id": MISSING, "amount": -1, "expired": False},
+        ),
+        (
+            "lot_allocations",
+            common | {"transaction_id": MISSING, "lot_id": lot, "amount": -1, "expired": False},
+        ),
+        (
+            "journal_entries",
+            common
+            | {"transaction_id": spend, "account_id": MISSING, "bucket": "available", "amount": 1},
+        ),
+        (
+            "journal_transactions",
+            common
+            | {
+                "member_id": MISSING,
+                "kind": "adjust",
+                "points": 1,
+                "created_at": clock.now(),
+                "actor": "t",
+            },
+        ),
+        (
+            "outbox_events",
+            common
+            | {"program_id": MISSING, "type": "t", "payload": {}, "occurred_at": clock.now()},
+        ),
+    ]
+
+    def batch_then_orphans(session: Any) -> tuple[int, int, int]:
+        done = jobs.run_batch(session, book, step, clock.now(), 10)
+        assert session.execute(text("SELECT current_setting('jifen.keys_vouched')")).scalar() == (
+            "off"
+        )
+        for table, row in wrong_rows:
+            with (
+                pytest.raises(IntegrityError, match="violates its keys"),
+                session.begin_nested(),
+            ):
+                session.execute(insert(Base.metadata.tables[table]).values(row))
+        return done.accounts, done.items, done.points
+
+    assert pg_db.write(batch_then_orphans) == (3, 6, 126)
+    assert pg_db.read(lambda s: s.execute(text(ORPHANS)).scalars().all()) == []
     assert not check_laws(pg_db.read(lambda s: load(s, book.program_id)), book)
 
 

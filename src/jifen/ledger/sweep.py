@@ -290,20 +290,28 @@ WHERE accounts.id = d.id AND accounts.next_due_at IS DISTINCT FROM d.due
 # they cannot write an unbalanced transaction: a scheduled batch (thousands of entries)
 # tells the deferred balance trigger on journal_entries to skip its statement's rows (the
 # trigger's WHEN clause reads this setting as each row is inserted), for that one
-# statement only. A statement that fails aborts the transaction or the savepoint it runs
-# in, which takes the setting back with it. Lazy maintenance (one member, a few entries,
-# inside a write the trigger checks anyway) keeps the check and saves the round trips.
-_BALANCED = text("SELECT set_config('jifen.entries_balanced', :on, true)")
+# statement only. Every key its rows name is a row the statement has just read (a due
+# lot, its account and member; the programme and its expired account, read with the
+# book in the same transaction; all kept for good) or inserted (its transactions), so it
+# also tells the per-statement key checks of the tables it inserts into to skip it
+# (migration 0008). A statement that fails aborts the transaction or the savepoint it
+# runs in, which takes the settings back with it. Lazy maintenance (one member, a few
+# entries, inside a write the triggers check anyway) keeps the checks and saves the round
+# trips.
+_VOUCHED = text(
+    "SELECT set_config('jifen.entries_balanced', :on, true), "
+    "set_config('jifen.keys_vouched', :on, true)"
+)
 
 
 def _run(
     session: Session, statement: TextClause, params: dict[str, Any], *, batch: bool
 ) -> tuple[int, int, int]:
     if batch:
-        session.execute(_BALANCED, {"on": "on"})
+        session.execute(_VOUCHED, {"on": "on"})
     row = session.execute(statement, params).one()
     if batch:
-        session.execute(_BALANCED, {"on": "off"})
+        session.execute(_VOUCHED, {"on": "off"})
     return int(row[0]), int(row[1]), int(row[2])
 
 
@@ -341,7 +349,7 @@ def expire(
 ) -> tuple[int, int, int]:
     """Expire the due lots of locked accounts: (accounts that lost points, lots, points).
     With `refresh` (a scheduled batch), the statement also sets the accounts'
-    `next_due_at`, and its entries skip the deferred balance trigger."""
+    `next_due_at`, and its rows skip the deferred balance trigger and the key checks."""
     return _run(
         session,
         _EXPIRE_AND_REFRESH if refresh else _EXPIRE,
@@ -368,7 +376,7 @@ def release(
 ) -> tuple[int, int, int]:
     """Release the due pending lots of locked accounts: (accounts, lots, points).
     With `refresh` (a scheduled batch), the statement also sets the accounts'
-    `next_due_at`, and its entries skip the deferred balance trigger."""
+    `next_due_at`, and its rows skip the deferred balance trigger and the key checks."""
     return _run(
         session,
         _RELEASE_AND_REFRESH if refresh else _RELEASE,
