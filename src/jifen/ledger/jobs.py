@@ -95,24 +95,40 @@ SCAN = 8
 
 
 def _due(step: Step, program_id: int, now: datetime) -> Select[int]:
-    """The accounts of due items, in the order of the partial index on due items (the
-    status is written into the SQL so that the planner can use it)."""
+    """The accounts of due items, earliest due first: in the order of the partial index on
+    due items, which the ordering makes the planner read (the status is written into the
+    SQL so that it can use it). Without the ordering PostgreSQL may read the first due
+    items by scanning the lots table from its start, past every lot done by the batches
+    before (at 50,000 members, 280,000 lots read to find 16,000 by the twentieth batch):
+    work per batch that grew with the batches already done."""
     if step == Step.LAPSE:
-        return select(Hold.account_id).where(
-            Hold.program_id == program_id,
-            Hold.status == literal(str(HoldStatus.ACTIVE), literal_execute=True),
-            Hold.expires_at <= now,
+        return (
+            select(Hold.account_id)
+            .where(
+                Hold.program_id == program_id,
+                Hold.status == literal(str(HoldStatus.ACTIVE), literal_execute=True),
+                Hold.expires_at <= now,
+            )
+            .order_by(Hold.expires_at)
         )
     if step == Step.RELEASE:
-        return select(Lot.account_id).where(
-            Lot.program_id == program_id,
-            Lot.status == literal(str(LotStatus.PENDING), literal_execute=True),
-            Lot.available_at <= now,
+        return (
+            select(Lot.account_id)
+            .where(
+                Lot.program_id == program_id,
+                Lot.status == literal(str(LotStatus.PENDING), literal_execute=True),
+                Lot.available_at <= now,
+            )
+            .order_by(Lot.available_at)
         )
-    return select(Lot.account_id).where(
-        Lot.program_id == program_id,
-        Lot.status == literal(str(LotStatus.AVAILABLE), literal_execute=True),
-        Lot.expires_at <= now,
+    return (
+        select(Lot.account_id)
+        .where(
+            Lot.program_id == program_id,
+            Lot.status == literal(str(LotStatus.AVAILABLE), literal_execute=True),
+            Lot.expires_at <= now,
+        )
+        .order_by(Lot.expires_at)
     )
 
 
