@@ -187,7 +187,7 @@ def copy_tuples(
 _Writer = Callable[[dict[int, str], dict[int, str]], Callable[[Any], str]]
 """`_row_writer`'s answer: given one `COPY`'s memos, the function writing a row's line."""
 
-COPY_PIECE = 2000
+COPY_PIECE = 500
 """Rows a piece of `COPY` text holds: handed to psycopg (and its writer thread) as one
 string."""
 
@@ -233,7 +233,7 @@ _VALUE_TEXT = {
     "int8": "str({v})",
     "int4": "str({v})",
     "int2": "str({v})",
-    "numeric": "_numeric({v})",
+    "numeric": "str({v})",  # (a Decimal: its digits, exponent, NaN or Infinity as psycopg's)
     "float8": "repr(float({v}))",
     "bool": '("t" if {v} else "f")',
     "date": "{v}.isoformat()",
@@ -247,14 +247,6 @@ _VALUE_TEXT = {
 }
 """For each PostgreSQL type of `_copy_types`, how `_row_writer` writes a value `{v}` of it
 as `COPY` text (None is `\\N`, in every column)."""
-
-
-def _numeric(value: Any) -> str:
-    if isinstance(value, Decimal) and not value.is_finite():
-        if value.is_nan():
-            return "NaN"  # (psycopg's; a signalling NaN too)
-        return "-Infinity" if value < 0 else "Infinity"
-    return str(value)
 
 
 def _instant(memo: dict[int, str], key: int, value: datetime) -> str:
@@ -298,7 +290,6 @@ def _row_writer(table: Table, names: tuple[str, ...], dialect: Dialect, mapping:
         "get": _getter(list(names)),
         "_NULL": _NULL,
         "_escaped": _escaped,
-        "_numeric": _numeric,
         "_instant": _instant,
         "_json": _json,
     }
