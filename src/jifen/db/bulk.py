@@ -30,7 +30,6 @@ from operator import itemgetter
 from typing import Any
 
 from psycopg.copy import QueuedLibpqWriter
-from psycopg.types.json import set_json_dumps
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -153,28 +152,150 @@ def _copying(session: Session, table: Table, names: Sequence[str], n: int) -> It
 
 
 def copy_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`write_rows`, for the batches of the bulk engine: on PostgreSQL, `COPY` with each
-    column's text format chosen once (psycopg's `set_types`) rather than looked up by each
-    value's type, and JSON values encoded by one encoder made once (`json.dumps` makes one
-    a call). The same rows reach the table. Elsewhere, or for a column type it does not
-    know, `write_rows`."""
+    """`write_rows`, for the batches of the bulk engine: on PostgreSQL, `COPY` of text
+    written by `copy_text`'s row writer (one Python function a table and columns). The
+    same rows reach the table. Elsewhere, or for a column type it does not know,
+    `write_rows`."""
     if not rows:
         return
+    names = tuple(rows[0])
     dialect = session.get_bind().dialect
-    names = list(rows[0])
-    types = _copy_types(table, tuple(names), dialect) if dialect.name == "postgresql" else None
-    if types is None:
+    if dialect.name != "postgresql" or _copy_types(table, names, dialect) is None:
         write_rows(session, table, rows)
         return
-    values_of = _getter(names)
-    with _copying(session, table, names, len(rows)) as (cursor, copy):
-        # a module-level function: psycopg caches its dumper by the function's code, and
-        # warns (in the log, at every COPY) of a closure, which it cannot cache
-        set_json_dumps(_json_text, cursor)
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(values_of(row))
+    _copy_text(session, table, names, rows, _row_writer(table, names, dialect, True))
+
+
+def copy_tuples(
+    session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """`copy_rows` of rows given as tuples of the values of `names`, in that order (no
+    mapping a row to build). SQLite: one executemany `INSERT` of the tuples."""
+    if not rows:
+        return
+    names = tuple(names)
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        _insert_tuples(session, table, names, rows, dialect)
+        return
+    if _copy_types(table, names, dialect) is None:
+        write_rows(session, table, [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    _copy_text(session, table, names, rows, _row_writer(table, names, dialect, False))
+
+
+_Writer = Callable[[dict[int, str], dict[int, str]], Callable[[Any], str]]
+"""`_row_writer`'s answer: given one `COPY`'s memos, the function writing a row's line."""
+
+COPY_PIECE = 500
+"""Rows a piece of `COPY` text holds: handed to psycopg (and its writer thread) as one
+string."""
+
+
+def _copy_text(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Any],
+    writer: _Writer,
+) -> None:
+    """`COPY table (names)` of `rows`, each turned into its line of text by the writer
+    (made afresh for each `COPY`: its memos of instants and JSON by object live as long as
+    the rows, so an object's id cannot be another's)."""
+    line = writer({}, {})
+    with _copying(session, table, names, len(rows)) as (_, copy):
+        write = copy.write
+        for start in range(0, len(rows), COPY_PIECE):
+            write("\n".join(map(line, rows[start : start + COPY_PIECE])) + "\n")
+
+
+def copy_text_of(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """The text `copy_tuples` sends PostgreSQL for `rows` (tuples of the values of
+    `names`): for tests."""
+    writer = _row_writer(table, tuple(names), _POSTGRESQL, False)
+    line = writer({}, {})
+    return "".join(line(row) + "\n" for row in rows)
+
+
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+_NULL = "\\N"
+
+
+def _escaped(text: str) -> str:
+    """A value of a text column as `COPY`'s text format writes it: backslash, tab, newline
+    and carriage return escaped (what PostgreSQL reads back as those characters)."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+_VALUE_TEXT = {
+    # the value as psycopg's text dumper of the column's type writes it
+    "int8": "str({v})",
+    "int4": "str({v})",
+    "int2": "str({v})",
+    "numeric": "str({v})",  # (a Decimal: its digits, exponent, NaN or Infinity as psycopg's)
+    "float8": "repr(float({v}))",
+    "bool": '("t" if {v} else "f")',
+    "date": "{v}.isoformat()",
+    "timestamp": "{v}.isoformat()",
+    # an instant met before in the same COPY (`now`, a day's release) is written once
+    "timestamptz": "(I[i] if (i := id({v})) in I else _instant(I, i, {v}))",
+    # in the common case no escape is needed: the text as it is
+    "text": '({v} if {v}.isprintable() and "\\\\" not in {v} else _escaped({v}))',
+    "json": "(J[j] if (j := id({v})) in J else _json(J, j, {v}))",
+    "jsonb": "(J[j] if (j := id({v})) in J else _json(J, j, {v}))",
+}
+"""For each PostgreSQL type of `_copy_types`, how `_row_writer` writes a value `{v}` of it
+as `COPY` text (None is `\\N`, in every column)."""
+
+
+def _instant(memo: dict[int, str], key: int, value: datetime) -> str:
+    found = memo[key] = value.isoformat()
+    return found
+
+
+def _json(memo: dict[int, str], key: int, value: Any) -> str:
+    text = _json_text(value)
+    if "\\" in text:  # (ASCII JSON: no tab, newline or carriage return but as escapes)
+        text = text.replace("\\", "\\\\")
+    found = memo[key] = text
+    return found
+
+
+@cache
+def _row_writer(table: Table, names: tuple[str, ...], dialect: Dialect, mapping: bool) -> _Writer:
+    """For `COPY table (names)`: a function that, given the memos of one `COPY` (instants
+    and JSON values written, by object id), returns the function writing a row (a mapping
+    when `mapping`, else a tuple in the order of `names`) as its line of `COPY` text,
+    without its newline — each value as psycopg's dumper for the column's type writes it
+    (`_VALUE_TEXT`), None as `\\N`, text escaped. The row function is made from source
+    once per table and columns (tables are module-level: the cache holds a handful): one
+    call a row and no loop over the values, where psycopg adapts value by value (about
+    half of a bulk batch's `COPY` time in Python)."""
+    kinds = _copy_types(table, names, dialect)
+    assert kinds is not None
+    values = [f"v{i}" for i in range(len(names))]
+    cells = []
+    for value, kind in zip(values, kinds, strict=True):
+        cells.append(f"(_NULL if {value} is None else {_VALUE_TEXT[kind].format(v=value)})")
+    unpack = "get(row)" if mapping else "row"  # (`_getter`: a tuple, even of one value)
+    source = (
+        "def writer(I, J):\n"
+        "    def line(row):\n"
+        f"        {', '.join(values)}, = {unpack}\n"
+        f"        return '\\t'.join(({', '.join(cells)},))\n"
+        "    return line\n"
+    )
+    scope: dict[str, Any] = {
+        "get": _getter(list(names)),
+        "_NULL": _NULL,
+        "_escaped": _escaped,
+        "_instant": _instant,
+        "_json": _json,
+    }
+    exec(source, scope)  # noqa: S102 (the source is ours: names are numbered, not the table's)
+    writer: _Writer = scope["writer"]
+    return writer
 
 
 _ENCODER = (
@@ -244,19 +365,29 @@ def _insert_many(
     takes by its column type's own bind processor (as SQLAlchemy's `insert()` would, at a
     fraction of its cost per row: no parameter dicts are built and compiled per row)."""
     names = list(rows[0])
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
     values_of = _getter(names)
+    _insert_tuples(session, table, tuple(names), [values_of(row) for row in rows], dialect)
+
+
+def _insert_tuples(
+    session: Session,
+    table: Table,
+    names: tuple[str, ...],
+    rows: Sequence[Sequence[Any]],
+    dialect: Dialect,
+) -> None:
+    """`_insert_many` of rows given as tuples in the order of `names`."""
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
     # Names are the table's own: `table.c[name]` above refuses any other.
     columns = ", ".join(names)
     marks = ", ".join("?" * len(names))
     statement = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
     if not any(processors):
-        params = [values_of(row) for row in rows]
+        params = [tuple(row) for row in rows]
     else:
         pairs = list(enumerate(processors))
         params = []
-        for row in rows:
-            values = values_of(row)
+        for values in rows:
             params.append(tuple(fn(values[i]) if fn else values[i] for i, fn in pairs))
     session.connection().exec_driver_sql(statement, params)
 

@@ -24,7 +24,7 @@ from sqlalchemy import Table, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import copy_rows, reserve_ids_of, update_rows
+from jifen.db.bulk import copy_rows, copy_tuples, reserve_ids_of, update_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -188,51 +188,60 @@ def credit_many(
             raise ValueError("credit_many: fewer ids given than ids_wanted says")
     issued = book.accounts[AccountKind.ISSUED]
     growth_issued = book.accounts[AccountKind.GROWTH_ISSUED]
-    transactions: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
-    lots: list[dict[str, Any]] = []
+    program_id = book.program_id
+    # The rows as tuples in the order of their tables' columns (`_TXN`, `_ENTRY`, `_LOT`),
+    # straight into `COPY` (`db.bulk.copy_tuples`): no mapping a row.
+    transactions: list[tuple[Any, ...]] = []
+    entries: list[tuple[Any, ...]] = []
+    lots: list[tuple[Any, ...]] = []
     events: list[dict[str, Any]] = []
     found: dict[int, Credited] = {}
+    earn, growth_kind = str(TxnKind.EARN), str(TxnKind.GROWTH)
+    available, pending = str(Bucket.AVAILABLE), str(Bucket.PENDING)
+    lot_available, lot_pending = str(LotStatus.AVAILABLE), str(LotStatus.PENDING)
 
-    def txn(txn_id: int, kind: TxnKind, credit: Credit, points: int, reference: str) -> None:
+    def txn(txn_id: int, kind: str, credit: Credit, points: int, reference: str) -> None:
+        member_id = credit.member_id
         transactions.append(
-            {
-                "id": txn_id,
-                "program_id": book.program_id,
-                "member_id": credit.member_id,
-                "kind": str(kind),
-                "points": points,
-                "created_at": now,
-                "reference": reference,
-                "reverses_id": None,
-                "hold_id": None,
-                "clawback_of_id": None,
-                "reason": None,
-                "actor": actor,
-                "details": credit.details,
-            }
+            (
+                txn_id,
+                program_id,
+                member_id,
+                kind,
+                points,
+                now,
+                reference,
+                None,
+                None,
+                None,
+                None,
+                actor,
+                credit.details,
+            )
         )
         events.append(
             {
-                "program_id": book.program_id,
-                "member_id": credit.member_id,
-                "type": "points.credited" if kind == TxnKind.EARN else "growth.credited",
-                "payload": {"transaction_id": txn_id, "kind": str(kind), "points": points},
+                "program_id": program_id,
+                "member_id": member_id,
+                "type": "points.credited" if kind == earn else "growth.credited",
+                "payload": {"transaction_id": txn_id, "kind": kind, "points": points},
                 "occurred_at": now,
             }
         )
 
-    def entry(
-        txn_id: int, account_id: int, member_id: int | None, bucket: Bucket, n: int
-    ) -> dict[str, Any]:
-        return {
-            "transaction_id": txn_id,
-            "program_id": book.program_id,
-            "account_id": account_id,
-            "member_id": member_id,
-            "bucket": str(bucket),
-            "amount": n,
-        }
+    def pair(
+        txn_id: int, account_id: int, member_id: int | None, bucket: str, n: int, against: int
+    ) -> None:
+        """The transaction's two entries, in the order of their accounts' ids: `n` to the
+        member's account, `-n` to the issuing account `against`."""
+        mine = (txn_id, program_id, account_id, member_id, bucket, n)
+        theirs = (txn_id, program_id, against, None, available, -n)
+        if against < account_id:
+            entries.append(theirs)
+            entries.append(mine)
+        else:
+            entries.append(mine)
+            entries.append(theirs)
 
     deadline = (
         inactivity_deadline(book.expiry, last_activity_at=now, tz=book.tz)
@@ -244,30 +253,31 @@ def credit_many(
     growth_balances: dict[int, dict[str, Any]] = {}
     for (i, credit, release), txn_id, lot_id in zip(batch, txn_ids, lot_ids, strict=False):
         account = accounts[credit.member_id]
-        txn(txn_id, TxnKind.EARN, credit, credit.points, credit.reference)
-        bucket = Bucket.PENDING if release is not None else Bucket.AVAILABLE
-        pair = sorted(
-            [
-                (issued, Bucket.AVAILABLE, None, -credit.points),
-                (account.id, bucket, account.member_id, credit.points),
-            ]
+        points = credit.points
+        txn(txn_id, earn, credit, points, credit.reference)
+        pair(
+            txn_id,
+            account.id,
+            account.member_id,
+            pending if release is not None else available,
+            points,
+            issued,
         )
-        entries.extend(entry(txn_id, a, m, b, n) for a, b, m, n in pair)
         expiry = dates.lot_expiry(account, credit.earned_at, now)
         lots.append(
-            {
-                "id": lot_id,
-                "program_id": book.program_id,
-                "member_id": credit.member_id,
-                "account_id": account.id,
-                "transaction_id": txn_id,
-                "amount": credit.points,
-                "remaining": credit.points,
-                "status": str(LotStatus.PENDING if release is not None else LotStatus.AVAILABLE),
-                "earned_at": credit.earned_at,
-                "available_at": release,
-                "expires_at": expiry,
-            }
+            (
+                lot_id,
+                program_id,
+                credit.member_id,
+                account.id,
+                txn_id,
+                points,
+                points,
+                lot_pending if release is not None else lot_available,
+                credit.earned_at,
+                release,
+                expiry,
+            )
         )
         balance = balances.get(account.id)
         if balance is None:
@@ -280,10 +290,10 @@ def credit_many(
                 "last_activity_at": now,
             }
         if release is None:
-            balance["available"] += credit.points
+            balance["available"] += points
         else:
-            balance["pending"] += credit.points
-        balance["lifetime_earned"] += credit.points
+            balance["pending"] += points
+        balance["lifetime_earned"] += points
         due = release or expiry
         next_due = balance["next_due_at"]
         if due is not None and (next_due is None or due < next_due):
@@ -295,27 +305,21 @@ def credit_many(
     growth_ids = txn_ids[len(batch) : len(batch) + len(growth_list)]
     for (i, credit), txn_id in zip(growth_list, growth_ids, strict=True):
         growth_account = growth_accounts[credit.member_id]
-        txn(txn_id, TxnKind.GROWTH, credit, credit.growth, credit.growth_reference)
-        pair = sorted(
-            [
-                (growth_issued, Bucket.AVAILABLE, None, -credit.growth),
-                (growth_account.id, Bucket.AVAILABLE, credit.member_id, credit.growth),
-            ]
-        )
-        entries.extend(entry(txn_id, a, m, b, n) for a, b, m, n in pair)
+        txn(txn_id, growth_kind, credit, credit.growth, credit.growth_reference)
+        pair(txn_id, growth_account.id, credit.member_id, available, credit.growth, growth_issued)
         growth_balance = growth_balances.setdefault(
             growth_account.id, {"account": growth_account, "available": growth_account.available}
         )
         growth_balance["available"] += credit.growth
-        earn = found.get(i, Credited(None, None))
-        found[i] = Credited(earn.txn_id, txn_id, earn.release)
+        earn_of = found.get(i, Credited(None, None))
+        found[i] = Credited(earn_of.txn_id, txn_id, earn_of.release)
 
     touched = list(balances)
     _set_balances(session, list(balances.values()))
     _set_balances(session, list(growth_balances.values()))
-    copy_rows(session, JournalTransaction.__table__, transactions)  # type: ignore[arg-type]
-    copy_rows(session, JournalEntry.__table__, entries)  # type: ignore[arg-type]
-    copy_rows(session, Lot.__table__, lots)  # type: ignore[arg-type]
+    copy_tuples(session, _table(JournalTransaction), _TXN, transactions)
+    copy_tuples(session, _table(JournalEntry), _ENTRY, entries)
+    copy_tuples(session, _table(Lot), _LOT, lots)
     if outbox is not None:
         outbox.extend(events)
     else:
@@ -333,6 +337,42 @@ def credit_many(
             .execution_options(synchronize_session=False)
         )
     return [found.get(i, Credited(None, None)) for i in range(len(credits))]
+
+
+_TXN = (
+    "id",
+    "program_id",
+    "member_id",
+    "kind",
+    "points",
+    "created_at",
+    "reference",
+    "reverses_id",
+    "hold_id",
+    "clawback_of_id",
+    "reason",
+    "actor",
+    "details",
+)
+"""The columns of a credit's journal transaction, in the order `credit_many` gives them."""
+_ENTRY = ("transaction_id", "program_id", "account_id", "member_id", "bucket", "amount")
+_LOT = (
+    "id",
+    "program_id",
+    "member_id",
+    "account_id",
+    "transaction_id",
+    "amount",
+    "remaining",
+    "status",
+    "earned_at",
+    "available_at",
+    "expires_at",
+)
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
 
 
 def ids_wanted(points: int, growth: int) -> list[tuple[Table, int]]:
