@@ -81,10 +81,11 @@ def serve_app(database: Database, clock: Clock, settings: Settings, host: str, p
 
     import uvicorn
 
-    from jifen.api.app import create_app
+    from jifen.api.app import create_app, settle_collector
     from jifen.api.protocol import HTTP_PROTOCOL
 
     application = create_app(database, clock, settings=settings)
+    settle_collector()
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
