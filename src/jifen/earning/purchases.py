@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import Exists, bindparam, exists, inspect, select
 from sqlalchemy.orm import Session
@@ -638,10 +638,21 @@ _BUYERS = (
 """Built once; an empty `excluded` list excludes nothing (SQLAlchemy renders it so)."""
 
 
+class Person(Protocol):
+    """What the facts read of a member themselves: a `Member`, or the row a batch reads
+    of the members its orders name (`jifen.earning.batch.Named`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def birthday(self) -> date | None: ...
+
+
 def facts_of(
     session: Session,
     program: Program,
-    members_: Sequence[Member],
+    members_: Sequence[Person],
     *,
     exclude_purchases: Collection[int] = (),
     rules: VersionedRules | None = None,
@@ -657,7 +668,7 @@ def facts_of(
 def _read_facts(
     session: Session,
     program: Program,
-    members_: Sequence[Member],
+    members_: Sequence[Person],
     rules: VersionedRules,
     exclude_purchases: Collection[int],
 ) -> tuple[dict[int, MemberFacts], dict[int, MemberTier]]:
