@@ -42,6 +42,7 @@ from jifen.core.errors import (
 )
 from jifen.db.bulk import among, copy_rows, reserve_ids_of
 from jifen.db.outbox import OutboxEvent
+from jifen.db.probes import by_keys
 from jifen.earning import caps
 from jifen.earning.models import Purchase, PurchaseLine, PurchaseStatus
 from jifen.earning.purchases import (
@@ -457,23 +458,29 @@ class Recorded:
 def recorded_orders(
     session: Session, program_id: int, external_ids: Sequence[str]
 ) -> dict[str, Recorded]:
+    """The orders of `external_ids` recorded already (one statement)."""
     if not external_ids:
         return {}
-    return {
-        ext: Recorded(purchase_id, member_id, total, claimed_at is not None)
-        for purchase_id, ext, member_id, total, claimed_at in session.execute(
-            select(
-                Purchase.id,
-                Purchase.external_id,
-                Purchase.member_id,
-                Purchase.total,
-                Purchase.claimed_at,
-            ).where(
-                Purchase.program_id == program_id,
-                among(Purchase.external_id, sorted(set(external_ids))),
+    wanted = sorted(set(external_ids))
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_RECORDED, {"program_id": program_id, "keys": wanted})
+    else:
+        rows = session.execute(
+            select(Purchase.external_id, *_RECORDED_COLUMNS).where(
+                Purchase.program_id == program_id, among(Purchase.external_id, wanted)
             )
         )
+    return {
+        ext: Recorded(purchase_id, member_id, total, claimed_at is not None)
+        for ext, purchase_id, member_id, total, claimed_at in rows
     }
+
+
+_PURCHASES = cast(Table, Purchase.__table__)
+_RECORDED_COLUMNS = [_PURCHASES.c[name] for name in ("id", "member_id", "total", "claimed_at")]
+_RECORDED = by_keys(_PURCHASES, _PURCHASES.c.external_id, _RECORDED_COLUMNS)
+"""`recorded_orders` on PostgreSQL: a probe of the unique index per order id
+(`jifen.db.probes`), built once."""
 
 
 def same_order(first: Recorded, data: PurchaseIn, member: Named | None) -> None:
