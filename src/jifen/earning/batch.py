@@ -52,8 +52,8 @@ from jifen.earning.purchases import (
     bounds_of,
     capped,
     evaluate_at_once,
+    facts_and_tier_rows,
     facts_json,
-    facts_of,
     line_rows,
     purchase_event,
     purchase_row,
@@ -69,6 +69,7 @@ from jifen.programs.models import Channel, Program, Store
 from jifen.programs.rulesets import VersionedRules, current_rules
 from jifen.rules.facts import Line, MemberFacts
 from jifen.tiers import service as tiers
+from jifen.tiers.models import MemberTier
 
 CENT = Decimal("0.01")
 MILLI = Decimal("0.001")
@@ -172,7 +173,9 @@ def _book_round(
         lock_accounts(session, book, sorted(members), now, AccountKind.POINTS) if members else {}
     )
     active = [m for m in members.values() if accounts[m.id].status == AccountStatus.ACTIVE]
-    facts = facts_of(session, program, active, rules=plan.rules)
+    # (the tier rows, read with the facts under the accounts' locks, serve the tiers'
+    # upgrades at the end of the round too: nothing between writes them)
+    facts, tier_rows = facts_and_tier_rows(session, program, active, rules=plan.rules)
     standing = (
         standings(session, program.id, plan.tiering, [m.id for m in active])
         if plan.tiering is not None and active
@@ -230,7 +233,7 @@ def _book_round(
         if _ends_run(dates, plan, account, standing.get(member.id), item, now):
             ended.add(member.id)
     if kept:
-        _write(session, program, book, dates, accounts, kept, usage, now, actor, done)
+        _write(session, program, book, dates, accounts, tier_rows, kept, usage, now, actor, done)
     return left
 
 
@@ -279,6 +282,7 @@ def _write(
     book: Book,
     dates: LotDates,
     accounts: dict[int, Account],
+    tier_rows: dict[int, MemberTier],
     kept: list[Item],
     usage: dict[str, int],
     now: datetime,
@@ -387,7 +391,9 @@ def _write(
     copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
     done.upgrades += len(
-        tiers.on_activity_many(session, program, causes, now=now, actor=actor, outbox=events)
+        tiers.on_activity_many(
+            session, program, causes, now=now, actor=actor, rows=tier_rows, outbox=events
+        )
     )
     copy_rows(session, OutboxEvent.__table__, events)  # type: ignore[arg-type]
 

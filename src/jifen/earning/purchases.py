@@ -665,6 +665,15 @@ def facts_of(
     return _read_facts(session, program, members_, rules, exclude_purchases)[0]
 
 
+def facts_and_tier_rows(
+    session: Session, program: Program, members_: Sequence[Person], *, rules: VersionedRules
+) -> tuple[dict[int, MemberFacts], dict[int, MemberTier]]:
+    """`facts_of`, and the members' tier rows it read them from (by member id; a member
+    without one is absent): what `tiers.service.on_activity_many` takes as its `rows` when
+    it acts under the same account locks (a batch's round)."""
+    return _read_facts(session, program, members_, rules, ())
+
+
 def _read_facts(
     session: Session,
     program: Program,
