@@ -381,7 +381,10 @@ def _case_chunks() -> list[Chunk]:
 
 
 CASE_MEMBERS = [
+    # (a birthday for every other member: the group reads it from a plain row of its own,
+    # and each purchase stores it with its facts)
     {"external_id": name, "phone": f"1370000{i:04d}"}
+    | ({"birthday": f"19{70 + i}-{1 + i % 12:02d}-{1 + i:02d}"} if i % 2 == 0 else {})
     for i, name in enumerate(["ann", "bob", "cat", "dan", *[f"p{k:02d}" for k in range(20)]])
 ]
 

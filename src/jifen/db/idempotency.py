@@ -33,6 +33,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from jifen.core.errors import IdempotencyKeyReused, InvalidInput
 from jifen.db.base import Base, Id, Json, UtcDateTime, checked_key
 from jifen.db.bulk import among
+from jifen.db.probes import by_keys
 
 MAX_KEY_LENGTH = 200
 
@@ -121,11 +122,19 @@ def known_keys(session: Session, program_id: int, keys: Sequence[str]) -> set[st
     transaction)."""
     if not keys:
         return set()
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"program_id": program_id, "keys": sorted(set(keys))}
+        return set(session.execute(_KNOWN, params).scalars())
     return set(
         session.execute(
             select(KEYS.c.key).where(KEYS.c.program_id == program_id, among(KEYS.c.key, keys))
         ).scalars()
     )
+
+
+_KNOWN = by_keys(KEYS, KEYS.c.key, [KEYS.c.id])
+"""`known_keys` on PostgreSQL: a probe of the unique index per key (`jifen.db.probes`),
+built once."""
 
 
 def record_many(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import Exists, bindparam, exists, inspect, select
 from sqlalchemy.orm import Session
@@ -638,10 +638,21 @@ _BUYERS = (
 """Built once; an empty `excluded` list excludes nothing (SQLAlchemy renders it so)."""
 
 
+class Person(Protocol):
+    """What the facts read of a member themselves: a `Member`, or the row a batch reads
+    of the members its orders name (`jifen.earning.batch.Named`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def birthday(self) -> date | None: ...
+
+
 def facts_of(
     session: Session,
     program: Program,
-    members_: Sequence[Member],
+    members_: Sequence[Person],
     *,
     exclude_purchases: Collection[int] = (),
     rules: VersionedRules | None = None,
@@ -654,10 +665,19 @@ def facts_of(
     return _read_facts(session, program, members_, rules, exclude_purchases)[0]
 
 
+def facts_and_tier_rows(
+    session: Session, program: Program, members_: Sequence[Person], *, rules: VersionedRules
+) -> tuple[dict[int, MemberFacts], dict[int, MemberTier]]:
+    """`facts_of`, and the members' tier rows it read them from (by member id; a member
+    without one is absent): what `tiers.service.on_activity_many` takes as its `rows` when
+    it acts under the same account locks (a batch's round)."""
+    return _read_facts(session, program, members_, rules, ())
+
+
 def _read_facts(
     session: Session,
     program: Program,
-    members_: Sequence[Member],
+    members_: Sequence[Person],
     rules: VersionedRules,
     exclude_purchases: Collection[int],
 ) -> tuple[dict[int, MemberFacts], dict[int, MemberTier]]:

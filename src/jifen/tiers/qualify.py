@@ -92,12 +92,26 @@ def next_rank(policy: TierPolicy, rank: int) -> int | None:
     return None
 
 
-def needed(policy: TierPolicy, ranks: range) -> set[Measure]:
-    """The measures the enter and retain thresholds of the tiers at `ranks` name."""
-    found: set[Measure] = set()
-    for rank in ranks:
-        tier = policy.levels[rank]
-        for threshold in (tier.enter, tier.retain):
-            if threshold is not None:
-                found |= set(threshold.measures())
+def needed(policy: TierPolicy, ranks: range) -> frozenset[Measure]:
+    """The measures the enter and retain thresholds of the tiers at `ranks` name (worked
+    out once per policy and ranks: a batch asks it of every member)."""
+    cached = _NEEDED.get(id(policy))
+    if cached is None or cached[0] is not policy:  # (a policy held here keeps its id)
+        if len(_NEEDED) >= 64:
+            _NEEDED.clear()
+        cached = _NEEDED[id(policy)] = (policy, {})
+    key = (ranks.start, ranks.stop, ranks.step)
+    found = cached[1].get(key)
+    if found is None:
+        measures: set[Measure] = set()
+        for rank in ranks:
+            tier = policy.levels[rank]
+            for threshold in (tier.enter, tier.retain):
+                if threshold is not None:
+                    measures |= set(threshold.measures())
+        found = cached[1][key] = frozenset(measures)
     return found
+
+
+_NEEDED: dict[int, tuple[TierPolicy, dict[tuple[int, int, int], frozenset[Measure]]]] = {}
+"""`needed` by policy (parsed once per programme's document: `standing.policy_of`)."""
