@@ -28,11 +28,9 @@ in it goes the one-by-one way.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -139,31 +137,13 @@ class Groups:
         raises (a request the group could not answer goes the one-by-one way, which
         reports what went wrong)."""
         try:
-            with _collector_paused():
-                return self._db.write(lambda session: _unit(session, group, self._clock.now()))
+            return self._db.write(lambda session: _unit(session, group, self._clock.now()))
         except Raced:
             log.info("a group of %d purchases raced another request's key", len(group))
             return {}
         except Exception:  # every request is answered one by one; nothing was written
             log.exception("a group of %d purchases fell back to one by one", len(group))
             return {}
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a group is booked: the booking makes
-    tens of thousands of small objects (rows, baskets, awards, answers) that live until it
-    ends, and the collector, run by their allocations, would walk them (and every object
-    of the server) again and again for nothing. It runs again after the group (as
-    `jifen.imports.purchases` does between its chunks); what the event loop's thread
-    leaves meanwhile waits for it that long."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _created(body: str) -> Response:
