@@ -31,7 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from jifen.db.outbox import emit_many
 from jifen.ledger import sweep
@@ -101,35 +101,24 @@ def _due(step: Step, program_id: int, now: datetime) -> Select[int]:
     items by scanning the lots table from its start, past every lot done by the batches
     before (at 50,000 members, 280,000 lots read to find 16,000 by the twentieth batch):
     work per batch that grew with the batches already done."""
-    if step == Step.LAPSE:
-        return (
-            select(Hold.account_id)
-            .where(
-                Hold.program_id == program_id,
-                Hold.status == literal(str(HoldStatus.ACTIVE), literal_execute=True),
-                Hold.expires_at <= now,
-            )
-            .order_by(Hold.expires_at)
-        )
-    if step == Step.RELEASE:
-        return (
-            select(Lot.account_id)
-            .where(
-                Lot.program_id == program_id,
-                Lot.status == literal(str(LotStatus.PENDING), literal_execute=True),
-                Lot.available_at <= now,
-            )
-            .order_by(Lot.available_at)
-        )
+    table, status, due_at = _DUE[step]
     return (
-        select(Lot.account_id)
+        select(table.account_id)
         .where(
-            Lot.program_id == program_id,
-            Lot.status == literal(str(LotStatus.AVAILABLE), literal_execute=True),
-            Lot.expires_at <= now,
+            table.program_id == program_id,
+            table.status == literal(str(status), literal_execute=True),
+            due_at <= now,
         )
-        .order_by(Lot.expires_at)
+        .order_by(due_at)
     )
+
+
+_DUE: dict[Step, tuple[type[Hold] | type[Lot], StrEnum, InstrumentedAttribute[datetime | None]]] = {
+    Step.LAPSE: (Hold, HoldStatus.ACTIVE, Hold.expires_at),
+    Step.RELEASE: (Lot, LotStatus.PENDING, Lot.available_at),
+    Step.EXPIRE: (Lot, LotStatus.AVAILABLE, Lot.expires_at),
+}
+"""Per step: the items it is due for, the status they are due in and when they fall due."""
 
 
 def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: int) -> StepResult:
