@@ -5,20 +5,15 @@ run of orders ends at every order while they are in debt."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from jifen.access.service import Scope, create_key
-from jifen.api.app import create_app
 from jifen.core.clock import FrozenClock
-from jifen.core.settings import Settings
 from jifen.db.uow import Database
 from jifen.earning.models import Purchase
 from jifen.imports.files import FileFormat, Rejects, read_rows
@@ -28,7 +23,7 @@ from jifen.members.models import Member
 from jifen.programs.apply import apply
 from jifen.programs.config import load_program_file
 
-from .twins import Sample, post_through_api, programme_text, state, write_purchases_csv
+from .twins import Sample, post_through_api, programme_text, state, till, write_purchases_csv
 
 NOW = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
 
@@ -73,23 +68,7 @@ def into_debt(db: Database, clock: FrozenClock, program_id: int) -> None:
     """Through the API: three members; an old order of M00001's (available at once), most
     of its points spent, then the order returned whole: the clawback takes the points
     anyway (`debt`), and M00001's available balance goes below zero."""
-    key = db.write(
-        lambda s: create_key(
-            s, program_id, name="till", scope=Scope.ADMIN, now=clock.now(), created_by="test"
-        )[1]
-    )
-    app = create_app(db, clock, settings=Settings(root_token="root"))
-    headers = {"Authorization": f"Bearer {key}"}
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = client.post(
-            path, json=body, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
-        )
-        assert response.status_code in (200, 201), response.text
-        found: dict[str, Any] = response.json()
-        return found
-
-    with TestClient(app, raise_server_exceptions=True) as client:
+    with till(db, clock, program_id) as post:
         for n in range(1, 4):
             post(
                 "/v1/members",

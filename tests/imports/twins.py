@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import random
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -195,8 +197,12 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def post_through_api(db: Database, clock: FrozenClock, program_id: int, data: Sample) -> None:
-    """Enrol and buy one request at a time, as tills and apps do."""
+@contextmanager
+def till(
+    db: Database, clock: FrozenClock, program_id: int
+) -> Iterator[Callable[..., dict[str, Any]]]:
+    """A till's way in: `post(path, body, ok=(200, 201))` through the API with an admin
+    key and a fresh Idempotency-Key each time, asserting the status; the answer's JSON."""
     key = db.write(
         lambda s: create_key(
             s, program_id, name="till", scope=Scope.ADMIN, now=clock.now(), created_by="test"
@@ -205,20 +211,24 @@ def post_through_api(db: Database, clock: FrozenClock, program_id: int, data: Sa
     app = create_app(db, clock, settings=Settings(root_token="root"))
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(app, raise_server_exceptions=True) as client:
+
+        def post(path: str, body: dict[str, Any], ok: tuple[int, ...] = (200, 201)) -> Any:
+            response = client.post(
+                path, json=body, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
+            )
+            assert response.status_code in ok, response.text
+            return response.json()
+
+        yield post
+
+
+def post_through_api(db: Database, clock: FrozenClock, program_id: int, data: Sample) -> None:
+    """Enrol and buy one request at a time, as tills and apps do."""
+    with till(db, clock, program_id) as post:
         for person in data.members:
-            response = client.post(
-                "/v1/members",
-                json=person,
-                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-            )
-            assert response.status_code == 201, response.text
+            post("/v1/members", person, ok=(201,))
         for order in data.orders:
-            response = client.post(
-                "/v1/purchases",
-                json=order,
-                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-            )
-            assert response.status_code in (200, 201), response.text
+            post("/v1/purchases", order)
 
 
 def state(db: Database, program_id: int) -> dict[str, Any]:
