@@ -10,10 +10,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select
+from sqlalchemy import Column, MetaData, Numeric, String, Table, insert, select, text
 
 from jifen.db.base import Id, Json, UtcDateTime
-from jifen.db.bulk import ARRAYS_FROM, among, insert_new, reserve_ids_of, update_rows
+from jifen.db.bulk import (
+    ARRAYS_FROM,
+    among,
+    among_bound,
+    insert_new,
+    reserve_ids_of,
+    update_rows,
+)
 from jifen.db.uow import Database
 
 META = MetaData()
@@ -81,6 +88,40 @@ def test_among_picks_exactly_the_listed_rows(things: Database):
         )
     )
     assert both == [1, 4]
+
+
+def test_among_reads_its_ids_once_where_they_filter_rows(pg_db: Database):
+    """PostgreSQL: the ids' array is one value of the statement, not a text to read again
+    for each row a sequential scan or an index's later column filters (bound as a VARCHAR,
+    the cast to BIGINT[] cannot be folded: 7.5 s instead of 11 ms for 1,000 ids over
+    100,000 rows)."""
+    META.create_all(pg_db.engine)
+    pg_db.write(lambda s: s.execute(insert(THINGS), [thing(i) for i in range(1, 41)]))
+
+    ids = list(range(0, 2000, 3))
+
+    def plan(condition: Any) -> str:
+        compiled = select(THINGS.c.id).where(condition).compile(dialect=pg_db.engine.dialect)
+        process = compiled._bind_processors
+        params = {
+            name: process[name](value) if name in process else value
+            for name, value in compiled.construct_params({"ids": ids}).items()
+        }
+
+        def explain(s: Any) -> str:
+            s.execute(text("SET LOCAL enable_indexscan = off"))
+            s.execute(text("SET LOCAL enable_bitmapscan = off"))
+            found = s.connection().exec_driver_sql(f"EXPLAIN VERBOSE {compiled}", params)
+            return "\n".join(row[0] for row in found)
+
+        return pg_db.read(explain)
+
+    for shown in (plan(among(THINGS.c.id, ids)), plan(among_bound(THINGS.c.shop, "ids"))):
+        assert "Seq Scan" in shown
+        assert "character varying" not in shown, shown
+        assert "::text" not in shown, shown
+        assert "::cstring" not in shown, shown
+        assert "}'::bigint[]" in shown, shown  # one constant array
 
 
 def test_update_rows_changes_the_listed_rows_and_nothing_else(things: Database):

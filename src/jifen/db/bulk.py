@@ -60,7 +60,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, UserDefinedType
 
 
 def reserve_ids(session: Session, table: Table, n: int) -> list[int]:
@@ -405,12 +405,28 @@ def _is_json(column: Column[Any]) -> bool:
     return isinstance(kind, JSON) or isinstance(variant, JSON)
 
 
+class _ArrayText(UserDefinedType[str]):
+    """The text of a PostgreSQL array bound with no type of its own: rendered bare (no
+    `::VARCHAR`) and sent by psycopg as `unknown`, so the `CAST(… AS BIGINT[])` around it
+    types the parameter itself and PostgreSQL reads the array once. Bound as a VARCHAR
+    instead, the cast is a text-to-array conversion PostgreSQL cannot fold (array_in is
+    not immutable): wherever the condition is a filter rather than an index condition (a
+    sequential scan, or a column after the index's first) the whole array text was parsed
+    again for every row — 7.5 s instead of 11 ms for 1,000 ids over 100,000 rows, and four
+    fifths of a bulk import's PostgreSQL time."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TEXT"
+
+
 class _IdArray(TypeDecorator[Sequence[int]]):
     """Integers bound as the text of one PostgreSQL array (`{1,2,3}`), cast to BIGINT[] in
     the statement: psycopg adapts a list of ints element by element, about ten times
     slower (5 ms for 2,000 ids)."""
 
-    impl = String
+    impl = _ArrayText
     cache_ok = True
 
     def process_bind_param(self, value: Sequence[int] | None, dialect: Any) -> str | None:
