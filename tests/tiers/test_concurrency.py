@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 from typing import Any
 
+import pytest
+
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
 from jifen.jobs.runner import run_job
@@ -149,3 +151,76 @@ def test_a_member_busy_during_a_batch_is_evaluated_by_a_later_batch_of_the_run(
             ("silver", "normal", "downgraded"),
         ]
     assert run_job(pg_db, "tiers", now=later.now(), program_id=book.program_id).batches == 0
+
+
+@pytest.mark.parametrize("alone", [False, True])
+def test_a_member_another_worker_evaluated_after_the_lock_read_it_is_left_alone(
+    pg_db: Database, clock, monkeypatch, alone: bool
+):
+    """On PostgreSQL the batch locks the members' accounts, not their tier rows, so a
+    worker can find a member due in its locking statement's snapshot whom another worker
+    evaluated and committed just after (the account is free by the time the lock is
+    taken). The statement that decides reads the rows again and leaves that member alone:
+    no second history row, the row as the first worker left it, and the member not
+    counted. The race is played here by handing the batch, besides the members really
+    due, one evaluated a moment ago; `alone`: a batch of that member alone (the batch
+    then goes on to the next members: a batch that reports none ends the run)."""
+    from sqlalchemy import select
+
+    from jifen.programs.service import get_program
+    from jifen.tiers import jobs
+    from jifen.tiers.models import MemberTier
+
+    book = tiered(pg_db, clock, policy(grace_days=0))
+    done, due = (member(pg_db, book, clock) for _ in range(2))
+    for m in (done, due):
+        spend(pg_db, book, clock, m, "1000")
+    later = FrozenClock(local(2027, 3, 1, 12))
+    first = pg_db.write(
+        lambda s: jobs.evaluate(s, get_program(s, book.program_id), later.now(), limit=1)
+    )
+    assert first.accounts == 1
+    assert standing(pg_db, book, done) == ("normal", "normal", None)
+    assert standing(pg_db, book, due) == ("silver", "silver", None)
+
+    def rows() -> dict[int, tuple[Any, ...]]:
+        return pg_db.read(
+            lambda s: {
+                r.member_id: tuple(r)
+                for r in s.execute(select(MemberTier.__table__).order_by(MemberTier.id))
+            }
+        )
+
+    left = rows()[done]
+    real = jobs._lock_due
+    stale: list[Any] = []
+
+    def lock_due(session: Any, program_id: int, now: Any, limit: int, columns: Any) -> Any:
+        if not stale:  # the first batch: the member done is read as it was before
+            account = session.execute(
+                select(jobs._ACCOUNTS.c.id).where(
+                    jobs._ACCOUNTS.c.member_id == done, jobs._ACCOUNTS.c.kind == "points"
+                )
+            ).scalar_one()
+            stale.append((done, account))
+            return (
+                [stale[0]] if alone else [stale[0], *real(session, program_id, now, limit, columns)]
+            )
+        return real(session, program_id, now, limit, columns)
+
+    monkeypatch.setattr(jobs, "_lock_due", lock_due)
+    second = pg_db.write(
+        lambda s: jobs.evaluate(s, get_program(s, book.program_id), later.now(), limit=5)
+    )
+    assert stale
+    assert second.accounts == 1  # the member due, not the one done
+    assert second.items == 1
+    assert rows()[done] == left
+    assert history(pg_db, book, done) == [
+        ("normal", "silver", "qualified"),
+        ("silver", "normal", "downgraded"),
+    ]
+    assert history(pg_db, book, due) == [
+        ("normal", "silver", "qualified"),
+        ("silver", "normal", "downgraded"),
+    ]

@@ -417,7 +417,7 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
         win = windows(found.window, NOW, tz_of(program))
         spans = list(dict.fromkeys((win.enter, *win.keep)))
         due = jobs._lock_due(s, program.id, NOW, 10_000, jobs._BRIEF)
-        busy, _, _ = jobs._settle_in_sql(
+        busy, _, _, _ = jobs._settle_in_sql(
             s,
             program.id,
             found,
