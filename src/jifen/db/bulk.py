@@ -539,7 +539,7 @@ def _unnest_update(
         arrays.append(f"CAST(:c{i} AS {sql_type.compile(dialect=dialect)}[])")
         literal = _array_literal(kind, dialect)
         literals.append(literal)
-        bound.append(bindparam(f"c{i}", type_=String() if literal else ARRAY(kind)))
+        bound.append(bindparam(f"c{i}", type_=_ArrayText() if literal else ARRAY(kind)))
     columns = [quote(name) for name in names]
     sets = [name for name in names if name not in keys]
     statement = text(
