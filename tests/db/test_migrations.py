@@ -373,3 +373,69 @@ def test_migration_0008_goes_down_and_up_again(db: Database, clock) -> None:
         with pytest.raises(IntegrityError, match=KEYS_REFUSED):  # unvouched: checked
             db.write(lambda s: s.execute(orphan, {"p": 10**9, "at": clock.now()}))
     assert {table: table_rows(db, table) for table in kept} == kept
+
+
+def _indexes(db: Database, table: str) -> dict[str, tuple[list[str], str | None]]:
+    """A table's indexes: name -> (columns, predicate as the store gives it back, if any)."""
+
+    def read(session: Any) -> dict[str, tuple[list[str], str | None]]:
+        found = inspect(session.connection()).get_indexes(table)
+        if db.dialect == "postgresql":
+            where = dict(
+                session.execute(
+                    text(
+                        "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+                        "JOIN pg_class c ON c.oid = i.indexrelid "
+                        "WHERE i.indrelid = CAST(:t AS regclass)"
+                    ),
+                    {"t": table},
+                ).all()
+            )
+        else:
+            where = {
+                name: sql.split(" WHERE ", 1)[1] if " WHERE " in sql else None
+                for name, sql in session.execute(
+                    text(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"
+                    ),
+                    {"t": table},
+                ).all()
+                if sql is not None
+            }
+        return {str(i["name"]): (list(i["column_names"]), where.get(i["name"])) for i in found}
+
+    return db.read(read)
+
+
+def test_migration_0010_goes_down_and_up_again(db: Database, clock) -> None:
+    """Down one step from 0010 (the transactions' `(program_id, member_id, id)` index back,
+    and the allocations' two indexes over every row) and up again (the first gone, the
+    allocations' lot index over the expired ones, their transaction index over the
+    others), on both stores; the models still match and the rows are kept."""
+    _ledger_rows(db, clock)
+    kept = {table: table_rows(db, table) for table in ("journal_transactions", *VOUCHED)}
+    member = "ix_journal_transactions_program_id_member_id_id"
+    by_lot, by_transaction = "ix_lot_allocations_lot_id", "ix_lot_allocations_transaction_id"
+    true, false = ("true", "false") if db.dialect == "postgresql" else ("1", "0")
+
+    def where(index: str) -> tuple[list[str], str | None]:
+        columns, predicate = _indexes(db, "lot_allocations")[index]
+        return columns, predicate and predicate.strip("()").lower()
+
+    def partial() -> None:
+        assert member not in _indexes(db, "journal_transactions")
+        assert where(by_lot) == (["lot_id"], f"expired is {true}")
+        assert where(by_transaction) == (["transaction_id"], f"expired is {false}")
+
+    partial()
+    url = db.engine.url.render_as_string(hide_password=False)
+    db.engine.dispose()
+    command.downgrade(alembic_config(url), "0010-1")
+    assert _indexes(db, "journal_transactions")[member] == (["program_id", "member_id", "id"], None)
+    assert where(by_lot) == (["lot_id"], None)
+    assert where(by_transaction) == (["transaction_id"], None)
+    upgrade(url)
+    db.engine.dispose()
+    partial()
+    test_models_match_migrations(db)
+    assert {table: table_rows(db, table) for table in kept} == kept

@@ -35,6 +35,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -170,7 +171,9 @@ class JournalTransaction(Base):
     __tablename__ = "journal_transactions"
     __table_args__ = (
         UniqueConstraint("program_id", "reference"),
-        Index(None, "program_id", "member_id", "id"),
+        # No index on the member: a member's transactions are found through their entries
+        # (`journal_entries (member_id, transaction_id)`), the history's way in (migration
+        # 0010 dropped `(program_id, member_id, id)`, which no query read; docs/ledger.md).
         # The target of the entries' and allocations' composite foreign keys.
         Index("uq_journal_transactions_id_program_id", "id", "program_id", unique=True),
         # Most transactions have neither: only the ones that do are indexed.
@@ -265,6 +268,19 @@ class Lot(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+def _allocations_where(column: str, *, expired: bool) -> Index:
+    """The index of the allocations on `column` whose `expired` is `expired`. The predicate
+    is written as SQLAlchemy writes `LotAllocation.expired.is_(expired)` on each store
+    (`IS true` / `IS 1`), so that both planners see that a query's condition is the
+    index's and use it."""
+    return Index(
+        f"ix_lot_allocations_{column}",
+        column,
+        postgresql_where=text(f"expired IS {str(expired).lower()}"),
+        sqlite_where=text(f"expired IS {int(expired)}"),
+    )
+
+
 class LotAllocation(Base):
     """A change of a lot's `remaining`. Its two keys (the lot; the transaction and its
     programme) are foreign keys on SQLite; on PostgreSQL one statement-level trigger checks
@@ -275,13 +291,20 @@ class LotAllocation(Base):
         CheckConstraint("amount <> 0", name="amount_not_zero"),
         _transaction_key(),
         _key("lot_id", "lots.id"),
+        # Each allocation is in one of the two indexes (migration 0010): a lot's
+        # allocations are read only for what expired of it (`expired IS TRUE`), a
+        # transaction's only for what it took or gave back (`expired IS FALSE`: expiry
+        # and release are never reversed, and the points a reversal passes on to the
+        # expired account are read by their lot).
+        _allocations_where("lot_id", expired=True),
+        _allocations_where("transaction_id", expired=False),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     program_id: Mapped[int] = mapped_column(Id)
     member_id: Mapped[int] = mapped_column(Id)
-    transaction_id: Mapped[int] = mapped_column(Id, index=True)
-    lot_id: Mapped[int] = mapped_column(Id, index=True)
+    transaction_id: Mapped[int] = mapped_column(Id)
+    lot_id: Mapped[int] = mapped_column(Id)
     amount: Mapped[int] = mapped_column(BigInteger)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)
     """True where the points left the lot because it expired (not spent, not held)."""

@@ -517,6 +517,9 @@ class Posting:
                         LotAllocation.transaction_id.in_(passers),
                         LotAllocation.lot_id.in_(list(taken)),
                         LotAllocation.amount > 0,
+                        # what every positive allocation is; said, so that the index
+                        # on transactions' allocations (not expired) finds them
+                        LotAllocation.expired.is_(False),
                     )
                 ):
                     refunded[lot_id] += back
