@@ -21,7 +21,7 @@ recorded yet) and gives them in the order they are to be made.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -176,9 +176,15 @@ def _book_round(
     # (the tier rows, read with the facts under the accounts' locks, serve the tiers'
     # upgrades at the end of the round too: nothing between writes them)
     facts, tier_rows = facts_and_tier_rows(session, program, active, rules=plan.rules)
+    # A run can only end before a member's next order: the tier standings (three queries)
+    # are read for the members with more than one order pending. A member's only order
+    # leaves `moves_tier` unasked, and the tiers look at the member at the end of the
+    # round (`on_activity_many`, with its one query for all of them), as one by one.
+    orders = Counter(item.member.id for item in pending if item.member is not None)
+    several = [m.id for m in active if orders[m.id] > 1]
     standing = (
-        standings(session, program.id, plan.tiering, [m.id for m in active])
-        if plan.tiering is not None and active
+        standings(session, program.id, plan.tiering, several)
+        if plan.tiering is not None and several
         else {}
     )
     rules = plan.rules
