@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import among, copy_rows, reserve_ids_of
+from jifen.db.bulk import among, among_bound, copy_rows, reserve_ids_of
 from jifen.db.outbox import OutboxEvent
 from jifen.db.probes import by_keys
 from jifen.earning import caps
@@ -543,15 +543,26 @@ def named_members(session: Session, program_id: int, orders: list[PurchaseIn]) -
             wanted[key[0]].add(key[1])
     found: Members = {}
     for name, values in wanted.items():
-        column = Member.id if name == "id" else getattr(Member, name)
         keys = [int(v) for v in values] if name == "id" else list(values)
-        for member_id, birthday, value in session.execute(
-            select(Member.id, Member.birthday, column).where(
-                Member.program_id == program_id, among(column, keys)
-            )
-        ):
+        params = {"program_id": program_id, "keys": keys}
+        for member_id, birthday, value in session.connection().execute(_named(name), params):
             found[(name, str(value))] = Named(member_id, birthday)
     return found
+
+
+_NAMED: dict[str, Any] = {}
+
+
+def _named(name: str) -> Any:
+    """`named_members`' statement for the field `name`, built once (a statement built per
+    call, and run through the ORM's session, was most of a group of one's query's cost)."""
+    statement = _NAMED.get(name)
+    if statement is None:
+        column = Member.id if name == "id" else getattr(Member, name)
+        statement = _NAMED[name] = select(Member.id, Member.birthday, column).where(
+            Member.program_id == bindparam("program_id"), among_bound(column, "keys")
+        )
+    return statement
 
 
 def named_member(members: Members, data: PurchaseIn) -> Named | None:
