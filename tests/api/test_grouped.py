@@ -178,18 +178,28 @@ def test_lone_requests_are_groups_of_one_answering_exactly_what_one_by_one_does(
     """Sent one after the other, each request that names a member is a group of one: the
     new purchases are booked by it, and the rest (replays, an order recorded already or
     in conflict, a frozen member, an unknown one, the claim window, an unknown code, a
-    key without the scope) leave it for the one-by-one way; the answers, bytes, replays,
+    key without the scope, a key reused for another order: given up by the group's
+    transaction) leave it for the one-by-one way; the answers, bytes, replays,
     balances, lots, events and keys are those of the one-by-one way."""
+    reused = (order("o-15", item("7702", "100"), member=None), Scope.POS, "k-3")
+
+    def requests_of(t: Tenant) -> tuple[list[Request], dict[str, int]]:
+        requests, members = _requests(api, t)
+        body, scope, key = reused
+        # a key of an earlier order with another order: 422 (and nothing written)
+        return [*requests, ({**body, "member": {"id": members["carol"]}}, scope, key)], members
+
     plain = _tenant(api)
-    requests, plain_members = _requests(api, plain)
+    requests, plain_members = requests_of(plain)
     expected = one_by_one(plain, requests)
+    assert expected[-1].json()["type"] == "/problems/idempotency-key-reused"
 
     t = _tenant(api)
-    requests, members = _requests(api, t)
+    requests, members = requests_of(t)
     got, groups = lone(t, requests)
 
     queued = [(r, e) for r, e in zip(requests, expected, strict=True) if not answered_early(r)]
-    assert groups.sizes == [1] * len(queued) == [1] * 15
+    assert groups.sizes == [1] * len(queued) == [1] * 16
     new = [e.status_code == 201 and "Idempotent-Replayed" not in e.headers for _, e in queued]
     assert groups.booked == [int(n) for n in new]
     assert sum(new) == 6

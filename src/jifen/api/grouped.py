@@ -182,7 +182,12 @@ def _program_unit(
     members = batch.named_members(session, program_id, datas)
     recorded = batch.recorded_orders(session, program_id, [d.external_id for d in datas])
     channels, stores = batch.active_codes(session, program_id)
-    known = known_keys(session, program_id, [str(r.call.idempotency_key) for r, _ in requests])
+    # The keys already claimed are looked up so that one of them does not cost a group its
+    # transaction (`Raced`). A request alone skips the look-up: its replay names an order
+    # recorded already, and a key reused for another order is refused by `record_many`'s
+    # count, which gives up only this request's transaction.
+    keys_ = [str(r.call.idempotency_key) for r, _ in requests]
+    known = known_keys(session, program_id, keys_) if len(requests) > 1 else set()
     keys: set[str] = set()
     taken: list[tuple[_Request, Principal, Any]] = []
     for request, principal in requests:
