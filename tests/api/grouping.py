@@ -1,28 +1,27 @@
 """Making a group of purchases for certain (jifen.api.grouped), for the tests that compare
 a group with one-by-one recording (tests/api/test_grouped.py, test_grouped_equals.py).
 
-A group is made for certain by holding the leader: the first request's one-by-one write
-waits until the others have queued behind it; they then make one group."""
+A group is made for certain by holding the leader: the first request (booked as a group
+of one) waits until the others have queued behind it; they then make one group.
+`one_by_one` sends requests the one-by-one way itself (group commit off), the path every
+group is compared with."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from fastapi.responses import JSONResponse, Response
 
 from api.harness import Api, Tenant
 from jifen.access.service import Scope
-from jifen.api.deps import WriteCall
 from jifen.api.grouped import Groups
-from jifen.earning.schemas import PurchaseIn
 
 
 class HeldGroups(Groups):
-    """Groups whose first one-by-one write waits until `behind` more requests queue."""
+    """Groups whose first group (the first request, alone) waits until `behind` more
+    requests queue before it is booked."""
 
     def __init__(self, *args: Any, behind: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -32,19 +31,24 @@ class HeldGroups(Groups):
         self.booked: list[int] = []
         """How many requests of each group the group answered (the rest: one by one)."""
 
-    async def record(
-        self, call: WriteCall, data: PurchaseIn, alone: Callable[[], JSONResponse]
-    ) -> Response:
+    def _book(self, group: list[Any]) -> dict[Any, Any]:
         if self.first:
             self.first = False
-            real = alone
+            while len(self._queue) < self.behind:
+                threading.Event().wait(0.005)
+        self.sizes.append(len(group))
+        bodies = super()._book(group)
+        self.booked.append(len(bodies))
+        return bodies
 
-            def alone() -> JSONResponse:
-                while len(self._queue) < self.behind:
-                    threading.Event().wait(0.005)
-                return real()
 
-        return await super().record(call, data, alone)
+class CountedGroups(Groups):
+    """Groups that note each group's size and how many of its requests it answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+        self.booked: list[int] = []
 
     def _book(self, group: list[Any]) -> dict[Any, Any]:
         self.sizes.append(len(group))
@@ -101,4 +105,24 @@ def answered_early(request: Request) -> bool:
 
 
 def one_by_one(t: Tenant, requests: list[Request]) -> list[httpx.Response]:
-    return [send(t, request) for request in requests]
+    """The requests sent one after the other the one-by-one way (group commit off: the
+    route and the lane record each alone, `record_alone`)."""
+    state = t.api.client.app.state  # type: ignore[attr-defined]
+    before = state.groups
+    state.groups = None
+    try:
+        return [send(t, request) for request in requests]
+    finally:
+        state.groups = before
+
+
+def lone(t: Tenant, requests: list[Request]) -> tuple[list[httpx.Response], CountedGroups]:
+    """The requests sent one after the other with group commit on: each is a group of one
+    (or, not taken by it, goes the one-by-one way)."""
+    state = t.api.client.app.state  # type: ignore[attr-defined]
+    before = state.groups
+    groups = state.groups = CountedGroups(t.api.db, t.api.clock)
+    try:
+        return [send(t, request) for request in requests], groups
+    finally:
+        state.groups = before

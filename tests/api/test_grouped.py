@@ -19,7 +19,16 @@ import pytest
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from api.grouping import HeldGroups, Request, answered_early, hold, one_by_one, send, together
+from api.grouping import (
+    HeldGroups,
+    Request,
+    answered_early,
+    hold,
+    lone,
+    one_by_one,
+    send,
+    together,
+)
 from api.harness import Api, Tenant
 from earning.shop import PER_YUAN, item, order, rule, set_rules
 from jifen.access.service import Scope
@@ -137,7 +146,8 @@ def test_a_group_answers_and_books_exactly_what_one_by_one_does(
     groups = held(len([r for r in requests[1:] if not answered_early(r)]))
     got = together(t, requests)
 
-    assert groups.sizes == [14]  # everything but the first (alone) and the unclaimed order
+    # the first alone (a group of one), then everything but the unclaimed order
+    assert groups.sizes == [1, 14]
     ids_expected: dict[int, str] = {}
     ids_got: dict[int, str] = {}
     shapes = [_shape(r, ids_expected) for r in expected]
@@ -160,6 +170,50 @@ def test_a_group_answers_and_books_exactly_what_one_by_one_does(
             assert again.status_code == first.status_code
             assert again.json() == first.json()
             assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_lone_requests_are_groups_of_one_answering_exactly_what_one_by_one_does(
+    api: Api,
+) -> None:
+    """Sent one after the other, each request that names a member is a group of one: the
+    new purchases are booked by it, and the rest (replays, an order recorded already or
+    in conflict, a frozen member, an unknown one, the claim window, an unknown code, a
+    key without the scope, a key reused for another order: given up by the group's
+    transaction) leave it for the one-by-one way; the answers, bytes, replays,
+    balances, lots, events and keys are those of the one-by-one way."""
+    reused = (order("o-15", item("7702", "100"), member=None), Scope.POS, "k-3")
+
+    def requests_of(t: Tenant) -> tuple[list[Request], dict[str, int]]:
+        requests, members = _requests(api, t)
+        body, scope, key = reused
+        # a key of an earlier order with another order: 422 (and nothing written)
+        return [*requests, ({**body, "member": {"id": members["carol"]}}, scope, key)], members
+
+    plain = _tenant(api)
+    requests, plain_members = requests_of(plain)
+    expected = one_by_one(plain, requests)
+    assert expected[-1].json()["type"] == "/problems/idempotency-key-reused"
+
+    t = _tenant(api)
+    requests, members = requests_of(t)
+    got, groups = lone(t, requests)
+
+    queued = [(r, e) for r, e in zip(requests, expected, strict=True) if not answered_early(r)]
+    assert groups.sizes == [1] * len(queued) == [1] * 16
+    new = [e.status_code == 201 and "Idempotent-Replayed" not in e.headers for _, e in queued]
+    assert groups.booked == [int(n) for n in new]
+    assert sum(new) == 6
+    ids_expected: dict[int, str] = {}
+    ids_got: dict[int, str] = {}
+    shapes = [_shape(r, ids_expected) for r in expected]
+    assert [_shape(r, ids_got) for r in got] == _renamed(shapes, plain_members, members)
+    assert [r.headers.get("Idempotent-Replayed") for r in got] == [
+        r.headers.get("Idempotent-Replayed") for r in expected
+    ]
+    assert [r.status_code for r in got] == [r.status_code for r in expected]
+    assert _ledger(api, t, members) == _ledger(api, plain, plain_members)
+    for response in got:
+        assert response.content == JSONResponse(response.json()).body
 
 
 def _renamed(
@@ -190,7 +244,7 @@ def test_a_group_whose_transaction_fails_is_answeredone_by_one(
     real = batch.book_orders
 
     def fails_once(*args: Any, **kwargs: Any) -> Any:
-        if not failures:
+        if not failures and len(args[4]) > 1:  # the group of five (not the first, alone)
             real(*args, **kwargs)  # written, then the transaction dies
             failures.append(1)
             raise RuntimeError("the connection broke")
@@ -199,7 +253,8 @@ def test_a_group_whose_transaction_fails_is_answeredone_by_one(
     monkeypatch.setattr(grouped.batch, "book_orders", fails_once)
     groups = held(5)
     got = together(t, requests)
-    assert groups.sizes == [5]
+    assert groups.sizes == [1, 5]
+    assert groups.booked == [1, 0]
     assert failures == [1]
     assert [r.status_code for r in got] == [201] * 6
     assert t.available(alice) == 320  # 3 × 90, and 50 for the first
@@ -225,8 +280,8 @@ def test_a_group_that_loses_a_key_to_another_request_is_answered_one_by_one(
     monkeypatch.setattr(grouped, "known_keys", lambda *args: set())
     groups = held(3)
     got = together(t, requests)
-    assert groups.sizes == [3]
-    assert groups.booked == [0]
+    assert groups.sizes == [1, 3]
+    assert groups.booked == [1, 0]
     assert [r.status_code for r in got] == [201, 201, 422, 201]
     assert got[2].json()["type"] == "/problems/idempotency-key-reused"
     assert t.available(alice) == 140  # o-0 only: 90, and 50 for the first

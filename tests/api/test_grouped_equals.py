@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.grouping import Request, answered_early, hold, one_by_one, together
+from api.grouping import Request, answered_early, hold, lone, one_by_one, together
 from api.harness import Api, Tenant
 from earning.shop import item, local, order
 from factories import make_key
@@ -74,22 +74,22 @@ def _programme(api: Api, *, capped: bool) -> Tenant:
 
 
 Chunk = list[Request]
-"""A group's requests: the leader (recorded alone), then those sent together."""
+"""A group's requests: the leader (a group of one), then those sent together."""
 
 
 def _sizes(chunk: Chunk) -> list[int]:
-    """The groups `together` makes of a chunk: everything queued behind the leader, when
-    that is more than one request (a lone request is recorded alone)."""
+    """The groups `together` makes of a chunk: the leader alone, then everything queued
+    behind it."""
     behind = len([r for r in chunk[1:] if not answered_early(r)])
-    return [behind] if behind > 1 else []
+    return [1, behind] if behind else [1]
 
 
 def _in_groups(
     api: Api, t: Tenant, chunks: list[Chunk], statuses: list[int]
 ) -> list[httpx.Response]:
-    """Send each chunk as a group; assert that the group itself answered every request
-    that one-by-one recording answered with a new purchase (`statuses`: 201, not a
-    replay), but the leader, which is recorded alone."""
+    """Send each chunk as a group; assert that the groups themselves answered every
+    request that one-by-one recording answered with a new purchase (`statuses`: 201, not
+    a replay), the leader's group of one included."""
     answers: list[httpx.Response] = []
     for chunk in chunks:
         groups = hold(api, len([r for r in chunk[1:] if not answered_early(r)]))
@@ -97,31 +97,52 @@ def _in_groups(
         answers.extend(together(t, chunk))
         assert groups.sizes == _sizes(chunk)
         new = [s == 201 for r, s in zip(chunk[1:], mine[1:], strict=True) if not answered_early(r)]
-        assert groups.booked == ([sum(new)] if groups.sizes else [])
+        assert groups.booked == [int(mine[0] == 201), sum(new)][: len(groups.sizes)]
+    return answers
+
+
+def _alone_in_groups_of_one(
+    t: Tenant, requests: list[Request], statuses: list[int]
+) -> list[httpx.Response]:
+    """Send the requests one after the other with group commit on; assert that each that
+    joined the queue (it names a member) was a group of one, and that the group booked
+    exactly those one-by-one recording answered with a new purchase."""
+    answers, groups = lone(t, requests)
+    queued = [s for r, s in zip(requests, statuses, strict=True) if not answered_early(r)]
+    assert groups.sizes == [1] * len(queued)
+    assert groups.booked == [int(s == 201) for s in queued]
     return answers
 
 
 def _compare(
-    api: Api, chunks: list[Chunk], *, capped: bool, members: list[dict[str, Any]]
+    api: Api,
+    chunks: list[Chunk],
+    *,
+    capped: bool,
+    members: list[dict[str, Any]],
+    alone: bool = False,
 ) -> dict[str, Any]:
-    """Send `chunks` one by one to one programme and in groups to another, with the same
-    `members` enrolled in each; assert that everything is the same, and return what the
-    one-by-one programme holds."""
+    """Send `chunks` one by one to one programme and in groups to another (with `alone`:
+    one after the other, each a group of one), with the same `members` enrolled in each;
+    assert that everything is the same, and return what the one-by-one programme holds."""
     requests = [r for chunk in chunks for r in chunk]
-    alone = _programme(api, capped=capped)
+    plain = _programme(api, capped=capped)
     grouped = _programme(api, capped=capped)
-    for t in (alone, grouped):
+    for t in (plain, grouped):
         for person in members:
             t.member(**person)
 
-    expected_answers = one_by_one(alone, requests)
+    expected_answers = one_by_one(plain, requests)
     statuses = [
         0 if r.headers.get("Idempotent-Replayed") == "true" else r.status_code
         for r in expected_answers
     ]
-    got_answers = _in_groups(api, grouped, chunks, statuses)
+    if alone:
+        got_answers = _alone_in_groups_of_one(grouped, requests, statuses)
+    else:
+        got_answers = _in_groups(api, grouped, chunks, statuses)
 
-    expected, got = _state(api, alone), _state(api, grouped)
+    expected, got = _state(api, plain), _state(api, grouped)
     assert [_answer(r, got["names"]) for r in got_answers] == [
         _answer(r, expected["names"]) for r in expected_answers
     ]
@@ -318,6 +339,23 @@ def test_a_stream_in_groups_of_2_5_and_20_equals_one_by_one(api: Api, capped: bo
         assert any(item["capped_by"] for b in breakdowns for item in b)
 
 
+@pytest.mark.parametrize("capped", CAPPED, ids=CAPPED_IDS)
+@pytest.mark.usefixtures("restore_groups")
+def test_a_stream_sent_one_at_a_time_in_groups_of_one_equals_one_by_one(
+    api: Api, capped: bool
+) -> None:
+    """A lone request is a group of one: the import comparison's sample and the chosen
+    orders below (tier moves, near-upgrade notices, first purchases, caps, the budget run
+    out, an order sent twice, unclaimed orders), sent one after the other, give exactly
+    what the one-by-one way gives."""
+    data = sample(api.clock.now(), members=24, orders=60, seed=23)
+    requests: list[Request] = [(body, Scope.POS, f"k-{i}") for i, body in enumerate(data.orders)]
+    _compare(api, [requests], capped=capped, members=data.members, alone=True)
+    expected = _compare(api, _case_chunks(), capped=capped, members=CASE_MEMBERS, alone=True)
+    assert expected["tiers"]["ann"][0] == "gold"
+    assert expected["notices"]
+
+
 # -- chosen cases ---------------------------------------------------------------------------
 
 
@@ -393,7 +431,7 @@ CASE_MEMBERS = [
 @pytest.mark.usefixtures("restore_groups")
 def test_chosen_orders_in_groups_equal_one_by_one(api: Api, capped: bool) -> None:
     chunks = _case_chunks()
-    assert [_sizes(c) for c in chunks] == [[5], [2], [5], [20], [3]]
+    assert [_sizes(c) for c in chunks] == [[1, 5], [1, 2], [1, 5], [1, 20], [1, 3]]
     ids = [body["external_id"] for chunk in chunks for body, _, _ in chunk]
     assert ids[:10] == [f"o-{i}" for i in range(10)]
     assert ids[36:] == ["o-36", "o-37", "o-1", "o-2", "o-38"]

@@ -21,7 +21,7 @@ recorded yet) and gives them in the order they are to be made.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -40,7 +40,7 @@ from jifen.core.errors import (
     OrderConflict,
     UnknownCode,
 )
-from jifen.db.bulk import among, copy_rows, reserve_ids_of
+from jifen.db.bulk import among, among_bound, copy_rows, reserve_ids_of
 from jifen.db.outbox import OutboxEvent
 from jifen.db.probes import by_keys
 from jifen.earning import caps
@@ -176,9 +176,15 @@ def _book_round(
     # (the tier rows, read with the facts under the accounts' locks, serve the tiers'
     # upgrades at the end of the round too: nothing between writes them)
     facts, tier_rows = facts_and_tier_rows(session, program, active, rules=plan.rules)
+    # A run can only end before a member's next order: the tier standings (three queries)
+    # are read for the members with more than one order pending. A member's only order
+    # leaves `moves_tier` unasked, and the tiers look at the member at the end of the
+    # round (`on_activity_many`, with its one query for all of them), as one by one.
+    orders = Counter(item.member.id for item in pending if item.member is not None)
+    several = [m.id for m in active if orders[m.id] > 1]
     standing = (
-        standings(session, program.id, plan.tiering, [m.id for m in active])
-        if plan.tiering is not None and active
+        standings(session, program.id, plan.tiering, several)
+        if plan.tiering is not None and several
         else {}
     )
     rules = plan.rules
@@ -537,15 +543,26 @@ def named_members(session: Session, program_id: int, orders: list[PurchaseIn]) -
             wanted[key[0]].add(key[1])
     found: Members = {}
     for name, values in wanted.items():
-        column = Member.id if name == "id" else getattr(Member, name)
         keys = [int(v) for v in values] if name == "id" else list(values)
-        for member_id, birthday, value in session.execute(
-            select(Member.id, Member.birthday, column).where(
-                Member.program_id == program_id, among(column, keys)
-            )
-        ):
+        params = {"program_id": program_id, "keys": keys}
+        for member_id, birthday, value in session.connection().execute(_named(name), params):
             found[(name, str(value))] = Named(member_id, birthday)
     return found
+
+
+_NAMED: dict[str, Any] = {}
+
+
+def _named(name: str) -> Any:
+    """`named_members`' statement for the field `name`, built once (a statement built per
+    call, and run through the ORM's session, was most of a group of one's query's cost)."""
+    statement = _NAMED.get(name)
+    if statement is None:
+        column = Member.id if name == "id" else getattr(Member, name)
+        statement = _NAMED[name] = select(Member.id, Member.birthday, column).where(
+            Member.program_id == bindparam("program_id"), among_bound(column, "keys")
+        )
+    return statement
 
 
 def named_member(members: Members, data: PurchaseIn) -> Named | None:
