@@ -186,8 +186,8 @@ def _program_unit(
     # transaction (`Raced`). A request alone skips the look-up: its replay names an order
     # recorded already, and a key reused for another order is refused by `record_many`'s
     # count, which gives up only this request's transaction.
-    keys_ = [str(r.call.idempotency_key) for r, _ in requests]
-    known = known_keys(session, program_id, keys_) if len(requests) > 1 else set()
+    group_keys = [str(r.call.idempotency_key) for r, _ in requests]
+    known = known_keys(session, program_id, group_keys) if len(requests) > 1 else set()
     keys: set[str] = set()
     taken: list[tuple[_Request, Principal, Any]] = []
     for request, principal in requests:
