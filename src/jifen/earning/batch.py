@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, literal, select, union_all
@@ -550,19 +551,14 @@ def named_members(session: Session, program_id: int, orders: list[PurchaseIn]) -
     return found
 
 
-_NAMED: dict[str, Any] = {}
-
-
+@cache
 def _named(name: str) -> Any:
     """`named_members`' statement for the field `name`, built once (a statement built per
     call, and run through the ORM's session, was most of a group of one's query's cost)."""
-    statement = _NAMED.get(name)
-    if statement is None:
-        column = Member.id if name == "id" else getattr(Member, name)
-        statement = _NAMED[name] = select(Member.id, Member.birthday, column).where(
-            Member.program_id == bindparam("program_id"), among_bound(column, "keys")
-        )
-    return statement
+    column = Member.id if name == "id" else getattr(Member, name)
+    return select(Member.id, Member.birthday, column).where(
+        Member.program_id == bindparam("program_id"), among_bound(column, "keys")
+    )
 
 
 def named_member(members: Members, data: PurchaseIn) -> Named | None:
