@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from jifen.db.outbox import emit_many
+from jifen.db.vouched import planned_for_parameters
 from jifen.ledger import sweep
 from jifen.ledger.models import (
     Account,
@@ -131,7 +132,7 @@ def run_batch(session: Session, book: Book, step: Step, now: datetime, limit: in
     walk every account done before it again in every batch."""
     if not _on_postgres(session):
         return _run_batch(session, book, step, now, limit, postgres=False)
-    with sweep.planned_for_parameters(session):
+    with planned_for_parameters(session):
         return _run_batch(session, book, step, now, limit, postgres=True)
 
 

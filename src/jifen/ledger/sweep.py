@@ -34,14 +34,13 @@ partial index on active holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
 
+from jifen.db.vouched import vouching
 from jifen.ledger.models import AccountKind, TxnKind
 from jifen.ledger.posting import Book
 
@@ -287,55 +286,21 @@ WHERE accounts.id = d.id AND accounts.next_due_at IS DISTINCT FROM d.due
 
 
 # The statements build each transaction's two entries from one row (-points, +points), so
-# they cannot write an unbalanced transaction: a scheduled batch (thousands of entries)
-# tells the deferred balance trigger on journal_entries to skip its statement's rows (the
-# trigger's WHEN clause reads this setting as each row is inserted), for that one
-# statement only. Every key its rows name is a row the statement has just read (a due
-# lot, its account and member; the programme and its expired account, read with the
-# book in the same transaction; all kept for good) or inserted (its transactions), so it
-# also tells the per-statement key checks of the tables it inserts into to skip it
-# (migration 0008). A statement that fails aborts the transaction or the savepoint it
-# runs in, which takes the settings back with it. Lazy maintenance (one member, a few
-# entries, inside a write the triggers check anyway) keeps the checks and saves the round
-# trips.
-_VOUCHED = text(
-    "SELECT set_config('jifen.entries_balanced', :on, true), "
-    "set_config('jifen.keys_vouched', :on, true)"
-)
-
-
+# they cannot write an unbalanced transaction, and every key their rows name is a row the
+# statement has just read (a due lot, its account and member; the programme and its
+# expired account, read with the book in the same transaction; all kept for good) or
+# inserted (its transactions): a scheduled batch (thousands of entries) vouches for both
+# (`jifen.db.vouched`). Lazy maintenance (one member, a few entries, inside a write the
+# triggers check anyway) keeps the checks and saves the round trips.
 def _run(
     session: Session, statement: TextClause, params: dict[str, Any], *, batch: bool
 ) -> tuple[int, int, int]:
     if batch:
-        session.execute(_VOUCHED, {"on": "on"})
-    row = session.execute(statement, params).one()
-    if batch:
-        session.execute(_VOUCHED, {"on": "off"})
+        with vouching(session, balanced=True):
+            row = session.execute(statement, params).one()
+    else:
+        row = session.execute(statement, params).one()
     return int(row[0]), int(row[1]), int(row[2])
-
-
-# psycopg prepares a statement on a connection after its fifth run, and PostgreSQL then
-# tries a generic plan, one made without the parameters' values: for these statements (an
-# array of 2,000 account ids) the generic plan made a batch cost almost three times the
-# custom one (bench seed, 50,000 members: ~0.42 s of backend CPU a batch, then ~1.15 s
-# from the batch where the plan cache switched). A scheduled batch sends its statements
-# unprepared, so that each is planned for its parameters. (`plan_cache_mode =
-# force_custom_plan` would do it too, but also for the foreign keys' checks, which would
-# then be planned again for every row they check.)
-@contextmanager
-def planned_for_parameters(session: Session) -> Iterator[None]:
-    """Within the block, the session's statements are not prepared (psycopg)."""
-    driver: Any = session.connection().connection.driver_connection
-    if not hasattr(driver, "prepare_threshold"):
-        yield
-        return
-    before = driver.prepare_threshold
-    driver.prepare_threshold = None
-    try:
-        yield
-    finally:
-        driver.prepare_threshold = before
 
 
 def expire(

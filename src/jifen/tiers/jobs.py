@@ -71,7 +71,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
     true,
     union_all,
     update,
@@ -86,10 +85,10 @@ from jifen.core.clock import start_of_day
 from jifen.core.errors import JifenError
 from jifen.db.bulk import among, among_bound, update_rows, write_rows
 from jifen.db.outbox import EVENTS, emit_many
+from jifen.db.vouched import planned_for_parameters, vouching
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
-from jifen.ledger.sweep import planned_for_parameters
 from jifen.members.models import Member
 from jifen.members.schemas import MemberStatus
 from jifen.programs.models import Program
@@ -509,10 +508,12 @@ def _settle_in_sql(
     # under `plan_cache_mode = force_custom_plan`: that would also plan the foreign keys'
     # checks of the rows it writes again for every row (PostgreSQL CPU 5.8 s instead of
     # 3.5 s for the bench's 50,000 members).
-    with planned_for_parameters(session):
-        connection.execute(_VOUCHED, {"on": "on"})
+    # Every row the statement writes names the batch's programme (read in this
+    # transaction) and a member whose points account the batch has locked (programmes and
+    # members are kept for good): it vouches for its keys (tier_history,
+    # tier_benefit_issues, outbox_events; `jifen.db.vouched`).
+    with planned_for_parameters(session), vouching(session):
         found = list(connection.execute(decision.statement, params))
-        connection.execute(_VOUCHED, {"on": "off"})
     # (one row at least: the counts)
     settled, written = (int(found[0][-2]), int(found[0][-1])) if found else (0, 0)
     busy = [row for row in found if row[0] is not None]
@@ -537,15 +538,6 @@ def _settle_in_sql(
                 answer[row[1]][Measure.SPEND] = spend_of(sums[k + i])
                 answer[row[1]][Measure.PURCHASES] = purchases_of(sums[k + n + i])
     return busy, by_span, written, settled + len(busy)
-
-
-# Every row the statement writes names the batch's programme (read in this transaction)
-# and a member whose points account and tier row the batch has locked (programmes and
-# members are kept for good), so it tells the per-statement key checks of the tables it
-# inserts into (tier_history, tier_benefit_issues, outbox_events) to skip it (migrations
-# 0008, 0009), for that one statement: a statement that fails aborts the transaction,
-# which takes the setting back with it.
-_VOUCHED = text("SELECT set_config('jifen.keys_vouched', :on, true)")
 
 
 def _text(word: str) -> ColumnElement[str]:
