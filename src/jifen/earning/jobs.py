@@ -16,13 +16,11 @@ several workers at once (a clash on that key skips the member: someone else awar
 
 from __future__ import annotations
 
-import calendar
-from datetime import date, datetime
+from datetime import datetime
 
-from sqlalchemy import String, and_, cast, exists, extract, literal, or_, select
+from sqlalchemy import String, and_, cast, exists, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from jifen.earning.event_schemas import BIRTHDAY, EventStatus
 from jifen.earning.events import award
@@ -31,10 +29,10 @@ from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.members.models import Member
 from jifen.members.schemas import MemberStatus
+from jifen.members.service import born_on
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
-from jifen.rules.schemas import BirthdayRule
 
 ACTOR = "job:birthday"
 RULE_NAME = "birthday"
@@ -75,7 +73,7 @@ def birthday_points(
                 Member.status == MemberStatus.ACTIVE,
                 Account.status == AccountStatus.ACTIVE,
                 Member.birthday.is_not(None),
-                _born_on(rule, today),
+                born_on(rule.window, today),
                 ~awarded,
             )
             .order_by(Account.id)
@@ -111,15 +109,3 @@ def birthday_points(
         result.points += rule.points
     session.flush()
     return result
-
-
-def _born_on(rule: BirthdayRule, today: date) -> ColumnElement[bool]:
-    """Members whose birthday falls on local `today` under the rule's window."""
-    month = extract("month", Member.birthday)
-    day = extract("day", Member.birthday)
-    if rule.window == "month":
-        return month == today.month
-    on_the_day = and_(month == today.month, day == today.day)
-    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
-        return or_(on_the_day, and_(month == 2, day == 29))
-    return on_the_day

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, extract, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,20 @@ def check_birthday(birthday: date | None, now: datetime) -> None:
     """No birthday after today anywhere on Earth (UTC+14 is a day ahead at most)."""
     if birthday is not None and birthday > (now + timedelta(hours=14)).date():
         raise InvalidInput(field="birthday", reason="cannot be in the future")
+
+
+def born_on(window: str, today: date) -> ColumnElement[bool]:
+    """Members whose birthday falls on local `today`: on the day (those born on 29 February
+    on 28 February in a common year) or, with `window` "month", any day of their birthday
+    month. The birthday jobs' test (birthday points, tier birthday gifts)."""
+    month = extract("month", Member.birthday)
+    day = extract("day", Member.birthday)
+    if window == "month":
+        return month == today.month
+    on_the_day = and_(month == today.month, day == today.day)
+    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
+        return or_(on_the_day, and_(month == 2, day == 29))
+    return on_the_day
 
 
 def enrol(session: Session, book: Book, data: MemberCreate, *, now: datetime) -> Member:

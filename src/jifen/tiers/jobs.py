@@ -41,11 +41,10 @@ says `window: month`), once per member per year (`tier_benefit_issues` benefit
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -62,7 +61,6 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
-    extract,
     false,
     func,
     insert,
@@ -91,6 +89,7 @@ from jifen.ledger.jobs import StepResult
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.members.models import Member
 from jifen.members.schemas import MemberStatus
+from jifen.members.service import born_on
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
@@ -1564,16 +1563,3 @@ def birthday_gifts(
         result.items += 1
         result.points += gift.points
     return result
-
-
-def born_on(window: str, today: date) -> ColumnElement[bool]:
-    """Members whose birthday falls on local `today` (any day of the month with window
-    month; 29 February on 28 February in common years), as the birthday job decides."""
-    month = extract("month", Member.birthday)
-    day = extract("day", Member.birthday)
-    if window == "month":
-        return month == today.month
-    on_the_day = and_(month == today.month, day == today.day)
-    if (today.month, today.day) == (2, 28) and not calendar.isleap(today.year):
-        return or_(on_the_day, and_(month == 2, day == 29))
-    return on_the_day
