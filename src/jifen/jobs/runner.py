@@ -22,6 +22,7 @@ from jifen.ledger.jobs import Step, StepResult, run_batch
 from jifen.programs.models import Program
 from jifen.programs.service import book_for, get_program, list_programs
 from jifen.rewards.coupons import expire_due
+from jifen.tiers import benefits
 from jifen.tiers import jobs as tiers
 
 Batch = Callable[[Session, Program, datetime, int], StepResult]
@@ -37,7 +38,7 @@ def _ledger(step: Step) -> Batch:
 
 def _birthday(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
     done = birthday_points(session, program, now, limit=limit)
-    done.add(tiers.birthday_gifts(session, program, now, limit=limit))  # the tier's gift too
+    done.add(benefits.birthday_gifts(session, program, now, limit=limit))  # the tier's gift too
     return done
 
 
@@ -46,7 +47,7 @@ def _tiers(session: Session, program: Program, now: datetime, limit: int) -> Ste
 
 
 def _tier_benefits(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
-    return tiers.periodic_benefits(session, program, now, limit=limit)
+    return benefits.periodic_benefits(session, program, now, limit=limit)
 
 
 def _coupon_expiry(session: Session, program: Program, now: datetime, limit: int) -> StepResult:
