@@ -628,6 +628,17 @@ class Posting:
         return self.txn
 
 
+def lots_by_id(session: Session, lot_ids: list[int]) -> dict[int, Lot]:
+    if not lot_ids:
+        return {}
+    return {
+        lot.id: lot
+        for lot in session.execute(
+            select(Lot).where(Lot.id.in_(lot_ids)).execution_options(populate_existing=True)
+        ).scalars()
+    }
+
+
 def open_hold_allocations(session: Session, hold: Hold) -> list[tuple[Lot, int]]:
     """The lots a hold took, with how much it still holds of each, in the order taken.
 
