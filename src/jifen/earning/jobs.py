@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, and_, cast, exists, literal, select
+from sqlalchemy import String, cast, exists, literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,10 +26,9 @@ from jifen.earning.event_schemas import BIRTHDAY, EventStatus
 from jifen.earning.events import award
 from jifen.earning.models import BehaviourEvent
 from jifen.ledger.jobs import StepResult
-from jifen.ledger.models import Account, AccountKind, AccountStatus
+from jifen.ledger.models import Account
 from jifen.members.models import Member
-from jifen.members.schemas import MemberStatus
-from jifen.members.service import born_on
+from jifen.members.service import active_members, born_on
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
@@ -59,19 +58,8 @@ def birthday_points(
     )
     due = list(
         session.execute(
-            select(Member.id)
-            .join(
-                Account,
-                and_(
-                    Account.program_id == program.id,
-                    Account.member_id == Member.id,
-                    Account.kind == AccountKind.POINTS,
-                ),
-            )
+            active_members(program.id, Member.id)
             .where(
-                Member.program_id == program.id,
-                Member.status == MemberStatus.ACTIVE,
-                Account.status == AccountStatus.ACTIVE,
                 Member.birthday.is_not(None),
                 born_on(rule.window, today),
                 ~awarded,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import calendar
 from collections.abc import Collection
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, extract, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, extract, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.core.errors import Conflict, DuplicateIdentifier, InvalidInput, NotFound
 from jifen.ledger import service as ledger
+from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.ledger.posting import Book
 from jifen.members.models import Member, SegmentMember
 from jifen.members.schemas import (
@@ -42,6 +44,29 @@ def check_birthday(birthday: date | None, now: datetime) -> None:
     """No birthday after today anywhere on Earth (UTC+14 is a day ahead at most)."""
     if birthday is not None and birthday > (now + timedelta(hours=14)).date():
         raise InvalidInput(field="birthday", reason="cannot be in the future")
+
+
+def active_members(program_id: int, *columns: Any) -> Select[Any]:
+    """`columns` of the programme's active members whose points account is active, joined
+    to that account (`Account`): whom the scheduled gifts go to (birthday points, tier
+    benefits, tier birthday gifts). The jobs add their conditions, order by `Account.id`
+    and lock `of=Account` with SKIP LOCKED."""
+    return (
+        select(*columns)
+        .join(
+            Account,
+            and_(
+                Account.program_id == program_id,
+                Account.member_id == Member.id,
+                Account.kind == AccountKind.POINTS,
+            ),
+        )
+        .where(
+            Member.program_id == program_id,
+            Member.status == MemberStatus.ACTIVE,
+            Account.status == AccountStatus.ACTIVE,
+        )
+    )
 
 
 def born_on(window: str, today: date) -> ColumnElement[bool]:

@@ -34,10 +34,9 @@ from jifen.core.errors import JifenError
 from jifen.db.outbox import emit_many
 from jifen.ledger import service as ledger
 from jifen.ledger.jobs import StepResult
-from jifen.ledger.models import Account, AccountKind, AccountStatus
+from jifen.ledger.models import Account
 from jifen.members.models import Member
-from jifen.members.schemas import MemberStatus
-from jifen.members.service import born_on
+from jifen.members.service import active_members, born_on
 from jifen.programs.models import Program
 from jifen.programs.rulesets import current_rules
 from jifen.programs.service import book_for
@@ -137,25 +136,9 @@ def _members_of(program_id: int, policy: TierPolicy, rank: int) -> Any:
     """Active members whose tier is the level at `rank` (members without a tier row, or
     whose row names a tier no longer defined, are in the base tier)."""
     codes = [tier.code for tier in policy.levels]
-    query = (
-        select(Member.id)
-        .join(
-            Account,
-            and_(
-                Account.program_id == program_id,
-                Account.member_id == Member.id,
-                Account.kind == AccountKind.POINTS,
-            ),
-        )
-        .outerjoin(
-            MemberTier,
-            and_(MemberTier.program_id == program_id, MemberTier.member_id == Member.id),
-        )
-        .where(
-            Member.program_id == program_id,
-            Member.status == MemberStatus.ACTIVE,
-            Account.status == AccountStatus.ACTIVE,
-        )
+    query = active_members(program_id, Member.id).outerjoin(
+        MemberTier,
+        and_(MemberTier.program_id == program_id, MemberTier.member_id == Member.id),
     )
     if rank == 0:
         return query.where(or_(MemberTier.id.is_(None), MemberTier.tier.not_in(codes[1:])))
@@ -243,23 +226,12 @@ def birthday_gifts(
     period = str(today.year)
     tier_code = func.coalesce(MemberTier.tier, policy.base.code)
     due = session.execute(
-        select(Member.id, tier_code)
-        .join(
-            Account,
-            and_(
-                Account.program_id == program.id,
-                Account.member_id == Member.id,
-                Account.kind == AccountKind.POINTS,
-            ),
-        )
+        active_members(program.id, Member.id, tier_code)
         .outerjoin(
             MemberTier,
             and_(MemberTier.program_id == program.id, MemberTier.member_id == Member.id),
         )
         .where(
-            Member.program_id == program.id,
-            Member.status == MemberStatus.ACTIVE,
-            Account.status == AccountStatus.ACTIVE,
             Member.birthday.is_not(None),
             born_on(window, today),
             tier_code.in_(list(gifts)),
