@@ -30,6 +30,7 @@ from jifen.core.clock import FrozenClock
 from jifen.db.outbox import OutboxEvent
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
+from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
 from jifen.members import service as members
 from jifen.members.schemas import MemberStatus
@@ -371,6 +372,7 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     in_python, ids_python, grants_python = build(pg_db, clock, document, people)
     since = last_ids(pg_db)
     sent = sent_to_python(pg_db, in_sql, ids_sql)
+    candidates = scanned(pg_db, in_sql, ids_sql)
     assert evaluate_all(pg_db, in_sql, in_sql=True) > 0
     assert evaluate_all(pg_db, in_python, in_sql=False) > 0
     by_sql = outcome(pg_db, in_sql, ids_sql, grants_sql, since)
@@ -383,8 +385,6 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     assert bool(by_sql["issues"]) == notices  # (calendar: the purchases told them already)
     if document is CALENDAR_NO_GROWTH:  # growth read for the movers alone, and recorded
         assert any(row["details"]["measures"]["growth"] for row in by_sql["tier_history"])
-    evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
-    assert evaluated == {NOW}
     assert len(by_sql["member_tiers"]) == len(people)
 
     # and no more reach Python than need to: those the SQL leaves to Python by rule (a
@@ -402,8 +402,42 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     }
     done = {i for i, person in enumerate(people) if person.get("evaluated")}
     assert sent == (ruled | downgraded) - done
+
+    # `evaluated_at` is the instant on the rows of the members the evaluation had
+    # something to do for — a row written (history, notice), or Python's by rule (a grace
+    # period or a grant holding them, written or not) — and as it was on the others
+    wrote = {row["member_id"] for name in ("tier_history", "issues") for row in by_python[name]}
+    marked = {row["member_id"] for row in by_python["member_tiers"] if row["evaluated_at"] == NOW}
+    assert marked == wrote | ruled | done
+    assert {
+        row["evaluated_at"] for row in by_python["member_tiers"] if row["member_id"] not in marked
+    } == {at(2027, 2, 28)}
+    assert len(marked) < len(people)  # (quiet members, left as they were)
+    # and the scan of the run's first batch found exactly those (before any batch wrote):
+    # the members the evaluation of everyone in Python found something to do for, so a
+    # member the scan missed would be one the equality above fails on
+    assert candidates == marked - done
     if document.get("grace_days") == 0:
         assert downgraded - ruled  # (the record short, no grace: Python's)
+
+
+def scanned(db: Database, book: Book, ids: list[int]) -> set[int]:
+    """The members (by their place in `ids`) the scan of a run's first batch finds with
+    something to do (`jobs._candidates`), read in a transaction rolled back."""
+    person = {m: i for i, m in enumerate(ids)}
+    with Session(db.engine) as s:
+        program = get_program(s, book.program_id)
+        found = policy_of(program)
+        assert found is not None
+        win = windows(found.window, NOW, tz_of(program))
+        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        accounts = jobs._candidates(s, program.id, found, jobs._ladder(found), win, spans, NOW)
+        assert accounts == sorted(accounts)
+        members = dict(
+            s.execute(select(Account.id, Account.member_id).where(Account.id.in_(accounts))).all()
+        )
+        s.rollback()
+    return {person[members[a]] for a in accounts}
 
 
 def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
@@ -429,5 +463,5 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
             tz_of(program),
         )
         s.rollback()
-        jobs._RESUME.pop(program.id, None)
+        jobs._runs().pop(jobs._run_key(s, program.id), None)
     return {person[row[1]] for row in busy}
