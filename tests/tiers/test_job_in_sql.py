@@ -459,6 +459,7 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
             win,
             spans,
             [row[0] for row in due],
+            [row[1] for row in due],
             NOW,
             tz_of(program),
         )
