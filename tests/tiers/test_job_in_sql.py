@@ -466,3 +466,75 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
         s.rollback()
         jobs._runs().pop(jobs._run_key(s, program.id), None)
     return {person[row[1]] for row in busy}
+
+
+RACE: list[Member] = [
+    {"tier": "silver", "growth": 5200},  # an upgrade due; the purchase makes it first
+    {"tier": "gold", "growth": 3000},  # a grace period due; the purchase keeps gold
+    {"tier": "silver", "growth": 2000},  # nothing to do; the purchase upgrades it
+    {"tier": "silver", "growth": 4600},  # a near notice due; the purchase tells it
+    {"tier": "silver", "growth": 5200},  # an upgrade, no purchase
+    {"tier": "gold", "growth": 3000},  # a grace period, no purchase
+    {"tier": "silver", "growth": 1200},  # nothing to do, no purchase
+]
+RACE_PURCHASES = {0: "100", 1: "1500", 2: "3500", 3: "100"}
+
+
+def test_a_purchase_between_the_scan_and_the_batch_leaves_what_one_by_one_does(
+    pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+):
+    """The run's first batch scans the members without locks; a purchase that commits
+    after the scan and before the batch locks the member is then counted by the batch's
+    own measures, under the lock: the member ends exactly as the evaluation of everyone
+    one by one in Python leaves them when the purchase came first (rows compared whole;
+    the purchase path's own rows named by their order ids, which differ, left out)."""
+    raced, ids_raced, grants_raced = build(pg_db, clock, policy(), RACE)
+    alone, ids_alone, grants_alone = build(pg_db, clock, policy(), RACE)
+    since = last_ids(pg_db)
+    for i, amount in RACE_PURCHASES.items():
+        spend(pg_db, alone, clock, ids_alone[i], amount)
+    evaluate_all(pg_db, alone, in_sql=False)
+
+    real = jobs._candidates
+    scans: list[list[int]] = []
+
+    def candidates(*args: Any) -> list[int]:
+        found = real(*args)
+        scans.append(found)
+        for i, amount in RACE_PURCHASES.items():  # committed on connections of their own
+            spend(pg_db, raced, clock, ids_raced[i], amount)
+        return found
+
+    monkeypatch.setattr(jobs, "_candidates", candidates)
+    evaluate_all(pg_db, raced, in_sql=True)
+    assert len(scans) == 1
+    accounts = pg_db.read(
+        lambda s: dict(
+            s.execute(
+                select(Account.member_id, Account.id).where(
+                    Account.program_id == raced.program_id, Account.kind == "points"
+                )
+            ).all()
+        )
+    )
+    assert scans[0] == [accounts[ids_raced[i]] for i in (0, 1, 3, 4, 5)]  # the race is real
+
+    def plain(found: dict[str, Any]) -> dict[str, Any]:
+        for row in found["tier_history"]:
+            row["details"] = {k: v for k, v in row["details"].items() if k != "cause"}
+        found["outbox"] = [row for row in found["outbox"] if row["type"].startswith("tier.")]
+        return found
+
+    by_race = plain(outcome(pg_db, raced, ids_raced, grants_raced, since))
+    by_one = plain(outcome(pg_db, alone, ids_alone, grants_alone, since))
+    assert by_race == by_one
+    # the purchases upgraded 0 and 2 and told 3; the job wrote for 4 and 5 alone
+    assert [(r["member_id"], r["reason"], r["actor"]) for r in by_race["tier_history"]] == [
+        (0, "qualified", "test"),
+        (2, "qualified", "test"),
+        (4, "qualified", "job:tiers"),
+        (5, "grace_started", "job:tiers"),
+    ]
+    assert [r["member_id"] for r in by_race["issues"]] == [3]
+    evaluated = {r["member_id"]: r["evaluated_at"] for r in by_race["member_tiers"]}
+    assert evaluated == {i: NOW if i in (4, 5) else at(2027, 2, 28) for i in range(len(RACE))}

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from jifen.core.clock import FrozenClock
@@ -152,6 +153,35 @@ def test_the_job_writes_what_it_wrote_member_by_member(db: Database, clock: Froz
     assert written(db, programs, since) == EXPECTED
     again = [run_job(db, "tiers", now=now, program_id=p, batch_size=3) for p in programs]
     assert [r.batches for r in again] == [0, 0]  # the same instant: nothing left to do
+    assert written(db, programs, since) == EXPECTED
+
+
+def test_a_batch_that_fails_midway_is_taken_again_when_the_run_goes_on(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+):
+    """A batch whose transaction rolls back (the worker fails after deciding it) leaves its
+    members to the run: run again at the same instant in the same process, the run takes
+    them again (the run's place goes back to where it stood), and the rows are those of
+    a run that never failed — nothing missed, nothing twice."""
+    from jifen.tiers import jobs
+
+    programs, since, now = scenario(db, clock)
+    real = jobs._evaluate_batch
+    batches: list[Any] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        done = real(*args, **kwargs)
+        batches.append(done)
+        if len(batches) == 2:
+            raise RuntimeError("the worker fails before the commit")
+        return done
+
+    monkeypatch.setattr(jobs, "_evaluate_batch", failing)
+    with pytest.raises(RuntimeError):
+        run_job(db, "tiers", now=now, program_id=programs[0], batch_size=3)
+    assert batches[1].accounts == 3  # (a batch with something to write failed)
+    for program_id in programs:
+        run_job(db, "tiers", now=now, program_id=program_id, batch_size=3)
     assert written(db, programs, since) == EXPECTED
 
 
