@@ -29,6 +29,7 @@ nothing.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -1280,7 +1281,7 @@ class _InSql:
                     and_(
                         self.due.c.status == AccountStatus.ACTIVE,
                         ~self.meets(pairs, self.enter),
-                        or_(*(self.enter[m] >= literal(need, Numeric()) for m, need in almost)),
+                        or_(*(self.enter[m] >= _at_least(m, need) for m, need in almost)),
                         ~told,
                     ),
                     literal(target),
@@ -1312,7 +1313,16 @@ class _InSql:
         """`_meets` in SQL."""
         if not pairs:
             return false()
-        return or_(*(measures[m] >= literal(need, Numeric()) for m, need in pairs))
+        return or_(*(measures[m] >= _at_least(m, need) for m, need in pairs))
+
+
+def _at_least(measure: Measure, need: Decimal) -> ColumnElement[Any]:
+    """`need` as the bound a measure is compared with (`measure >= bound`): for growth and
+    purchases, whole numbers, the least whole number at or above it (the same answer,
+    compared as bigints, not each total cast to numeric); spend as numeric."""
+    if measure == Measure.SPEND:
+        return literal(need, Numeric())
+    return literal(math.ceil(need), BigInteger())
 
 
 def _active_grants(

@@ -20,7 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, case, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jifen.core.clock import as_utc
@@ -216,7 +217,12 @@ def span_totals(
                 select(
                     JournalEntry.member_id.label("member_id"),
                     *(
-                        func.sum(case((_in(_DATED, span), JournalEntry.amount))).label(f"g{i}")
+                        # a bigint (a sum of bigints is numeric): compared with whole
+                        # thresholds as one by the evaluation
+                        sql_cast(
+                            func.sum(case((_in(_DATED, span), JournalEntry.amount))),
+                            BigInteger(),
+                        ).label(f"g{i}")
                         for i, span in enumerate(spans)
                     ),
                 )
