@@ -715,7 +715,7 @@ def _candidates(
     (the module's docstring says why that is safe)."""
     decision = _decision(program_id, policy, ladder, win, spans)
     with planned_for_parameters(session):
-        return list(session.connection().execute(decision.scan, {"now": now}).scalars())
+        return list(session.connection().execute(decision.scan, {"now": now}).scalars().all())
 
 
 def _text(word: str) -> ColumnElement[str]:
