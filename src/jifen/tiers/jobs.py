@@ -7,9 +7,9 @@ points accounts are locked with SKIP LOCKED (a member busy with a purchase is le
 next batch or run), and every write is keyed so that a rerun, a crash midway or two
 workers at once never do anything twice.
 
-**Evaluation** (`evaluate`, job `tiers`) — the only place a tier ever goes down. It takes
-the members with a `member_tiers` row not yet evaluated at this instant, reads their
-measures set-based, and for each:
+**Evaluation** (`evaluate`, job `tiers`) — the only place a tier ever goes down. It goes
+through the members with a `member_tiers` row not yet evaluated at this instant, reads
+their measures set-based, and for each:
 1. a tier held by a grant that has ended falls to the better of the qualified tier and the
    grants still in force (`grant_ended`; no grace: the end date was known from the start);
 2. the tier the record supports (`jifen.tiers.qualify.supported`) above the qualified
@@ -22,8 +22,37 @@ measures set-based, and for each:
    `grace_days: 0` there is none and the downgrade is immediate;
 3. a member within 10% of the next tier's enter threshold gets an outbox
    `tier.near_upgrade`, once per tier and period.
-`evaluated_at = now` marks the member done, so a second run at the same instant changes
-nothing.
+
+**Only members with something to do are locked and written.** A member has nothing to do
+(`_InSql.NONE`, "quiet") when they hold their qualified tier, no grace period is in
+course, the record supports exactly that tier, and no near-upgrade notice is due. On
+PostgreSQL the first batch of a run (per programme, instant and worker thread, kept in
+`_Run`) reads, in one statement without locks or writes (`_candidates`), every due
+member's measures the way a plain aggregate does and decides them with the same SQL as
+the batches; it keeps the points-account ids of the others, the candidates. The batches
+take the candidates `limit` at a time, lock their accounts and decide each again on
+fresh measures under the lock (`_settle_in_sql`), so what is written is what the
+evaluation of that member alone would write then; a candidate busy (SKIP LOCKED) is asked
+for again once the others are taken. Elsewhere (SQLite, `in_sql=False`) the batches go
+through every due member in account order (keyset) and write nothing for the quiet ones.
+
+`evaluated_at` is the instant of the last evaluation that had something to do for the
+member (and wrote the row): set on every member with something to do, changed or not (a
+grace period or a grant holding them, a notice), never on a quiet one. Why skipping the
+quiet members is safe: a member the scan found quiet is as if whatever committed after the
+scan's snapshot came after the evaluation — a purchase upgrades on its own path
+(`jifen.tiers.service.on_activity_many`, which also tells of a near upgrade), and a
+downgrade or a grace period is only ever written here, under the lock, on fresh measures;
+a return that leaves a member short is the next run's. So:
+- a second run at the same instant changes nothing: the members written at it are not
+  due, and the quiet ones come out quiet again (on PostgreSQL the scan finds none);
+- a crash midway leaves the rest to a rerun, which scans again (a process's runs are in
+  memory only) and writes each change once: a member written is not due any more; a batch
+  whose transaction rolls back gives its members back to the run (`_guard`);
+- two workers at once each scan and take what the other has not locked, and the batch's
+  statement asks again that each member is still due in a snapshot taken after the lock:
+  each change is written once.
+A run keeps the candidates' ids only (a list of ints per programme and worker).
 """
 
 from __future__ import annotations
@@ -116,20 +145,24 @@ def evaluate(
     in_sql: bool | None = None,
 ) -> StepResult:
     """Evaluate one batch of members (see the module's docstring). Returns the members
-    evaluated (`accounts`) and the history rows written (`items`).
+    evaluated with something to do (`accounts`: the quiet ones are not counted; a batch of
+    quiet members alone goes on to the next ones, since a batch reporting none ends the
+    run) and the history rows written (`items`).
 
     Set-based: the batch's tier rows, measures (every window in one query per measure
     kind), grants and near-upgrade notices are read in a few statements; each member is
     decided in Python from them; then the rows that changed are written in one statement
-    per table (`update_rows`, `write_rows`), and the members with nothing to record get
+    per table (`update_rows`, `write_rows`), and the members with something to do but
+    nothing to record (a grace period or a grant holding them, a notice) get
     `evaluated_at` in one UPDATE.
 
-    On PostgreSQL only the rare cases reach Python: one statement measures the batch,
-    decides in SQL what the common ones come to (`_InSql`: nothing to do, an upgrade, a
-    grace period started, a near-upgrade notice), writes it — `evaluated_at`, the changed
-    tier rows, their history rows and outbox events, the notices — and returns the
-    others (a tier held above the qualified one, a grace period in course, a downgrade
-    without grace, an upgrade under a grant in force), which are decided as above.
+    On PostgreSQL the run's first batch finds the candidates (`_candidates`), and only the
+    rare cases reach Python: one statement measures the batch, decides in SQL what the
+    common ones come to (`_InSql`: nothing to do, an upgrade, a grace period started, a
+    near-upgrade notice), writes it — `evaluated_at`, the changed tier rows, their history
+    rows and outbox events, the notices — and returns the others (a tier held above the
+    qualified one, a grace period in course, a downgrade without grace, an upgrade under
+    a grant in force), which are decided as above.
     Within a batch the statement's rows come before Python's, so two members' history or
     outbox rows may come in another order than Python alone writes them; a member's own
     never do. `in_sql`: False decides everyone in Python there too (the tests hold both
