@@ -323,12 +323,17 @@ def tiers_step(
     wrong = 0
     changes = {"upgraded": 0, "grace_started": 0, "unchanged": 0}
     want_notices = 0
+    want_marked = 0
     for member_id, tier, qualified, grace, evaluated_at in rows:
         want, want_grace, near = expected_tier(
             policy, members[member_id], Decimal(int(growth.get(member_id, 0)))
         )
         want_notices += near
-        if (qualified, tier, grace, evaluated_at) != (want, want, want_grace, p["now"]):
+        # evaluated_at: the job's instant where it had something to do (a move, a grace
+        # period, a notice); members with nothing to do are not written
+        marked = want != members[member_id] or want_grace or near
+        want_marked += marked
+        if (qualified, tier, grace, evaluated_at == p["now"]) != (want, want, want_grace, marked):
             wrong += 1
         elif want != members[member_id]:
             changes["upgraded"] += 1
@@ -339,6 +344,7 @@ def tiers_step(
     outcome = {
         "members": len(rows),
         "members_evaluated": job["accounts"],
+        "members_with_something_to_do": want_marked,
         "history_rows": job["items"],
         **changes,
         "members_not_as_expected": wrong,
@@ -348,7 +354,7 @@ def tiers_step(
     }
     outcome["ok"] = (
         wrong == 0
-        and job["accounts"] == len(rows)
+        and job["accounts"] == want_marked
         and notices == want_notices
         and job["items"] == changes["upgraded"] + changes["grace_started"]
         and not any(outcome["ledger"].values())

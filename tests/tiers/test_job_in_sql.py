@@ -30,6 +30,7 @@ from jifen.core.clock import FrozenClock
 from jifen.db.outbox import OutboxEvent
 from jifen.db.uow import Database
 from jifen.ledger import service as ledger
+from jifen.ledger.models import Account
 from jifen.ledger.posting import Book
 from jifen.members import service as members
 from jifen.members.schemas import MemberStatus
@@ -371,6 +372,7 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     in_python, ids_python, grants_python = build(pg_db, clock, document, people)
     since = last_ids(pg_db)
     sent = sent_to_python(pg_db, in_sql, ids_sql)
+    candidates = scanned(pg_db, in_sql, ids_sql)
     assert evaluate_all(pg_db, in_sql, in_sql=True) > 0
     assert evaluate_all(pg_db, in_python, in_sql=False) > 0
     by_sql = outcome(pg_db, in_sql, ids_sql, grants_sql, since)
@@ -383,8 +385,6 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     assert bool(by_sql["issues"]) == notices  # (calendar: the purchases told them already)
     if document is CALENDAR_NO_GROWTH:  # growth read for the movers alone, and recorded
         assert any(row["details"]["measures"]["growth"] for row in by_sql["tier_history"])
-    evaluated = {row["evaluated_at"] for row in by_sql["member_tiers"]}
-    assert evaluated == {NOW}
     assert len(by_sql["member_tiers"]) == len(people)
 
     # and no more reach Python than need to: those the SQL leaves to Python by rule (a
@@ -402,8 +402,42 @@ def test_the_sql_decision_leaves_the_rows_python_does(
     }
     done = {i for i, person in enumerate(people) if person.get("evaluated")}
     assert sent == (ruled | downgraded) - done
+
+    # `evaluated_at` is the instant on the rows of the members the evaluation had
+    # something to do for — a row written (history, notice), or Python's by rule (a grace
+    # period or a grant holding them, written or not) — and as it was on the others
+    wrote = {row["member_id"] for name in ("tier_history", "issues") for row in by_python[name]}
+    marked = {row["member_id"] for row in by_python["member_tiers"] if row["evaluated_at"] == NOW}
+    assert marked == wrote | ruled | done
+    assert {
+        row["evaluated_at"] for row in by_python["member_tiers"] if row["member_id"] not in marked
+    } == {at(2027, 2, 28)}
+    assert len(marked) < len(people)  # (quiet members, left as they were)
+    # and the scan of the run's first batch found exactly those (before any batch wrote):
+    # the members the evaluation of everyone in Python found something to do for, so a
+    # member the scan missed would be one the equality above fails on
+    assert candidates == marked - done
     if document.get("grace_days") == 0:
         assert downgraded - ruled  # (the record short, no grace: Python's)
+
+
+def scanned(db: Database, book: Book, ids: list[int]) -> set[int]:
+    """The members (by their place in `ids`) the scan of a run's first batch finds with
+    something to do (`jobs._candidates`), read in a transaction rolled back."""
+    person = {m: i for i, m in enumerate(ids)}
+    with Session(db.engine) as s:
+        program = get_program(s, book.program_id)
+        found = policy_of(program)
+        assert found is not None
+        win = windows(found.window, NOW, tz_of(program))
+        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        accounts = jobs._candidates(s, program.id, found, jobs._ladder(found), win, spans, NOW)
+        assert accounts == sorted(accounts)
+        members = dict(
+            s.execute(select(Account.id, Account.member_id).where(Account.id.in_(accounts))).all()
+        )
+        s.rollback()
+    return {person[members[a]] for a in accounts}
 
 
 def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
@@ -425,9 +459,82 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
             win,
             spans,
             [row[0] for row in due],
+            [row[1] for row in due],
             NOW,
             tz_of(program),
         )
         s.rollback()
-        jobs._RESUME.pop(program.id, None)
+        jobs._runs().pop(jobs._run_key(s, program.id), None)
     return {person[row[1]] for row in busy}
+
+
+RACE: list[Member] = [
+    {"tier": "silver", "growth": 5200},  # an upgrade due; the purchase makes it first
+    {"tier": "gold", "growth": 3000},  # a grace period due; the purchase keeps gold
+    {"tier": "silver", "growth": 2000},  # nothing to do; the purchase upgrades it
+    {"tier": "silver", "growth": 4600},  # a near notice due; the purchase tells it
+    {"tier": "silver", "growth": 5200},  # an upgrade, no purchase
+    {"tier": "gold", "growth": 3000},  # a grace period, no purchase
+    {"tier": "silver", "growth": 1200},  # nothing to do, no purchase
+]
+RACE_PURCHASES = {0: "100", 1: "1500", 2: "3500", 3: "100"}
+
+
+def test_a_purchase_between_the_scan_and_the_batch_leaves_what_one_by_one_does(
+    pg_db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+):
+    """The run's first batch scans the members without locks; a purchase that commits
+    after the scan and before the batch locks the member is then counted by the batch's
+    own measures, under the lock: the member ends exactly as the evaluation of everyone
+    one by one in Python leaves them when the purchase came first (rows compared whole;
+    the purchase path's own rows named by their order ids, which differ, left out)."""
+    raced, ids_raced, grants_raced = build(pg_db, clock, policy(), RACE)
+    alone, ids_alone, grants_alone = build(pg_db, clock, policy(), RACE)
+    since = last_ids(pg_db)
+    for i, amount in RACE_PURCHASES.items():
+        spend(pg_db, alone, clock, ids_alone[i], amount)
+    evaluate_all(pg_db, alone, in_sql=False)
+
+    real = jobs._candidates
+    scans: list[list[int]] = []
+
+    def candidates(*args: Any) -> list[int]:
+        found = real(*args)
+        scans.append(found)
+        for i, amount in RACE_PURCHASES.items():  # committed on connections of their own
+            spend(pg_db, raced, clock, ids_raced[i], amount)
+        return found
+
+    monkeypatch.setattr(jobs, "_candidates", candidates)
+    evaluate_all(pg_db, raced, in_sql=True)
+    assert len(scans) == 1
+    accounts = pg_db.read(
+        lambda s: dict(
+            s.execute(
+                select(Account.member_id, Account.id).where(
+                    Account.program_id == raced.program_id, Account.kind == "points"
+                )
+            ).all()
+        )
+    )
+    assert scans[0] == [accounts[ids_raced[i]] for i in (0, 1, 3, 4, 5)]  # the race is real
+
+    def plain(found: dict[str, Any]) -> dict[str, Any]:
+        for row in found["tier_history"]:
+            row["details"] = {k: v for k, v in row["details"].items() if k != "cause"}
+        found["outbox"] = [row for row in found["outbox"] if row["type"].startswith("tier.")]
+        return found
+
+    by_race = plain(outcome(pg_db, raced, ids_raced, grants_raced, since))
+    by_one = plain(outcome(pg_db, alone, ids_alone, grants_alone, since))
+    assert by_race == by_one
+    # the purchases upgraded 0 and 2 and told 3; the job wrote for 4 and 5 alone
+    assert [(r["member_id"], r["reason"], r["actor"]) for r in by_race["tier_history"]] == [
+        (0, "qualified", "test"),
+        (2, "qualified", "test"),
+        (4, "qualified", "job:tiers"),
+        (5, "grace_started", "job:tiers"),
+    ]
+    assert [r["member_id"] for r in by_race["issues"]] == [3]
+    evaluated = {r["member_id"]: r["evaluated_at"] for r in by_race["member_tiers"]}
+    assert evaluated == {i: NOW if i in (4, 5) else at(2027, 2, 28) for i in range(len(RACE))}

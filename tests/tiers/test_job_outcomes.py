@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from jifen.core.clock import FrozenClock
@@ -41,19 +42,26 @@ def freeze(db: Database, book: Book, clock: FrozenClock, m: int) -> None:
 
 
 def written(db: Database, programs: list[int], since: dict[str, int]) -> dict[str, Any]:
-    """The job's rows (all columns but ids, in id order; member_tiers all of them)."""
+    """The job's rows (all columns but ids; member_tiers all of them, in id order; the
+    others by programme and member, each member's own in id order: within a batch on
+    PostgreSQL the statement writes the changes' outbox rows before the notices', so two
+    members' rows may come in another order than one member at a time wrote them, as
+    the batches fall)."""
 
-    def rows(s: Any, table: Any, after: int) -> list[dict[str, Any]]:
+    def rows(s: Any, table: Any, after: int, by_member: bool = True) -> list[dict[str, Any]]:
         found = s.execute(
             select(table)
             .where(table.c.program_id.in_(programs), table.c.id > after)
             .order_by(table.c.id)
         ).mappings()
-        return [{k: v for k, v in r.items() if k != "id"} for r in found]
+        plain = [{k: v for k, v in r.items() if k != "id"} for r in found]
+        if by_member:
+            plain.sort(key=lambda r: (r["program_id"], r["member_id"]))
+        return plain
 
     def read(s: Any) -> dict[str, Any]:
         return {
-            "member_tiers": rows(s, MemberTier.__table__, 0),
+            "member_tiers": rows(s, MemberTier.__table__, 0, by_member=False),
             "tier_history": rows(s, TierChange.__table__, since["tier_history"]),
             "issues": rows(s, BenefitIssue.__table__, since["issues"]),
             "outbox": rows(s, OutboxEvent.__table__, since["outbox"]),
@@ -148,12 +156,43 @@ def test_the_job_writes_what_it_wrote_member_by_member(db: Database, clock: Froz
     assert written(db, programs, since) == EXPECTED
 
 
+def test_a_batch_that_fails_midway_is_taken_again_when_the_run_goes_on(
+    db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+):
+    """A batch whose transaction rolls back (the worker fails after deciding it) leaves its
+    members to the run: run again at the same instant in the same process, the run takes
+    them again (the run's place goes back to where it stood), and the rows are those of
+    a run that never failed — nothing missed, nothing twice."""
+    from jifen.tiers import jobs
+
+    programs, since, now = scenario(db, clock)
+    real = jobs._evaluate_batch
+    batches: list[Any] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        done = real(*args, **kwargs)
+        batches.append(done)
+        if len(batches) == 2:
+            raise RuntimeError("the worker fails before the commit")
+        return done
+
+    monkeypatch.setattr(jobs, "_evaluate_batch", failing)
+    with pytest.raises(RuntimeError):
+        run_job(db, "tiers", now=now, program_id=programs[0], batch_size=3)
+    assert batches[1].accounts == 3  # (a batch with something to write failed)
+    for program_id in programs:
+        run_job(db, "tiers", now=now, program_id=program_id, batch_size=3)
+    assert written(db, programs, since) == EXPECTED
+
+
 # What the job wrote over `scenario` when it evaluated one member at a time through the ORM
 # (commit 7640544), members 1-10 in the first programme, 11-12 in the second: 1 upgraded
 # to gold without a crossing write, 2 starts a grace period, 3 clears one, 4 is downgraded
 # one level after its grace, 5's grant has ended, 6 is held by a grant, 7 is told of a
 # near upgrade, 8 (frozen) is not, 9 and 12 have nothing to do, 10 goes two levels up, 11
-# is downgraded straight to what its record supports (no grace).
+# is downgraded straight to what its record supports (no grace). Since the job writes
+# nothing for a member with nothing to do, 8, 9 and 12 keep their `evaluated_at` (never
+# evaluated: NULL); the ORM job marked them too.
 EXPECTED = {
     "member_tiers": [
         {
@@ -253,7 +292,7 @@ EXPECTED = {
             "qualified_tier": "silver",
             "since": utc(2027, 2, 10, 1, 0),
             "grace_until": None,
-            "evaluated_at": utc(2027, 3, 1, 4, 0),
+            "evaluated_at": None,  # nothing to do: not written
             "updated_at": utc(2027, 2, 10, 1, 0),
         },
         {
@@ -263,7 +302,7 @@ EXPECTED = {
             "qualified_tier": "silver",
             "since": utc(2027, 2, 10, 1, 0),
             "grace_until": None,
-            "evaluated_at": utc(2027, 3, 1, 4, 0),
+            "evaluated_at": None,  # nothing to do: not written
             "updated_at": utc(2027, 2, 10, 1, 0),
         },
         {
@@ -273,7 +312,7 @@ EXPECTED = {
             "qualified_tier": "gold",
             "since": utc(2027, 2, 10, 1, 0),
             "grace_until": None,
-            "evaluated_at": utc(2027, 3, 1, 4, 0),
+            "evaluated_at": None,  # nothing to do: not written
             "updated_at": utc(2027, 2, 10, 1, 0),
         },
     ],

@@ -20,7 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, select
+from sqlalchemy import BigInteger, ColumnElement, Select, bindparam, case, func, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from jifen.core.clock import as_utc
@@ -176,7 +177,7 @@ def _aware(value: object) -> datetime | None:
 
 def span_totals(
     program_id: int,
-    member_ids: Sequence[int] | str | ColumnElement[Any],
+    member_ids: Sequence[int] | str | ColumnElement[Any] | Select[Any],
     spans: Sequence[Span],
     which: Collection[Measure] = tuple(Measure),
 ) -> tuple[Select[*tuple[Any, ...]] | None, Select[*tuple[Any, ...]] | None]:
@@ -188,9 +189,16 @@ def span_totals(
     joins them into its set-based decision (`jifen.tiers.jobs`), so both read the same;
     `member_ids` a name: the ids are that parameter, given when the query runs
     (PostgreSQL, `jifen.db.bulk.among_bound`); a column: the one member it names (a
-    query correlated to an outer one, for a LATERAL join)."""
+    query correlated to an outer one, for a LATERAL join); a query of member ids: the
+    members it finds (the evaluation's scan of all a programme's members: a semi-join,
+    and the growth entries hash-aggregated as the plain aggregate of the benchmark does,
+    not one member's index probes after another)."""
+    everyone = isinstance(member_ids, Select)
 
     def of(column: Any) -> ColumnElement[bool]:
+        if isinstance(member_ids, Select):
+            found: ColumnElement[bool] = column.in_(member_ids)
+            return found
         if isinstance(member_ids, str):
             return among_bound(column, member_ids)
         if isinstance(member_ids, ColumnElement):
@@ -209,7 +217,12 @@ def span_totals(
                 select(
                     JournalEntry.member_id.label("member_id"),
                     *(
-                        func.sum(case((_in(_DATED, span), JournalEntry.amount))).label(f"g{i}")
+                        # a bigint (a sum of bigints is numeric): compared with whole
+                        # thresholds as one by the evaluation
+                        sql_cast(
+                            func.sum(case((_in(_DATED, span), JournalEntry.amount))),
+                            BigInteger(),
+                        ).label(f"g{i}")
                         for i, span in enumerate(spans)
                     ),
                 )
@@ -218,8 +231,8 @@ def span_totals(
                 JournalEntry.program_id == program_id,
                 of(JournalEntry.member_id),
                 # the accounts too: found by their index, not hashed whole to join them
-                Account.program_id == program_id,
-                of(Account.member_id),
+                # (for a batch; the scan of everyone hashes them)
+                *(() if everyone else (Account.program_id == program_id, of(Account.member_id))),
                 _in(_DATED, union),
             )
             .group_by(JournalEntry.member_id)
