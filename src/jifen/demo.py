@@ -529,7 +529,7 @@ class _Seeder:
         for name in NIGHTLY:  # the nightly jobs, run now
             while True:
                 result = JOBS[name].batch(self.session, self.program, now, 500)
-                if result.accounts == 0 and result.items == 0:
+                if result.last():
                     break
 
     def result(self, program_id: int, api_key: str) -> DemoInfo:

@@ -163,8 +163,8 @@ def test_a_member_another_worker_evaluated_after_the_lock_read_it_is_left_alone(
     taken). The statement that decides reads the rows again and leaves that member alone:
     no second history row, the row as the first worker left it, and the member not
     counted. The race is played here by handing the batch, besides the members really
-    due, one evaluated a moment ago; `alone`: a batch of that member alone (the batch
-    then goes on to the next members: a batch that reports none ends the run)."""
+    due, one evaluated a moment ago; `alone`: a batch of that member alone (it reports
+    nothing done and `more`, and the next batch takes the next members)."""
     from sqlalchemy import select
 
     from jifen.programs.service import get_program
@@ -213,6 +213,11 @@ def test_a_member_another_worker_evaluated_after_the_lock_read_it_is_left_alone(
         lambda s: jobs.evaluate(s, get_program(s, book.program_id), later.now(), limit=5)
     )
     assert stale
+    if alone:  # nothing done, the run not over: the next batch takes the next members
+        assert (second.accounts, second.items, second.more) == (0, 0, True)
+        second = pg_db.write(
+            lambda s: jobs.evaluate(s, get_program(s, book.program_id), later.now(), limit=5)
+        )
     assert second.accounts == 1  # the member due, not the one done
     assert second.items == 1
     assert rows()[done] == left

@@ -271,6 +271,37 @@ def test_the_job_works_in_batches_and_skips_nobody(db, clock):
     assert run(db, book, clock).batches == 0
 
 
+def test_quiet_members_are_gone_through_a_batch_a_transaction(db, clock):
+    """Members with nothing to do are not written, and a batch of them alone ends its
+    transaction (SQLite's one writer is not held across a programme of quiet members):
+    it reports nothing done and more to come, and the run goes on."""
+    from jifen.programs.service import get_program
+    from jifen.tiers.jobs import evaluate
+
+    book = tiered(db, clock, policy(grace_days=0))
+    quiet = [member(db, book, clock) for _ in range(10)]
+    for m in quiet:
+        spend(db, book, clock, m, "1000")  # silver at the purchase, still supported below
+    clock.set(at(2026, 6, 1, 12))
+    batches: list[tuple[int, int, bool]] = []
+
+    def batch(s: Any) -> Any:
+        done = evaluate(s, get_program(s, book.program_id), clock.now(), limit=4)
+        batches.append((done.accounts, done.items, done.more))
+        return done
+
+    while not db.write(batch).last():
+        pass
+    if db.engine.dialect.name == "sqlite":  # 4, 4 and 2 quiet members, then the end
+        assert batches == [(0, 0, True)] * 3 + [(0, 0, False)]
+    else:  # the run's scan found nobody with something to do
+        assert batches == [(0, 0, False)]
+    assert {standing(db, book, m) for m in quiet} == {("silver", "silver", None)}
+    evaluated = db.read(lambda s: set(s.execute(select(MemberTier.evaluated_at)).scalars()))
+    assert evaluated == {None}  # never written
+    assert run(db, book, clock).batches == 0
+
+
 def test_a_programme_without_tiers_has_nothing_to_evaluate(db, clock):
     book = tiered(db, clock)
     from .kit import set_tiers

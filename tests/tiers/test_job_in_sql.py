@@ -287,7 +287,7 @@ def evaluate_all(db: Database, book: Book, *, in_sql: bool) -> int:
         done = db.write(
             lambda s: evaluate(s, get_program(s, book.program_id), NOW, limit=7, in_sql=in_sql)
         )
-        if done.accounts == 0:
+        if done.last():
             return batches
         batches += 1
 

@@ -128,6 +128,7 @@ JOBS: dict[str, Job] = {
 class JobReport:
     job: str
     batches: int = 0
+    """The batches that did something (a batch with nothing to do is not counted)."""
     totals: StepResult = field(default_factory=StepResult)
     by_program: dict[int, StepResult] = field(default_factory=dict)
 
@@ -157,8 +158,10 @@ def run_job(
 
         while True:
             result = db.write(batch)
-            if result.accounts == 0 and result.items == 0:
+            if result.last():
                 break
+            if not (result.accounts or result.items):
+                continue  # nothing to do in this batch, more to come (`StepResult.more`)
             report.batches += 1
             done.add(result)
             if on_batch is not None:

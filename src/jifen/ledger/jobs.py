@@ -67,6 +67,14 @@ class StepResult:
     accounts: int = 0
     items: int = 0
     points: int = 0
+    more: bool = False
+    """A batch with nothing to count that is not the run's last (the tier job's batch of
+    members with nothing to do): the runner calls again. A batch that counts nothing and
+    says no more ends the run."""
+
+    def last(self) -> bool:
+        """Whether this batch ends its run: it counted nothing and says no more."""
+        return not (self.accounts or self.items or self.more)
 
     def add(self, other: StepResult) -> None:
         self.accounts += other.accounts

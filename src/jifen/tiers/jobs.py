@@ -146,8 +146,8 @@ def evaluate(
 ) -> StepResult:
     """Evaluate one batch of members (see the module's docstring). Returns the members
     evaluated with something to do (`accounts`: the quiet ones are not counted; a batch of
-    quiet members alone goes on to the next ones, since a batch reporting none ends the
-    run) and the history rows written (`items`).
+    quiet members alone reports `more`, so that the run goes on) and the history rows
+    written (`items`).
 
     Set-based: the batch's tier rows, measures (every window in one query per measure
     kind), grants and near-upgrade notices are read in a few statements; each member is
@@ -184,17 +184,16 @@ def evaluate(
             return _candidates(session, program.id, policy, ladder, win, spans, now)
 
     _run_at(session, program.id, now, in_sql, scan, policy)
-    while True:
-        due = _lock_due(session, program.id, now, limit, columns)
-        if not due:
-            return StepResult()
-        done = _evaluate_batch(
-            session, program.id, policy, ladder, tz, win, spans, now, in_sql, due
-        )
-        # none if all were quiet, or evaluated by another worker since they were read:
-        # the next ones (a batch reporting none would end the run)
-        if done.accounts or done.items:
-            return done
+    due = _lock_due(session, program.id, now, limit, columns)
+    if not due:
+        return StepResult()
+    done = _evaluate_batch(session, program.id, policy, ladder, tz, win, spans, now, in_sql, due)
+    # none if all were quiet, or evaluated by another worker since they were read: the
+    # run is not over (the next batch takes the next ones), and this transaction ends here
+    # (on SQLite the one writer's lock is not held across the quiet members of a whole
+    # programme)
+    done.more = not (done.accounts or done.items)
+    return done
 
 
 def _evaluate_batch(
