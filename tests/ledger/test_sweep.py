@@ -75,6 +75,7 @@ def history(db: Database, clock: FrozenClock) -> tuple[Book, list[tuple[int, int
     credit(idle, 5)
     clock.advance(days=1)
     credit(debtor, 30, pending=True)
+    credit(debtor, 12, pending=True)  # released with the 30, after the debt is repaid
     credit(spender, 20)
     debit(spender, 30)
     db.write(
@@ -131,11 +132,12 @@ def test_the_sql_steps_write_the_rows_the_python_steps_write(
     finally:
         python_db.dispose()
 
-    # release (the lazy member's lot went before the job): the debtor's 50 and 30, what the
-    # clawback left of 40; expire in batches of 2 accounts: the debtor's three lots (20 left
-    # of the 30), the clawed 25, the spender's 60 + 20, the emptied lot (nothing left), the
-    # idle member's 5; the second run finds nothing.
-    assert runs == [(1, 2, 3, 105), (3, 4, 8, 130), (0, 0, 0, 0)]
+    # release (the lazy member's lot went before the job): the debtor's 50, 30 and 12 (in
+    # one account, lots that repay a debt and one that does not), what the clawback left of
+    # 40; expire in batches of 2 accounts: the debtor's four lots (20 left of the 30, the
+    # 12), the clawed 25, the spender's 60 + 20, the emptied lot (nothing left), the idle
+    # member's 5; the second run finds nothing.
+    assert runs == [(1, 2, 4, 117), (3, 4, 9, 142), (0, 0, 0, 0)]
     assert python_runs == runs
     for table in ("accounts", "txns", "entries", "lots", "allocations", "holds", "outbox"):
         assert in_sql[table] == in_python[table], table

@@ -28,8 +28,9 @@ a batch of 8,000 lots walked all 100,000 due lots of the bench's programme, dead
 of earlier batches included, so the work per batch grew with the programme), the debts by
 the accounts' key, and the lots to update by their key as one array (joined to `due` or
 `repaid` by id, the planner hashed the whole lots table, spilling to disk, in every
-batch). Status literals are written out (not bound) so that the planner can use the
-partial index on active holds.
+batch); the release statement reads each row it writes once and finds it again by its
+address (below, `_RELEASE_SQL`). Status literals are written out (not bound) so that the
+planner can use the partial index on active holds.
 """
 
 from __future__ import annotations
@@ -102,41 +103,72 @@ SELECT (SELECT count(*) FROM per_account),
 """
 
 # Released points repay a debt first (a negative `available`), earliest expiry first: a
-# lot gives what the debt still lacks after the lots before it, up to what it has.
+# lot gives what the debt still lacks after the due lots before it, up to what it has.
+#
+# Each locked account and each of its pending lots is read once, with the row's address
+# (`ctid`): `account` gives the debt and, for a scheduled batch, `next_due_at` as it was;
+# `pending` the due lots and the not-due ones' release instants, which `next_due` needs
+# (it probed the lots' account index twice more per account). The lots' and the accounts'
+# UPDATEs find their rows by those addresses (a TID scan), not by a second descent of the
+# primary keys: every row they write is a current version the statement has just read,
+# which no one else can change meanwhile (the accounts are locked by the batch, and
+# whoever changes a lot holds its account's lock), and one statement's addresses cannot go
+# stale under it (it holds its tables' locks). The lots that repay nothing (`take = 0`,
+# all of them unless the account is in debt) are updated without a join; only the few
+# that repay a debt are joined to `repaid` for what they give. Release batch at 50,000
+# members (bench seed, 25 batches, backend CPU, the code before and this alternating batch
+# by batch): the statement 9.85 -> 8.58 s and 9.65 -> 8.60 s.
 _RELEASE_SQL = """
-WITH due AS MATERIALIZED (
-    SELECT id, account_id, member_id, remaining, expires_at,
-           row_number() OVER w AS n,
-           coalesce(sum(remaining) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
-               AS before
-    FROM unnest(CAST(:ids AS BIGINT[])) AS a (account)
+WITH account AS MATERIALIZED (
+    SELECT a.id, a.row_id, a.available, a.next_due_at
+    FROM unnest(CAST(:ids AS BIGINT[])) AS ids (id)
     CROSS JOIN LATERAL (
-        SELECT id, account_id, member_id, remaining, expires_at FROM lots
-        WHERE account_id = a.account AND status = 'pending' AND available_at <= :now
+        SELECT id, ctid AS row_id, available, next_due_at FROM accounts
+        WHERE id = ids.id
+        OFFSET 0
+    ) AS a
+),
+pending AS MATERIALIZED (
+    SELECT l.*,
+           CAST(coalesce(sum(l.remaining) FILTER (WHERE l.due) OVER (
+               PARTITION BY l.account_id ORDER BY l.expires_at ASC NULLS LAST, l.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS before
+    FROM account AS a
+    CROSS JOIN LATERAL (
+        SELECT ctid AS row_id, id, account_id, member_id, remaining, expires_at, available_at,
+               coalesce(available_at <= :now, FALSE) AS due
+        FROM lots
+        WHERE account_id = a.id AND status = 'pending'
         OFFSET 0
     ) AS l
-    WINDOW w AS (PARTITION BY account_id ORDER BY expires_at ASC NULLS LAST, id)
 ),
 per_account AS MATERIALIZED (
     SELECT nextval(CAST((SELECT pg_get_serial_sequence('journal_transactions', 'id'))
                    AS regclass)) AS txn_id, s.*
     FROM (
         SELECT d.account_id, min(d.member_id) AS member_id,
-               CAST(sum(d.remaining) AS BIGINT) AS points,
-               greatest(-(SELECT available FROM accounts WHERE id = d.account_id), 0) AS debt
-        FROM due AS d
+               CAST(sum(d.remaining) AS BIGINT) AS points
+        FROM pending AS d WHERE d.due
         GROUP BY d.account_id ORDER BY d.account_id
     ) AS s
 ),
 repaid AS MATERIALIZED (
-    SELECT d.id, d.account_id, d.member_id, d.n, d.remaining, d.expires_at, p.txn_id,
-           least(d.remaining, greatest(p.debt - d.before, 0)) AS take
-    FROM due AS d JOIN per_account AS p USING (account_id)
+    SELECT d.row_id, d.id, d.account_id, d.member_id, d.remaining, d.expires_at, p.txn_id,
+           least(d.remaining, greatest(greatest(-a.available, 0) - d.before, 0)) AS take
+    FROM pending AS d
+    JOIN per_account AS p USING (account_id)
+    JOIN account AS a ON a.id = d.account_id
+    WHERE d.due
 ),
 released AS (
+    UPDATE lots SET status = 'available'
+    WHERE ctid = ANY(CAST((SELECT array_agg(row_id) FROM repaid WHERE take = 0) AS TID[]))
+),
+repaying AS (
     UPDATE lots SET status = 'available', remaining = lots.remaining - r.take
     FROM repaid AS r
-    WHERE lots.id = ANY(CAST((SELECT array_agg(id) FROM repaid) AS BIGINT[])) AND lots.id = r.id
+    WHERE lots.ctid = ANY(CAST((SELECT array_agg(row_id) FROM repaid WHERE take > 0) AS TID[]))
+      AND lots.ctid = r.row_id
 ),
 transactions AS (
     INSERT INTO journal_transactions (id, program_id, member_id, kind, points, created_at, actor)
@@ -147,7 +179,7 @@ allocations AS (
     INSERT INTO lot_allocations (program_id, member_id, transaction_id, lot_id, amount, expired)
     SELECT :program_id, member_id, txn_id, id, -take, FALSE
     FROM repaid WHERE take > 0
-    ORDER BY account_id, n
+    ORDER BY account_id, expires_at ASC NULLS LAST, id
 ),
 entries AS (
     INSERT INTO journal_entries (transaction_id, program_id, account_id, member_id, bucket, amount)
@@ -165,7 +197,7 @@ events AS (
     FROM per_account ORDER BY account_id
 )
 SELECT (SELECT count(*) FROM per_account),
-       (SELECT count(*) FROM due),
+       (SELECT count(*) FROM repaid),
        (SELECT coalesce(sum(points), 0) FROM per_account)
 """
 
@@ -188,7 +220,9 @@ balances AS (
 # leaves the lots, worked out from the snapshot and what the statement does to it, since
 # its CTEs cannot see their own writes. After expiry the available lots left are the ones
 # not due; after release, the lots released keep what repaying a debt left of them and the
-# pending lots left are the ones not due. An account is written if its balance or its
+# pending lots left are the ones not due (release reads them with the due ones, in
+# `pending`, and finds its accounts by address, read in `account`). An account is written
+# if its balance or its
 # `next_due_at` changes, as `_REFRESH_NEXT_DUE` would. The lots are read account by account
 # (correlated subqueries: probes of the lots' account index), not through the partial
 # indexes on due lots, which hold every due lot of the programme. The accounts are found by
@@ -223,36 +257,39 @@ balances AS (
 ),"""
 _NEXT_DUE_AFTER_RELEASE = """
 next_due AS MATERIALIZED (
-    SELECT ids.id,
+    SELECT a.id, a.row_id, a.next_due_at,
            least(
                (SELECT min(expires_at) FROM lots
-                WHERE account_id = ids.id AND status = 'available' AND remaining > 0),
+                WHERE account_id = a.id AND status = 'available' AND remaining > 0),
                r.due,
-               (SELECT min(available_at) FROM lots
-                WHERE account_id = ids.id AND status = 'pending'
-                  AND (available_at <= :now) IS NOT TRUE),
+               w.due,
                h.due
            ) AS due
-    FROM unnest(CAST(:ids AS BIGINT[])) AS ids (id)
+    FROM account AS a
     LEFT JOIN (
         SELECT account_id, min(expires_at) AS due FROM repaid
         WHERE remaining > take
         GROUP BY account_id
-    ) AS r ON r.account_id = ids.id
+    ) AS r ON r.account_id = a.id
+    LEFT JOIN (
+        SELECT account_id, min(available_at) AS due FROM pending
+        WHERE NOT due
+        GROUP BY account_id
+    ) AS w ON w.account_id = a.id
     LEFT JOIN (
         SELECT account_id, min(expires_at) AS due FROM holds
         WHERE account_id = ANY(CAST(:ids AS BIGINT[])) AND status = 'active'
         GROUP BY account_id
-    ) AS h ON h.account_id = ids.id
+    ) AS h ON h.account_id = a.id
 ),
 balances AS (
     UPDATE accounts
     SET available = accounts.available + coalesce(p.points, 0),
         pending = accounts.pending - coalesce(p.points, 0), next_due_at = n.due
     FROM next_due AS n LEFT JOIN per_account AS p ON p.account_id = n.id
-    WHERE accounts.id = n.id
-      AND accounts.id = ANY(CAST((SELECT array_agg(id) FROM next_due) AS BIGINT[]))
-      AND (p.account_id IS NOT NULL OR accounts.next_due_at IS DISTINCT FROM n.due)
+    WHERE accounts.ctid = ANY(CAST((SELECT array_agg(row_id) FROM next_due) AS TID[]))
+      AND accounts.ctid = n.row_id
+      AND (p.account_id IS NOT NULL OR n.next_due_at IS DISTINCT FROM n.due)
 ),"""
 
 _EXPIRE = text(_EXPIRE_SQL.replace("{balances}", _EXPIRE_BALANCES.strip()))
