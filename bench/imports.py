@@ -149,6 +149,17 @@ class Waits:
         finally:
             self.add(kind, time.perf_counter() - wall, time.thread_time() - cpu, statement)
 
+    @staticmethod
+    def caller() -> str:
+        """The jifen function whose statement waits (outside the bulk and db layers)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if "/jifen/" in name and "/jifen/db/" not in name:
+                return f"{frame.f_code.co_name} ({name.rsplit('/', 1)[1]})"
+            frame = frame.f_back  # type: ignore[assignment]
+        return "?"
+
     def kind_of(self, statement: str) -> str:
         for kind, pattern in self.KINDS:
             if pattern.search(statement):
@@ -190,7 +201,7 @@ class Waits:
                 joined[0] += wall
                 joined[1] += cpu
                 if threading.get_ident() == self.main:
-                    self.add("join: the COPYs queued behind", wall, cpu)
+                    self.add(f"join: the COPYs queued behind, before {self.caller()}", wall, cpu)
 
         copying = bulk._copying
 
