@@ -80,6 +80,33 @@ def test_a_queued_copy_the_server_refuses(
     _rerun_books_every_order_once(pg_db, clock, program_id, tmp_path)
 
 
+def test_a_chunk_that_loses_a_race_for_an_order_id_is_done_again(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second chunk's orders are recorded by someone else after the chunk looked them
+    up (here: the look-up finds none the first time): its `COPY` of purchases breaks the
+    order ids' unique key, queued behind, and the chunk is done again, finding them."""
+    clock, program_id = _prepared(db, tmp_path)
+    purchases_in(db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
+    before = state(db, program_id)
+    calls = _chunks_counted(monkeypatch)
+    real_recorded = purchase_import.recorded_orders
+    missed: list[int] = []
+
+    def recorded_orders(*args: Any) -> Any:
+        if calls["chunks"] == 2 and not missed:
+            missed.append(calls["chunks"])
+            return {}
+        return real_recorded(*args)
+
+    monkeypatch.setattr(purchase_import, "recorded_orders", recorded_orders)
+    again = purchases_in(db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
+    assert missed == [2]
+    assert calls["chunks"] == 6  # five chunks, the second twice
+    assert (again.already, again.imported, again.rejected) == (121, 0, 0)
+    assert state(db, program_id) == before
+
+
 def test_python_failing_with_copies_queued(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

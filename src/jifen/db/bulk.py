@@ -37,6 +37,7 @@ from json.encoder import (  # type: ignore[attr-defined]
 from operator import itemgetter
 from typing import Any
 
+import psycopg
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import (
     JSON,
@@ -65,6 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import Column
@@ -247,7 +249,8 @@ def writing_behind(session: Session) -> Iterator[None]:
     """Within the block, on PostgreSQL, the session's `COPY`s (`copy_rows`, `copy_tuples`)
     are sent by a thread of their own while Python goes on; every other statement on the
     session's connection first waits for those queued before it (and raises the error of
-    one that failed), and so does the block's end. A failure inside the block aborts the
+    one that failed, as SQLAlchemy raises a statement's: a unique key broken is an
+    `IntegrityError`), and so does the block's end. A failure inside the block aborts the
     `COPY` in progress and drops the queued ones: the caller's transaction is to be rolled
     back, as after any failed statement. Elsewhere (SQLite) the block changes nothing."""
     if session.get_bind().dialect.name != "postgresql" or _BEHIND in session.info:
@@ -267,7 +270,10 @@ def writing_behind(session: Session) -> Iterator[None]:
     failed = True
     try:
         yield
-        behind.join()
+        try:
+            behind.join()
+        except psycopg.Error as exc:  # as a statement after it raises it: SQLAlchemy's error
+            raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
         failed = False
     finally:
         session.info.pop(_BEHIND, None)
