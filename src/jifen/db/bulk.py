@@ -252,7 +252,12 @@ def writing_behind(session: Session) -> Iterator[None]:
     one that failed, as SQLAlchemy raises a statement's: a unique key broken is an
     `IntegrityError`), and so does the block's end. A failure inside the block aborts the
     `COPY` in progress and drops the queued ones: the caller's transaction is to be rolled
-    back, as after any failed statement. Elsewhere (SQLite) the block changes nothing."""
+    back, as after any failed statement. Elsewhere (SQLite) the block changes nothing.
+
+    The error of a queued `COPY` is raised by the next statement, whatever it is: keep the
+    block around code that lets database errors through (the import's booking), not around
+    code that catches one to go on (a savepoint turning a unique key into a domain error
+    would take a failed `COPY` for its own clash)."""
     if session.get_bind().dialect.name != "postgresql" or _BEHIND in session.info:
         yield
         return
