@@ -145,8 +145,15 @@ def book_orders(
     the caller's transaction, in rounds."""
     done = Booked()
     dates = LotDates(book)
+    lines: list[dict[str, Any]] = []
+    """The purchase lines booked and not written yet: a round's are written after the next
+    round's reads, which do not read them, so that with the `COPY`s sent behind
+    (`db.bulk.writing_behind`, the import) PostgreSQL writes them while Python prices the
+    next round, instead of the next round's reads waiting for them. In the same order, so
+    the same rows with the same ids."""
     while items:
-        items = _book_round(session, program, book, dates, plan, items, now, actor, done)
+        items = _book_round(session, program, book, dates, plan, items, now, actor, done, lines)
+    copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
     return done
 
 
@@ -164,6 +171,7 @@ def _book_round(
     now: datetime,
     actor: str,
     done: Booked,
+    lines: list[dict[str, Any]],
 ) -> list[Item]:
     """Price and book a run of each member's next orders (see `jifen.earning.runs`);
     returns the orders left for the next round, in file order. With budgets (shared by
@@ -201,6 +209,9 @@ def _book_round(
             member_facts = _facts_for(facts, item.member.id, started)
             bounds.extend(bounds_of(rules, item.member.id, _basket_of(book, item), member_facts))
         used = caps.read(session, program.id, bounds, lock=True)
+    # The round before's lines: its reads done, nothing else in the round reads them.
+    copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
+    lines.clear()
     usage: dict[str, int] = defaultdict(int)
     kept: list[Item] = []
     left: list[Item] = []
@@ -240,7 +251,9 @@ def _book_round(
         if _ends_run(dates, plan, account, standing.get(member.id), item, now):
             ended.add(member.id)
     if kept:
-        _write(session, program, book, dates, accounts, tier_rows, kept, usage, now, actor, done)
+        _write(
+            session, program, book, dates, accounts, tier_rows, kept, usage, now, actor, done, lines
+        )
     return left
 
 
@@ -295,9 +308,11 @@ def _write(
     now: datetime,
     actor: str,
     done: Booked,
+    lines: list[dict[str, Any]],
 ) -> None:
-    """Book the round's priced orders: credits, purchases, lines, events, counters, and
-    what the tiers make of each member's last order."""
+    """Book the round's priced orders: credits, purchases, events, counters, and what the
+    tiers make of each member's last order; the lines are left in `lines`, for the caller
+    to write (`book_orders`)."""
     awards = [
         (item, item.result.points.points, item.result.growth.points)
         for item in kept
@@ -345,7 +360,6 @@ def _write(
     )
     txns = {c.details["purchase_id"]: b for c, b in zip(credits, booked, strict=True)}
     purchases: list[dict[str, Any]] = []
-    lines: list[dict[str, Any]] = []
     causes: dict[int, dict[str, Any]] = {}
     for item, purchase_id in zip(kept, purchase_ids, strict=True):
         data = item.data
@@ -395,7 +409,6 @@ def _write(
         done.points += points
         done.growth += found.growth.points if found else 0
     copy_rows(session, Purchase.__table__, purchases)  # type: ignore[arg-type]
-    copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
     caps.use(session, program.id, usage)
     done.upgrades += len(
         tiers.on_activity_many(
