@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jifen.db.base import Id, Json, UtcDateTime
-from jifen.db.bulk import COPY_PIECE, copy_rows, copy_tuples, writing_behind
+from jifen.db.bulk import COPY_PIECE, copy_rows, copy_tuples, execute_behind, writing_behind
 from jifen.db.uow import Database
 
 META = MetaData()
@@ -196,4 +196,32 @@ def test_a_failure_in_the_block_gives_up_the_queued_copies(db: Database) -> None
     with pytest.raises(RuntimeError):
         db.write(write)
     assert read(db, PARENTS) == []
+    assert not behind_threads()
+
+
+def test_statements_queued_behind_run_in_their_place(db: Database) -> None:
+    """`execute_behind` queues a statement after the `COPY`s before it (PostgreSQL): it sees
+    their rows, and its error is raised by the next statement; elsewhere it queues nothing."""
+    clear(db)
+
+    def write(session: Session) -> list[bool]:
+        with writing_behind(session):
+            copy_rows(session, PARENTS, parents(1, 3))
+            queued = [execute_behind(session, "DELETE FROM behind_parents WHERE id = 2")]
+            copy_rows(session, PARENTS, parents(2, 1))  # id 2 again: after the delete
+        return queued
+
+    if db.dialect != "postgresql":
+        assert db.read(lambda s: execute_behind(s, "SELECT 1")) is False
+        return
+    assert db.write(write) == [True]
+    assert [r[0] for r in read(db, PARENTS)] == [1, 2, 3]
+
+    def failing(session: Session) -> None:
+        with writing_behind(session):
+            execute_behind(session, "SET CONSTRAINTS no_such_constraint IMMEDIATE")
+            session.execute(select(func.count()).select_from(PARENTS))
+
+    with pytest.raises(Exception, match="no_such_constraint"):
+        db.write(failing)
     assert not behind_threads()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 import jifen.db.bulk as bulk
 from jifen.core.clock import FrozenClock
@@ -19,6 +20,7 @@ from jifen.earning import batch
 from jifen.imports import purchases as purchase_import
 from jifen.imports.files import FileFormat, read_rows
 from jifen.imports.orders import REQUIRED, group
+from jifen.ledger import bulk as ledger_bulk
 
 from .test_safety import NOW, members_in, purchases_in
 from .twins import apply_programme, sample, state, write_members_csv, write_purchases_csv
@@ -159,3 +161,28 @@ def test_a_file_that_cannot_be_read_further(db: Database, tmp_path: Path) -> Non
     chunks = len(readable) // 30  # (the chunk the reading fails in is not booked)
     assert seen == [30 * (i + 1) for i in range(chunks)]
     assert len(state(db, program_id)["purchases"]) == 30 * chunks
+
+
+def test_an_unbalanced_transaction_is_refused_as_before(
+    pg_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's balance check, run behind for each round's entries while Python goes
+    on (`ledger.bulk.check_balanced_behind`) rather than all at the commit, still refuses a
+    transaction whose entries do not sum to zero: the chunk leaves nothing (it is an
+    integrity error, so the chunk is tried again — here it fails every time)."""
+    clock, program_id = _prepared(pg_db, tmp_path)
+    calls = _chunks_counted(monkeypatch)
+    real_copy_tuples = ledger_bulk.copy_tuples
+
+    def copy_tuples(session: Any, table: Any, names: Any, rows: Any) -> None:
+        if calls["chunks"] >= 3 and table.name == "journal_entries":
+            first = rows[0]
+            rows = [(*first[:-1], first[-1] + 1), *rows[1:]]  # one point out of balance
+        real_copy_tuples(session, table, names, rows)
+
+    monkeypatch.setattr(ledger_bulk, "copy_tuples", copy_tuples)
+    with pytest.raises(IntegrityError, match="does not balance"):
+        purchases_in(pg_db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
+    monkeypatch.undo()
+    assert calls["chunks"] == 2 + purchase_import.ATTEMPTS
+    _rerun_books_every_order_once(pg_db, clock, program_id, tmp_path)

@@ -12,10 +12,11 @@ is written once per batch:
 Reserve and write a table's rows in the same transaction, before the ORM inserts into it.
 
 Within `writing_behind(session)` (bulk imports) the `COPY`s of `copy_rows` and
-`copy_tuples` on PostgreSQL are sent by a thread of their own, in the order given, while
-Python goes on: every other statement on the session's connection waits for them first
-(and raises the error of one that failed), so each statement sees every row written
-before it, as one after the other; the block's end waits for them too.
+`copy_tuples` (and statements given to `execute_behind`) on PostgreSQL are sent by a
+thread of their own, in the order given, while Python goes on: every other statement on
+the session's connection waits for them first (and raises the error of one that failed),
+so each statement sees every row written before it, as one after the other; the block's
+end waits for them too.
 """
 
 from __future__ import annotations
@@ -287,6 +288,17 @@ def writing_behind(session: Session) -> Iterator[None]:
         behind.stop(abort=failed)
 
 
+def execute_behind(session: Session, statement: str) -> bool:
+    """Queue `statement` (SQL without parameters, whose result nobody reads) behind the
+    session's `COPY`s when `writing_behind` is on; whether it was. Its error is raised as a
+    `COPY`'s."""
+    behind: _Behind | None = session.info.get(_BEHIND)
+    if behind is None:
+        return False
+    behind.execute(statement)
+    return True
+
+
 class CopyAborted(Exception):
     """A queued `COPY` given up: the block failed before its rows were all given."""
 
@@ -317,6 +329,10 @@ class _Behind:
 
     def end(self) -> None:
         self._queue.put(("end", None))
+
+    def execute(self, statement: str) -> None:
+        self._queued = True
+        self._queue.put(("execute", statement))
 
     def fail(self, error: BaseException) -> None:
         """Abort the `COPY` being given (its rows were not all made)."""
@@ -360,6 +376,8 @@ class _Behind:
                         ending.__exit__(type(value), value, value.__traceback__)
                 elif self._error is not None:
                     continue  # (a failure drops the rest)
+                elif kind == "execute":
+                    self._connection.execute(value)
                 elif kind == "copy":
                     copying = self._connection.cursor().copy(value)
                     copy = copying.__enter__()

@@ -61,7 +61,7 @@ from jifen.earning.purchases import (
 )
 from jifen.earning.runs import Standing, Tiering, due_at_once, standings, tier_moves
 from jifen.earning.schemas import PurchaseIn
-from jifen.ledger.bulk import Credit, LotDates, credit_many, ids_wanted
+from jifen.ledger.bulk import Credit, LotDates, check_balanced_behind, credit_many, ids_wanted
 from jifen.ledger.models import Account, AccountKind, AccountStatus
 from jifen.ledger.posting import Book, lock_accounts
 from jifen.members.models import Member
@@ -209,9 +209,12 @@ def _book_round(
             member_facts = _facts_for(facts, item.member.id, started)
             bounds.extend(bounds_of(rules, item.member.id, _basket_of(book, item), member_facts))
         used = caps.read(session, program.id, bounds, lock=True)
-    # The round before's lines: its reads done, nothing else in the round reads them.
+    # The round before's lines: its reads done, nothing else in the round reads them. And,
+    # with the COPYs sent behind, the balance check of its entries: both written while
+    # Python prices this round (every transaction so far is whole).
     copy_rows(session, PurchaseLine.__table__, lines)  # type: ignore[arg-type]
     lines.clear()
+    check_balanced_behind(session)
     usage: dict[str, int] = defaultdict(int)
     kept: list[Item] = []
     left: list[Item] = []
