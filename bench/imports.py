@@ -23,12 +23,24 @@ SQLite has no COPY: its figure is the import's alone, beside executemany INSERTs
 same rows into a copy of the file, measured the same way.
 
 Results go to bench/results/imports.json.
+
+`--waits` (PostgreSQL) also prints where the import's main thread waits for the server,
+statement by statement: wall minus the main thread's CPU around each execute, each
+`COPY`'s end (psycopg's writer thread feeds it; the main thread waits there for the
+server to take the last rows and run the foreign keys' checks), the deferred checks
+(made immediate just before the commit, to be timed apart) and the commit, summed per
+kind over the run. The hooks cost a little Python of their own.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 import shutil
 import sqlite3
 import subprocess
@@ -104,6 +116,150 @@ def generate(folder: Path, members: int, orders: int, now: Any) -> None:
     )
 
 
+class Waits:
+    """The main thread's waits for PostgreSQL during an import, per kind (`--waits`)."""
+
+    KINDS = (
+        ("lock", re.compile(r"FOR UPDATE", re.S)),
+        ("ids", re.compile(r"nextval")),
+        ("update_rows", re.compile(r"^UPDATE \S+ AS t SET .* FROM unnest", re.S)),
+        ("measures", re.compile(r"journal_entries|sum\(", re.S)),
+        ("facts", re.compile(r"member_tiers|segment|purchases\.member_id", re.S)),
+    )
+
+    def __init__(self) -> None:
+        self.main = threading.main_thread().ident
+        self.by: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        self.statements: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+
+    def add(self, kind: str, wall: float, cpu: float, statement: str | None = None) -> None:
+        for table in (self.by[kind],) + ((self.statements[statement],) if statement else ()):
+            table[0] += 1
+            table[1] += wall
+            table[2] += wall - cpu
+
+    @contextmanager
+    def timed(self, kind: str, statement: str | None = None) -> Iterator[None]:
+        if threading.get_ident() != self.main:
+            yield
+            return
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(kind, time.perf_counter() - wall, time.thread_time() - cpu, statement)
+
+    @staticmethod
+    def caller() -> str:
+        """The jifen function whose statement waits (outside the bulk and db layers)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if "/jifen/" in name and "/jifen/db/" not in name:
+                return f"{frame.f_code.co_name} ({name.rsplit('/', 1)[1]})"
+            frame = frame.f_back  # type: ignore[assignment]
+        return "?"
+
+    def kind_of(self, statement: str) -> str:
+        for kind, pattern in self.KINDS:
+            if pattern.search(statement):
+                return kind
+        return "other: " + " ".join(statement.split())[:70]
+
+    @contextmanager
+    def hooked(self, db: Database) -> Iterator[None]:
+        from sqlalchemy import event
+
+        import jifen.db.bulk as bulk
+
+        started: dict[int, tuple[float, float, float, float]] = {}
+        joined = [0.0, 0.0]  # the joins' wall and CPU so far (statements wait for them first)
+
+        def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            started[id(cursor)] = (time.perf_counter(), time.thread_time(), *joined)
+
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            wall, cpu, join_wall, join_cpu = started.pop(id(cursor))
+            if threading.get_ident() == self.main:
+                kind = self.kind_of(statement)
+                self.add(
+                    kind,
+                    time.perf_counter() - wall - (joined[0] - join_wall),
+                    time.thread_time() - cpu - (joined[1] - join_cpu),
+                    " ".join(statement.split())[:110],
+                )
+
+        behind = getattr(bulk, "_Behind", None)  # (the code before it had none)
+        join = behind.join if behind is not None else None
+
+        def timed_join(queue: Any) -> None:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                join(queue)  # type: ignore[misc]
+            finally:
+                wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+                joined[0] += wall
+                joined[1] += cpu
+                if threading.get_ident() == self.main:
+                    self.add(f"join: the COPYs queued behind, before {self.caller()}", wall, cpu)
+
+        copying = bulk._copying
+
+        @contextmanager
+        def timed_copying(session: Any, table: Any, names: Any, n: int) -> Iterator[Any]:
+            with self.timed(f"COPY {table.name} (whole)"):
+                manager = copying(session, table, names, n)
+                found = manager.__enter__()
+                try:
+                    yield found
+                except BaseException as exc:
+                    if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                        raise
+                else:
+                    with self.timed(f"COPY {table.name}: its end"):
+                        manager.__exit__(None, None, None)
+
+        commit = psycopg.Connection.commit
+
+        def timed_commit(conn: Any) -> None:
+            with self.timed("deferred checks (SET CONSTRAINTS ALL IMMEDIATE)"):
+                conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            with self.timed("commit"):
+                commit(conn)
+
+        event.listen(db.engine, "before_cursor_execute", before)
+        event.listen(db.engine, "after_cursor_execute", after)
+        bulk._copying = timed_copying  # type: ignore[assignment]
+        if behind is not None:
+            behind.join = timed_join
+        psycopg.Connection.commit = timed_commit  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            bulk._copying = copying  # type: ignore[assignment]
+            if behind is not None:
+                behind.join = join
+            psycopg.Connection.commit = commit  # type: ignore[method-assign]
+            event.remove(db.engine, "before_cursor_execute", before)
+            event.remove(db.engine, "after_cursor_execute", after)
+
+    def show(self, seconds: float, cpu: float, main_cpu: float) -> None:
+        waited = sum(w for k, (_, _, w) in self.by.items() if "(whole)" not in k)
+        print(
+            f"import {seconds:.2f} s wall, process CPU {cpu:.2f} s, main thread CPU "
+            f"{main_cpu:.2f} s, main thread waiting on PostgreSQL {waited:.2f} s"
+        )
+        print(f"{'kind':<60} {'calls':>6} {'wall s':>8} {'waited s':>9}")
+        for kind, (n, wall, wait) in sorted(self.by.items(), key=lambda kv: -kv[1][2]):
+            print(f"{kind:<60} {n:>6} {wall:>8.2f} {wait:>9.2f}")
+        print("statements:")
+        for text, (n, wall, wait) in sorted(self.statements.items(), key=lambda kv: -kv[1][2])[:25]:
+            print(f"{n:>6} {wall:>7.2f} {wait:>7.2f}  {text}")
+
+
+WAITS: Waits | None = None
+
+
 def counts(connect: Any) -> dict[str, int]:
     with connect() as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
@@ -113,8 +269,12 @@ def timed_import(db: Database, program_id: int, folder: Path, now: Any) -> tuple
     """Seconds, the Python process's CPU seconds (what moves least with the machine's
     load), and the import's summary."""
     rejects = Rejects(folder / "purchases.rejected.csv")
+    hooks = WAITS.hooked(db) if WAITS is not None and db.dialect == "postgresql" else None
+    if hooks is not None:
+        hooks.__enter__()
     started = time.perf_counter()
     cpu = time.process_time()
+    main_cpu = time.thread_time()
     summary = import_purchases(
         db,
         program_id,
@@ -125,6 +285,10 @@ def timed_import(db: Database, program_id: int, folder: Path, now: Any) -> tuple
     )
     took = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    if hooks is not None:
+        hooks.__exit__(None, None, None)
+        assert WAITS is not None
+        WAITS.show(took, cpu, time.thread_time() - main_cpu)
     rejects.close()
     return took, cpu, summary
 
@@ -286,7 +450,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--store", choices=["postgres", "sqlite", "both"], default="both")
     parser.add_argument("--data", type=Path, help="reuse files made by jifen gen here")
+    parser.add_argument(
+        "--waits", action="store_true", help="print where the import waits for PostgreSQL"
+    )
     args = parser.parse_args()
+    if args.waits:
+        global WAITS
+        WAITS = Waits()
     now = utc_now().replace(microsecond=0)
     folder = args.data or Path(tempfile.mkdtemp(prefix="jifen-bench-import-"))
     if not (folder / "purchases.csv").exists():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from jifen.core.clock import Clock
 from jifen.core.errors import JifenError
+from jifen.db.bulk import writing_behind
 from jifen.db.uow import Database
 from jifen.earning.batch import (
     Item,
@@ -99,14 +101,26 @@ def import_purchases(
     orders to a transaction."""
     summary = Summary()
     groups = group(rows)
-    while True:
+
+    def read() -> list[Order]:
+        return parse_many(list(islice(groups, chunk)))
+
+    # The next chunk is read from the file and typed by a thread of its own while this
+    # one is booked: it runs while the booking waits for PostgreSQL (which releases the
+    # GIL). One chunk at a time, in the file's order; an error reading it is raised when
+    # the chunk is due, after the ones before it are committed, as read one after another.
+    with ThreadPoolExecutor(1, thread_name_prefix="jifen-import-read") as reader:
         with _collector_paused():
-            batch = parse_many(list(islice(groups, chunk)))
-            if not batch:
-                return summary
-            _run(db, program_id, batch, clock, actor, rejects, lang, summary)
-        if progress:
-            progress(summary)
+            ahead = reader.submit(read)
+        while True:
+            with _collector_paused():
+                batch = ahead.result()
+                if not batch:
+                    return summary
+                ahead = reader.submit(read)
+                _run(db, program_id, batch, clock, actor, rejects, lang, summary)
+            if progress:
+                progress(summary)
 
 
 def _run(
@@ -207,7 +221,11 @@ def _book(
             "(earlier in this file)", member.id if member else None, data.total, False
         )
         items.append(Item(data, member, tag=order, basket=_basket(book, order)))
-    booked = book_orders(session, program, book, Plan.of(session, program, now), items, now, actor)
+    plan = Plan.of(session, program, now)
+    # The rounds' `COPY`s go to the server from a thread while Python goes on (with the
+    # next table's rows, the next round's pricing); each statement waits for them first.
+    with writing_behind(session):
+        booked = book_orders(session, program, book, plan, items, now, actor)
     done.imported = len(booked.written)
     done.unclaimed = booked.unclaimed
     done.points = booked.points

@@ -24,7 +24,7 @@ from sqlalchemy import Table, or_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from jifen.db.bulk import copy_rows, copy_tuples, reserve_ids_of, update_rows
+from jifen.db.bulk import copy_rows, copy_tuples, execute_behind, reserve_ids_of, update_rows
 from jifen.db.outbox import OutboxEvent
 from jifen.ledger.expiry import (
     AfterInactivity,
@@ -369,6 +369,22 @@ _LOT = (
     "available_at",
     "expires_at",
 )
+
+
+_BALANCED = "journal_entries_balanced"
+"""PostgreSQL's deferred constraint trigger checking that each journal transaction's entries
+sum to zero (migrations 0001 and 0005)."""
+
+
+def check_balanced_behind(session: Session) -> None:
+    """With the session's `COPY`s sent behind (`db.bulk.writing_behind`), queue the
+    journal's deferred balance check of the entries written so far (made immediate, which
+    runs it at once for them, then deferred again for the next): PostgreSQL checks them
+    while Python goes on, instead of all at the commit, where nothing else can. Call it
+    where every transaction written so far is whole. Otherwise nothing: the check runs at
+    the commit, as always."""
+    if execute_behind(session, f"SET CONSTRAINTS {_BALANCED} IMMEDIATE"):
+        execute_behind(session, f"SET CONSTRAINTS {_BALANCED} DEFERRED")
 
 
 def _table(model: Any) -> Table:
