@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+from typing import Any, TypeVar
 
 from jifen.access.service import Scope, create_key
 from jifen.core.clock import Clock
@@ -15,6 +18,20 @@ from jifen.programs.schemas import ProgramCreate
 from jifen.programs.service import book_for, create_program, get_program
 
 _serial = iter(range(1, 10**9))
+
+T = TypeVar("T")
+
+
+def at_once(n: int, fn: Callable[[int], T]) -> list[T]:
+    """`fn(0)` … `fn(n - 1)` on n threads released together; their results in order."""
+    start = Barrier(n)
+
+    def run(i: int) -> T:
+        start.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
 
 
 def make_program(db: Database, clock: Clock, **settings: Any) -> Book:

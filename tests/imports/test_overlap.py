@@ -22,18 +22,8 @@ from jifen.imports.files import FileFormat, read_rows
 from jifen.imports.orders import REQUIRED, group
 from jifen.ledger import bulk as ledger_bulk
 
-from .test_safety import NOW, members_in, purchases_in
-from .twins import apply_programme, sample, state, write_members_csv, write_purchases_csv
-
-
-def _prepared(db: Database, tmp_path: Path) -> tuple[FrozenClock, int]:
-    clock = FrozenClock(NOW)
-    program_id = apply_programme(db, clock, capped=False)
-    data = sample(NOW, members=20, orders=120, seed=3)
-    write_members_csv(tmp_path / "members.csv", data.members)
-    write_purchases_csv(tmp_path / "purchases.csv", data.orders)
-    members_in(db, clock, program_id, tmp_path / "members.csv")
-    return clock, program_id
+from .test_safety import members_in, prepared, purchases_in
+from .twins import apply_programme, state
 
 
 def _chunks_counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
@@ -66,7 +56,7 @@ def test_a_queued_copy_the_server_refuses(
 ) -> None:
     """The third chunk's `COPY` of purchase lines, queued behind, fails on the server (a
     column that is not there): the import raises, the chunk leaves nothing."""
-    clock, program_id = _prepared(pg_db, tmp_path)
+    clock, program_id = prepared(pg_db, tmp_path)
     calls = _chunks_counted(monkeypatch)
     real_copy = bulk._Behind.copy
 
@@ -88,7 +78,7 @@ def test_a_chunk_that_loses_a_race_for_an_order_id_is_done_again(
     """The second chunk's orders are recorded by someone else after the chunk looked them
     up (here: the look-up finds none the first time): its `COPY` of purchases breaks the
     order ids' unique key, queued behind, and the chunk is done again, finding them."""
-    clock, program_id = _prepared(db, tmp_path)
+    clock, program_id = prepared(db, tmp_path)
     purchases_in(db, clock, program_id, tmp_path / "purchases.csv", chunk=30)
     before = state(db, program_id)
     calls = _chunks_counted(monkeypatch)
@@ -114,7 +104,7 @@ def test_python_failing_with_copies_queued(
 ) -> None:
     """The third chunk's first round dies right after queuing its last `COPY` (its
     events), before anything waits for it: the queued `COPY`s are given up."""
-    clock, program_id = _prepared(db, tmp_path)
+    clock, program_id = prepared(db, tmp_path)
     calls = _chunks_counted(monkeypatch)
     real_copy_rows = batch.copy_rows
 
@@ -135,7 +125,7 @@ def test_a_file_that_cannot_be_read_further(db: Database, tmp_path: Path) -> Non
     the reading fails (the file is decoded a block at a time) are committed and reported
     by the progress callback, then the reading error is raised — though each chunk was
     read ahead while the one before was booked."""
-    clock, program_id = _prepared(db, tmp_path)
+    clock, program_id = prepared(db, tmp_path)
     path = tmp_path / "purchases.csv"
     lines = path.read_bytes().split(b"\n")
     header, rows = lines[0], lines[1:]
@@ -170,7 +160,7 @@ def test_an_unbalanced_transaction_is_refused_as_before(
     on (`ledger.bulk.check_balanced_behind`) rather than all at the commit, still refuses a
     transaction whose entries do not sum to zero: the chunk leaves nothing (it is an
     integrity error, so the chunk is tried again — here it fails every time)."""
-    clock, program_id = _prepared(pg_db, tmp_path)
+    clock, program_id = prepared(pg_db, tmp_path)
     calls = _chunks_counted(monkeypatch)
     real_copy_tuples = ledger_bulk.copy_tuples
 

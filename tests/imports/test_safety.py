@@ -61,15 +61,22 @@ def purchases_in(
     return done
 
 
-def test_a_rerun_after_a_crash_books_every_order_once(
-    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def prepared(db: Database, tmp_path: Path) -> tuple[FrozenClock, int]:
+    """The programme, 20 members imported, and 120 of their orders in
+    `tmp_path / "purchases.csv"` (not imported): the clock and the programme's id."""
     clock = FrozenClock(NOW)
     program_id = apply_programme(db, clock, capped=False)
     data = sample(NOW, members=20, orders=120, seed=3)
     write_members_csv(tmp_path / "members.csv", data.members)
     write_purchases_csv(tmp_path / "purchases.csv", data.orders)
     members_in(db, clock, program_id, tmp_path / "members.csv")
+    return clock, program_id
+
+
+def test_a_rerun_after_a_crash_books_every_order_once(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, program_id = prepared(db, tmp_path)
 
     # the third chunk's transaction dies halfway through (after its first round's writes)
     real = batch._book_round

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier, Event
+from threading import Event
 from typing import Any
 
 import pytest
 
-from factories import make_member, make_program
+from factories import at_once, make_member, make_program
 from jifen.core.clock import FrozenClock
 from jifen.core.errors import InsufficientPoints
 from jifen.db.outbox import OutboxEvent
@@ -27,17 +27,6 @@ pytestmark = pytest.mark.postgres
 
 MONTHLY = {"kind": "after_months", "months": 1, "round_to": "none"}
 MEMBERS = 40
-
-
-def _at_once(n: int, fn: Any) -> list[Any]:
-    start = Barrier(n)
-
-    def run(i: int) -> Any:
-        start.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
 
 
 def _seeded(db: Database, clock: FrozenClock) -> tuple[Book, list[int]]:
@@ -88,7 +77,7 @@ def test_two_workers_releasing_and_then_expiring_at_once_do_each_lot_once(
     credited = sum(7 + 11 * i + 3 for i in range(MEMBERS))
 
     clock.advance(days=8)
-    released = _at_once(2, lambda _: _run(pg_db, "release", clock, book))
+    released = at_once(2, lambda _: _run(pg_db, "release", clock, book))
     assert sum(r.totals.items for r in released) == lots
     assert sum(r.totals.points for r in released) == credited
     assert _by_kind(pg_db, book, TxnKind.RELEASE) == Counter(dict.fromkeys(members, 1))
@@ -101,7 +90,7 @@ def test_two_workers_releasing_and_then_expiring_at_once_do_each_lot_once(
     for member in members:
         pg_db.write(lambda s, m=member: ledger.debit(s, book, m, 2, now=clock.now(), actor="t"))
     clock.advance(days=32)
-    expired = _at_once(2, lambda _: _run(pg_db, "expire", clock, book))
+    expired = at_once(2, lambda _: _run(pg_db, "expire", clock, book))
     assert sum(r.totals.items for r in expired) == lots
     assert sum(r.totals.points for r in expired) == credited - 2 * MEMBERS
     assert _by_kind(pg_db, book, TxnKind.EXPIRE) == Counter(dict.fromkeys(members, 1))

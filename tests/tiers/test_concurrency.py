@@ -4,12 +4,11 @@ two workers running the evaluation or the benefits job at once do everything onc
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from threading import Barrier
 from typing import Any
 
 import pytest
 
+from factories import at_once
 from jifen.core.clock import FrozenClock
 from jifen.db.uow import Database
 from jifen.jobs.runner import run_job
@@ -32,21 +31,10 @@ from .kit import (
 )
 
 
-def _at_once(n: int, fn: Any) -> list[Any]:
-    start = Barrier(n)
-
-    def run(i: int) -> Any:
-        start.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(run, range(n)))
-
-
 def test_two_purchases_that_together_cross_the_threshold_upgrade_once(pg_db: Database, clock):
     book = tiered(pg_db, clock)
     m = member(pg_db, book, clock)
-    _at_once(2, lambda i: spend(pg_db, book, clock, m, "600"))
+    at_once(2, lambda i: spend(pg_db, book, clock, m, "600"))
     assert standing(pg_db, book, m) == ("silver", "silver", None)
     assert history(pg_db, book, m) == [("normal", "silver", "qualified")]
     assert [t for t, _ in tier_events(pg_db, book, m)] == ["tier.changed"]
@@ -55,7 +43,7 @@ def test_two_purchases_that_together_cross_the_threshold_upgrade_once(pg_db: Dat
 def test_sixteen_purchases_at_once_cross_two_thresholds_once_each(pg_db: Database, clock):
     book = tiered(pg_db, clock)
     m = member(pg_db, book, clock)
-    _at_once(16, lambda i: spend(pg_db, book, clock, m, "400"))  # 6,400 in all
+    at_once(16, lambda i: spend(pg_db, book, clock, m, "400"))  # 6,400 in all
     assert standing(pg_db, book, m) == ("gold", "gold", None)
     # one at a time under the member's lock: 1,200 crosses silver's 1,000, 5,200 gold's 5,000
     assert history(pg_db, book, m) == [
@@ -67,7 +55,7 @@ def test_sixteen_purchases_at_once_cross_two_thresholds_once_each(pg_db: Databas
 def test_one_payment_reference_sent_at_once_grants_once(pg_db: Database, clock):
     book = tiered(pg_db, clock)
     m = member(pg_db, book, clock)
-    made = _at_once(
+    made = at_once(
         8, lambda i: grant(pg_db, book, clock, m, "gold", kind="paid", reference="pay-1")
     )
     assert len({g.id for g in made}) == 1
@@ -81,7 +69,7 @@ def test_two_workers_evaluating_at_once_do_each_member_once(pg_db: Database, clo
     for m in members:
         spend(pg_db, book, clock, m, "1000")
     later = FrozenClock(local(2027, 3, 1, 12))
-    reports = _at_once(
+    reports = at_once(
         2,
         lambda i: run_job(
             pg_db, "tiers", now=later.now(), program_id=book.program_id, batch_size=4
@@ -102,7 +90,7 @@ def test_two_workers_giving_benefits_at_once_give_each_once(pg_db: Database, clo
     book = tiered(pg_db, clock, policy(levels=levels))
     put_reward(pg_db, book, clock, "free-delivery", stock=25)
     members = [member(pg_db, book, clock) for _ in range(30)]
-    _at_once(
+    at_once(
         2,
         lambda i: run_job(
             pg_db, "tier-benefits", now=clock.now(), program_id=book.program_id, batch_size=4

@@ -421,16 +421,22 @@ def test_the_sql_decision_leaves_the_rows_python_does(
         assert downgraded - ruled  # (the record short, no grace: Python's)
 
 
+def evaluated_at_now(s: Session, book: Book) -> tuple[Any, Any, Any, list[Any]]:
+    """The programme, its tier policy, its windows at NOW and their spans, as `evaluate`
+    works them out."""
+    program = get_program(s, book.program_id)
+    found = policy_of(program)
+    assert found is not None
+    win = windows(found.window, NOW, tz_of(program))
+    return program, found, win, list(dict.fromkeys((win.enter, *win.keep)))
+
+
 def scanned(db: Database, book: Book, ids: list[int]) -> set[int]:
     """The members (by their place in `ids`) the scan of a run's first batch finds with
     something to do (`jobs._candidates`), read in a transaction rolled back."""
     person = {m: i for i, m in enumerate(ids)}
     with Session(db.engine) as s:
-        program = get_program(s, book.program_id)
-        found = policy_of(program)
-        assert found is not None
-        win = windows(found.window, NOW, tz_of(program))
-        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        program, found, win, spans = evaluated_at_now(s, book)
         accounts = jobs._candidates(s, program.id, found, jobs._ladder(found), win, spans, NOW)
         assert accounts == sorted(accounts)
         members = dict(
@@ -445,11 +451,7 @@ def sent_to_python(db: Database, book: Book, ids: list[int]) -> set[int]:
     transaction rolled back."""
     person = {m: i for i, m in enumerate(ids)}
     with Session(db.engine) as s:
-        program = get_program(s, book.program_id)
-        found = policy_of(program)
-        assert found is not None
-        win = windows(found.window, NOW, tz_of(program))
-        spans = list(dict.fromkeys((win.enter, *win.keep)))
+        program, found, win, spans = evaluated_at_now(s, book)
         due = jobs._lock_due(s, program.id, NOW, 10_000, jobs._BRIEF)
         busy, _, _, _ = jobs._settle_in_sql(
             s,

@@ -36,6 +36,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from jifen.db.outbox import emit_many
 from jifen.db.vouched import planned_for_parameters
 from jifen.ledger import sweep
+from jifen.ledger.holds import close_hold
 from jifen.ledger.models import (
     Account,
     AccountKind,
@@ -174,8 +175,6 @@ def _run_batch(
 
 
 def _lapse_holds(session: Session, book: Book, account_ids: list[int], now: datetime) -> StepResult:
-    from jifen.ledger.service import close_hold  # service builds on this module's siblings
-
     holds = (
         session.execute(
             select(Hold)
